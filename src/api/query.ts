@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { issueMessage } from '../config/problems.js';
+import { NAME_RE } from '../model/reading.js';
+import { parseIsoTimestamp } from '../model/timestamp.js';
+import { ApiError } from './errors.js';
+
+/** Listings are bounded: 1,000 rows by default, 100,000 at most (SPEC §5). */
+export const DEFAULT_LIMIT = 1000;
+export const MAX_LIMIT = 100_000;
+
+const single = z.string({ error: 'expected one value' });
+
+/** ISO-8601 with offset, or epoch milliseconds. */
+export const timeParam = single.transform((text, ctx) => {
+  const t = /^-?\d+$/.test(text) ? Number(text) : parseIsoTimestamp(text);
+  if (t === null || !Number.isSafeInteger(t)) {
+    ctx.issues.push({
+      code: 'custom',
+      input: text,
+      message: 'expected ISO-8601 with Z or ±HH:MM, or epoch milliseconds',
+    });
+    return z.NEVER;
+  }
+  return t;
+});
+
+/** One name or a comma-separated list of names. */
+export const namesParam = single.transform((text, ctx) => {
+  const names = text.split(',').map((s) => s.trim());
+  const bad = names.find((n) => !NAME_RE.test(n));
+  if (bad !== undefined) {
+    ctx.issues.push({
+      code: 'custom',
+      input: text,
+      message: `expected names of [A-Za-z0-9_.:-], found ${JSON.stringify(bad)}`,
+    });
+    return z.NEVER;
+  }
+  return names;
+});
+
+export const nameParam = single.regex(NAME_RE, { message: 'expected 1–128 characters of [A-Za-z0-9_.:-]' });
+
+export const limitParam = single
+  .regex(/^\d+$/, { message: `expected an integer from 1 to ${MAX_LIMIT}` })
+  .transform(Number)
+  .pipe(z.number().int().min(1).max(MAX_LIMIT))
+  .default(DEFAULT_LIMIT);
+
+export const orderParam = z.enum(['asc', 'desc']).default('asc');
+
+/** Validates a query string against a strict schema; every problem comes back as a 400 detail. */
+export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
+  const result = schema.safeParse(query ?? {}, { reportInput: true });
+  if (result.success) return result.data;
+  const details = result.error.issues.map((issue) => {
+    const path = issue.code === 'unrecognized_keys' ? issue.keys.join(',') : issue.path.map(String).join('.');
+    const message = issue.code === 'unrecognized_keys' ? 'unknown query parameter' : issueMessage(issue);
+    return { path, message };
+  });
+  throw new ApiError('bad_request', 'invalid query parameters', details);
+}
+
+/** Opaque pagination cursors: the position and the order they belong to. */
+export function encodeCursor(position: { ts: number; id: number }, order: 'asc' | 'desc'): string {
+  return Buffer.from(JSON.stringify([position.ts, position.id, order])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, order: 'asc' | 'desc'): { ts: number; id: number } {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(v) &&
+      v.length === 3 &&
+      Number.isSafeInteger(v[0]) &&
+      Number.isSafeInteger(v[1]) &&
+      v[2] === order
+    ) {
+      return { ts: v[0] as number, id: v[1] as number };
+    }
+  } catch {
+    // fall through
+  }
+  throw new ApiError(
+    'bad_request',
+    'invalid cursor: pass back the `next` value of the previous page with the same order',
+    [{ path: 'cursor', message: 'not a cursor of this listing' }],
+  );
+}

@@ -1,0 +1,40 @@
+import { Router } from 'express';
+import type { SourceStatus } from '../../sources/source.js';
+
+export interface HealthView {
+  gatewayId: string;
+  version: string;
+  startedAt: number;
+  now(): number;
+  sources(): SourceStatus[];
+  broker(): { listening: boolean; port: number; clients: number } | null;
+  store(): { path: string; bytes: number; pendingWrites: number; lastError: string | null };
+}
+
+/**
+ * `GET /health`: `ok`, or `degraded` when a source is in error or store commits are failing.
+ * Always 200 while the process serves: it is a report, not a switch.
+ */
+export function healthRoutes(view: HealthView): Router {
+  const router = Router();
+  router.get('/health', (_req, res) => {
+    const sources = view.sources().map((s) => ({
+      ...s,
+      lastReadingAt: s.lastReadingAt === null ? null : new Date(s.lastReadingAt).toISOString(),
+    }));
+    const store = view.store();
+    const degraded =
+      store.lastError !== null || sources.some((s) => s.state === 'error' || s.state === 'offline');
+    res.json({
+      status: degraded ? 'degraded' : 'ok',
+      gateway: view.gatewayId,
+      version: view.version,
+      uptime: Math.round((view.now() - view.startedAt) / 1000),
+      startedAt: new Date(view.startedAt).toISOString(),
+      sources,
+      broker: view.broker(),
+      store,
+    });
+  });
+  return router;
+}

@@ -1,0 +1,91 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { ApiConfig } from '../config/schema.js';
+import { isLoopbackHost } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { ReadingsQuery } from '../store/readings-query.js';
+import { bearerAuth } from './auth.js';
+import { ApiError, errorHandler, notFound } from './errors.js';
+import { type DevicesView, devicesRoutes } from './routes/devices.js';
+import { type HealthView, healthRoutes } from './routes/health.js';
+import { readingsRoutes } from './routes/readings.js';
+
+export const API_PREFIX = '/api/v1';
+
+export type ApiView = HealthView & DevicesView;
+
+/** The express application: routes under /api/v1, /metrics at the root, SPEC §5 errors. */
+export function createApp(
+  config: ApiConfig,
+  deps: { query: ReadingsQuery; view: ApiView; metrics: Metrics; log: Logger },
+) {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use((_req, res, next) => {
+    res.set({ 'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store', 'X-Frame-Options': 'DENY' });
+    next();
+  });
+  app.use(bearerAuth(config.token, [`${API_PREFIX}/health`]));
+  app.use(express.json({ limit: config.maxBodySize }));
+  app.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+  app.use(API_PREFIX, healthRoutes(deps.view));
+  app.use(API_PREFIX, devicesRoutes(deps.query, deps.view));
+  app.use(API_PREFIX, readingsRoutes(deps.query));
+  app.use(notFound);
+  app.use(errorHandler(deps.log));
+  return app;
+}
+
+/** The HTTP server, bound by the rules of SPEC §5: loopback unless configured, and then only with a token. */
+export class ApiServer {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly config: ApiConfig,
+    private readonly app: express.Express,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    if (!isLoopbackHost(this.config.host) && this.config.token === undefined && !this.config.insecure) {
+      throw new ApiError('internal', `refusing to serve the API on ${this.config.host} without api.token`);
+    }
+    if (!isLoopbackHost(this.config.host) && this.config.token === undefined) {
+      this.log.warn(
+        { host: this.config.host },
+        'API serves beyond loopback WITHOUT a token (api.insecure: true)',
+      );
+    }
+    const server = createServer(this.app);
+    server.requestTimeout = 30_000;
+    server.headersTimeout = 10_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.port, this.config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    this.log.info({ host: this.config.host, port: this.port }, 'API listening');
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_FILE, loadConfig } from './config/load.js';
+import { ConfigError, formatProblem } from './config/problems.js';
+import { Gateway } from './gateway.js';
+import { createLogger } from './log.js';
+import { hashPassword } from './sources/password.js';
+import { StoreOpenError } from './store/database.js';
+import { VERSION } from './version.js';
+
+/** Exit codes: 0 ok, 1 problems found (validate) or runtime failure, 2 usage, 74 store unusable, 78 bad config. */
+const EXIT = { ok: 0, failure: 1, usage: 2, store: 74, config: 78 } as const;
+const SHUTDOWN_LIMIT_MS = 5_000;
+
+const USAGE = `tidegate ${VERSION} — IoT sensor edge gateway
+
+Usage:
+  tidegate run [--config FILE]        run the gateway (default config: ${DEFAULT_CONFIG_FILE})
+  tidegate validate [--config FILE]   check the configuration; print every problem; exit 1 if any
+  tidegate hash-password              read a password on stdin, print a broker passwordHash
+  tidegate --version | --help
+`;
+
+/** The config file: as given, else ./config/gateway.yaml, else the one shipped with the package. */
+function configPath(given: string | undefined): string {
+  if (given) return given;
+  if (existsSync(DEFAULT_CONFIG_FILE)) return DEFAULT_CONFIG_FILE;
+  const shipped = join(dirname(fileURLToPath(import.meta.url)), '..', DEFAULT_CONFIG_FILE);
+  return existsSync(shipped) ? shipped : DEFAULT_CONFIG_FILE;
+}
+
+async function run(file: string): Promise<number> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+      process.stderr.write(`tidegate: not starting: ${err.problems.length} configuration problem(s)\n`);
+      return EXIT.config;
+    }
+    throw err;
+  }
+  const log = createLogger(config.log.level);
+  const gateway = new Gateway(config, { log, processMetrics: true });
+  try {
+    await gateway.start();
+  } catch (err) {
+    if (err instanceof StoreOpenError) {
+      log.fatal({ path: err.path }, err.message);
+      process.stderr.write(`tidegate: ${err.message}\n`);
+      return EXIT.store;
+    }
+    log.fatal({ err }, 'tidegate failed to start');
+    process.stderr.write(`tidegate: failed to start: ${(err as Error).message}\n`);
+    return EXIT.failure;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'stopping');
+      const limit = setTimeout(() => {
+        log.error('shutdown took longer than 5 s; exiting');
+        resolve(EXIT.failure);
+      }, SHUTDOWN_LIMIT_MS);
+      limit.unref();
+      gateway.stop().then(
+        () => {
+          clearTimeout(limit);
+          resolve(EXIT.ok);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'stop failed');
+          resolve(EXIT.failure);
+        },
+      );
+    };
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+  });
+}
+
+function validate(file: string): number {
+  try {
+    loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stdout.write(`${formatProblem(p)}\n`);
+      process.stdout.write(`${err.problems.length} problem(s) found\n`);
+      return EXIT.failure;
+    }
+    throw err;
+  }
+  process.stdout.write(`${file}: OK\n`);
+  return EXIT.ok;
+}
+
+async function hashPasswordCommand(): Promise<number> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const password = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+  if (password.length === 0) {
+    process.stderr.write('tidegate hash-password: no password on standard input\n');
+    return EXIT.usage;
+  }
+  process.stdout.write(`${await hashPassword(password)}\n`);
+  return EXIT.ok;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`tidegate: ${(err as Error).message}\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return EXIT.ok;
+  }
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(USAGE);
+    return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  const file = configPath(values.config as string | undefined);
+  switch (command) {
+    case 'run':
+      return run(file);
+    case 'validate':
+      return validate(file);
+    case 'hash-password':
+      return hashPasswordCommand();
+    default:
+      process.stderr.write(`tidegate: unknown command "${command}"\n\n${USAGE}`);
+      return EXIT.usage;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Give pino a tick to drain, then leave even if a stray handle remains.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`tidegate: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(EXIT.failure);
+  },
+);

@@ -1,0 +1,173 @@
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, parse as parseYamlScalar } from 'yaml';
+import { ConfigError, type ConfigProblem, issuesToProblems } from './problems.js';
+import { configSchema, type GatewayConfig } from './schema.js';
+
+export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml';
+
+type Env = Record<string, string | undefined>;
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Reads, substitutes, overrides and validates a configuration file; throws ConfigError with every problem. */
+export function loadConfig(file: string, env: Env = process.env): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ file, path: [], message: `cannot read the file: ${(err as Error).message}` }]);
+  }
+  return parseConfigText(text, file, env);
+}
+
+/** Like loadConfig, for text already in hand (tests, stdin). */
+export function parseConfigText(text: string, file: string, env: Env = process.env): GatewayConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        const pos = lines.linePos(e.pos[0]);
+        return {
+          file,
+          path: [],
+          line: pos.line,
+          column: pos.col,
+          message: `YAML: ${e.message.split('\n')[0]}`,
+        };
+      }),
+    );
+  }
+  const raw = (doc.toJS() ?? {}) as Json;
+  if (typeof raw !== 'object' || Array.isArray(raw) || raw === null) {
+    throw new ConfigError([
+      { file, path: [], message: 'expected a mapping of sections (gateway, api, broker, …)' },
+    ]);
+  }
+  const problems: ConfigProblem[] = [];
+  const data = substituteEnv(raw, env) as { [k: string]: Json };
+  const envOrigins = applyEnvOverrides(data, env, file, problems);
+  const result = configSchema.safeParse(data, { reportInput: true });
+  if (!result.success) problems.push(...issuesToProblems(result.error.issues, file, doc, lines, envOrigins));
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  return result.data;
+}
+
+/** `${VAR}` and `${VAR:-default}` inside string values; an unset variable is empty. */
+export function substituteEnv(value: Json, env: Env): Json {
+  if (typeof value === 'string') {
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_, name: string, fallback?: string) => {
+        const v = env[name];
+        return v !== undefined && v !== '' ? v : (fallback ?? '');
+      },
+    );
+  }
+  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, env));
+  if (value && typeof value === 'object') {
+    const out: { [k: string]: Json } = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env);
+    return out;
+  }
+  return value;
+}
+
+/** Every key the schema knows, lower-cased → as spelled, so `FLUSHINTERVAL` finds `flushInterval`. */
+function knownKeys(): Map<string, string> {
+  const keys = new Map<string, string>();
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      for (const [k, inner] of Object.entries(v)) {
+        keys.set(k.toLowerCase(), k);
+        walk(inner);
+      }
+    }
+  };
+  walk(configSchema.parse({}));
+  return keys;
+}
+
+/**
+ * `TIDEGATE_<SECTION>__<KEY>[__<KEY>…]` overrides one scalar (`TIDEGATE_API__TOKEN`,
+ * `TIDEGATE_STORE__FLUSHINTERVAL=1s`, `TIDEGATE_SOURCES__0__INTERVAL=5s`). Values are read as YAML
+ * scalars, so numbers and booleans keep their type. Returns which paths came from which variable.
+ */
+export function applyEnvOverrides(
+  data: { [k: string]: Json },
+  env: Env,
+  file: string,
+  problems: ConfigProblem[],
+): Map<string, string> {
+  const origins = new Map<string, string>();
+  const names = Object.keys(env)
+    .filter((n) => n.startsWith('TIDEGATE_') && n.includes('__'))
+    .sort();
+  if (names.length === 0) return origins;
+  const keys = knownKeys();
+  for (const envName of names) {
+    const segments = envName.slice('TIDEGATE_'.length).split('__');
+    if (segments.some((s) => s === '')) continue;
+    const path: (string | number)[] = [];
+    // biome-ignore lint/suspicious/noExplicitAny: walking untyped config data
+    let node: any = data;
+    let ok = true;
+    for (let i = 0; i < segments.length; i++) {
+      const seg = segments[i] as string;
+      const last = i === segments.length - 1;
+      if (Array.isArray(node)) {
+        const index = Number(seg);
+        if (!Number.isInteger(index) || index < 0 || index >= node.length) {
+          problems.push({ file, path, env: envName, message: `no list item ${seg} to override` });
+          ok = false;
+          break;
+        }
+        path.push(index);
+        if (!last) node = node[index];
+        continue;
+      }
+      const existing = Object.keys(node).find((k) => k.toLowerCase() === seg.toLowerCase());
+      const key = existing ?? keys.get(seg.toLowerCase()) ?? seg.toLowerCase();
+      path.push(key);
+      if (!last) {
+        if (node[key] === undefined || node[key] === null) node[key] = {};
+        if (typeof node[key] !== 'object') {
+          problems.push({
+            file,
+            path,
+            env: envName,
+            message: 'is a scalar; cannot override a key inside it',
+          });
+          ok = false;
+          break;
+        }
+        node = node[key];
+      }
+    }
+    if (!ok) continue;
+    const target = path[path.length - 1] as string | number;
+    const current = node[target];
+    if (current !== null && typeof current === 'object') {
+      problems.push({
+        file,
+        path,
+        env: envName,
+        message: 'names a section or list; only scalars can be overridden',
+      });
+      continue;
+    }
+    node[target] = readScalar(env[envName] ?? '');
+    origins.set(JSON.stringify(path), envName);
+  }
+  return origins;
+}
+
+function readScalar(text: string): Json {
+  try {
+    const v = parseYamlScalar(text) as unknown;
+    if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) return v as Json;
+  } catch {
+    // not YAML: the text as it is
+  }
+  return text;
+}

@@ -1,0 +1,179 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { isValidTopicFilter } from '../sources/topic-filter.js';
+import { isValidTemplate } from '../sources/topic-template.js';
+import { duration, identifier, name, port, size } from './types.js';
+
+/**
+ * The one schema of the gateway's configuration (SPEC §6). Validation and the TypeScript types
+ * (`GatewayConfig`) both come from here.
+ */
+
+const topicFilter = z.string().refine(isValidTopicFilter, { message: 'expected an MQTT topic filter' });
+
+const logSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+const apiSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(8080),
+  /** Empty (an unset `${TIDEGATE_TOKEN}`) means no token. */
+  token: z
+    .string()
+    .optional()
+    .transform((t) => (t === undefined || t === '' ? undefined : t))
+    .refine((t) => t === undefined || t.length >= 16, {
+      message: 'expected a token of at least 16 characters',
+    }),
+  insecure: z.boolean().default(false),
+  maxBodySize: size({ min: 1024 }).default(1024 * 1024),
+});
+
+const userSchema = z.strictObject({
+  username: z.string().min(1).max(128),
+  passwordHash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, {
+    message: 'expected the output of `tidegate hash-password` (scrypt$N$r$p$salt$hash)',
+  }),
+  publish: z.array(topicFilter).default([]),
+  subscribe: z.array(topicFilter).default([]),
+});
+
+const aclSchema = z.strictObject({
+  publish: z.array(topicFilter).default(['#']),
+  subscribe: z.array(topicFilter).default(['#']),
+});
+
+const brokerSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  host: z.string().min(1).default('0.0.0.0'),
+  port: port.default(1883),
+  maxPayload: size({ min: 16 }).default(64 * 1024),
+  /** true: anyone; false: users only; `loopback`: anonymous clients only from 127.0.0.0/8 and ::1. */
+  allowAnonymous: z.union([z.boolean(), z.literal('loopback')]).default(false),
+  /** What anonymous clients may publish and subscribe to. */
+  anonymous: aclSchema.prefault({}),
+  users: z.array(userSchema).default([]),
+});
+
+const ingestSchema = z.strictObject({
+  maxFutureSkew: duration().default(5 * 60_000),
+  maxMetricsPerMessage: z.number().int().min(1).max(10_000).default(256),
+  /** A device with no reading for this long is listed as `stale` by /devices. */
+  staleAfter: duration({ min: 1 }).default(5 * 60_000),
+});
+
+const topicSchema = z.strictObject({
+  filter: z.string().refine(isValidTemplate, {
+    message:
+      'expected an MQTT topic with {device} and/or {metric} filling whole levels, e.g. sensors/{device}/{metric}',
+  }),
+  qos: z.union([z.literal(0), z.literal(1)]).default(0),
+  payload: z.enum(['auto', 'number', 'value', 'json']).default('auto'),
+  /** A fixed device, for topics that don't name it. */
+  device: name.optional(),
+  /** A fixed metric, for topics that don't name it. */
+  metric: name.optional(),
+});
+
+const mqttSourceSchema = z.strictObject({
+  id: identifier,
+  type: z.literal('mqtt'),
+  topics: z.array(topicSchema).min(1),
+});
+
+const simulatorSourceSchema = z.strictObject({
+  id: identifier,
+  type: z.literal('simulator'),
+  devices: z.number().int().min(1).max(10_000).default(3),
+  interval: duration({ min: 1 }).default(1000),
+  /** The device ids are `{prefix}-1` … `{prefix}-N`. */
+  prefix: name.default('sim'),
+  seed: z.number().int().default(1),
+  /** Share of readings sent out of order (a few seconds behind) and late (a minute behind). */
+  outOfOrder: z.number().min(0).max(1).default(0.02),
+  late: z.number().min(0).max(1).default(0.005),
+});
+
+const sourceSchema = z.discriminatedUnion('type', [mqttSourceSchema, simulatorSourceSchema]);
+
+const storeSchema = z.strictObject({
+  path: z.string().min(1).default('data/tidegate.db'),
+  retention: duration({ min: 60_000 }).default(7 * 86_400_000),
+  flushInterval: duration({ min: 1 }).default(200),
+  /** A group commit also happens as soon as this many readings wait. */
+  batchSize: z.number().int().min(1).max(1_000_000).default(5000),
+  /** At most this many readings wait in memory when the disk fails; beyond it they are rejected. */
+  maxPending: z.number().int().min(1000).default(200_000),
+  synchronous: z.enum(['off', 'normal', 'full']).default('normal'),
+  /** Store raw readings (false: only what rules produce). */
+  readings: z.boolean().default(true),
+});
+
+export const configSchema = z
+  .strictObject({
+    gateway: z.strictObject({ id: identifier.default('gw-1') }).prefault({}),
+    log: logSchema.prefault({}),
+    api: apiSchema.prefault({}),
+    broker: brokerSchema.prefault({}),
+    ingest: ingestSchema.prefault({}),
+    sources: z.array(sourceSchema).default([]),
+    store: storeSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.sources.forEach((s, i) => {
+      if (seen.has(s.id))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i, 'id'],
+          message: `duplicate source id "${s.id}"`,
+        });
+      seen.add(s.id);
+      if (s.type === 'mqtt' && !config.broker.enabled) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i],
+          message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
+        });
+      }
+    });
+    const users = new Set<string>();
+    config.broker.users.forEach((u, i) => {
+      if (users.has(u.username)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['broker', 'users', i, 'username'],
+          message: `duplicate user "${u.username}"`,
+        });
+      }
+      users.add(u.username);
+    });
+    if (!isLoopbackHost(config.api.host) && config.api.token === undefined && !config.api.insecure) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', 'token'],
+        message: `the API binds to ${config.api.host}, beyond loopback: set api.token (at least 16 characters) or, knowingly, api.insecure: true`,
+      });
+    }
+  });
+
+export type GatewayConfig = z.output<typeof configSchema>;
+export type SourceConfig = GatewayConfig['sources'][number];
+export type MqttSourceConfig = Extract<SourceConfig, { type: 'mqtt' }>;
+export type SimulatorSourceConfig = Extract<SourceConfig, { type: 'simulator' }>;
+export type TopicConfig = MqttSourceConfig['topics'][number];
+export type BrokerConfig = GatewayConfig['broker'];
+export type BrokerUser = BrokerConfig['users'][number];
+export type StoreConfig = GatewayConfig['store'];
+export type ApiConfig = GatewayConfig['api'];
+
+/** 127.0.0.0/8, ::1 and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  const kind = isIP(host);
+  if (kind === 4) return host.startsWith('127.');
+  if (kind === 6) return host === '::1' || host.startsWith('::ffff:127.');
+  return false;
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../model/duration.js';
+import { NAME_RE } from '../model/reading.js';
+
+/** A duration as text (`200ms`, `7d`) or integer milliseconds; parses to milliseconds. */
+export function duration(options: { min?: number } = {}) {
+  const min = options.min ?? 0;
+  return z.union([z.string(), z.number()]).transform((input, ctx) => {
+    const ms = parseDuration(input);
+    if (ms === null) {
+      ctx.issues.push({
+        code: 'custom',
+        input,
+        message: `expected a duration such as 250ms, 10s, 5m, 2h, 1d or integer milliseconds, found ${JSON.stringify(input)}`,
+      });
+      return z.NEVER;
+    }
+    if (ms < min) {
+      ctx.issues.push({
+        code: 'custom',
+        input,
+        message: `expected at least ${min} ms, found ${JSON.stringify(input)}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/** A size as text (`64KiB`, `1GiB`) or integer bytes; parses to bytes. */
+export function size(options: { min?: number } = {}) {
+  const min = options.min ?? 0;
+  return z.union([z.string(), z.number()]).transform((input, ctx) => {
+    const bytes = parseSize(input);
+    if (bytes === null) {
+      ctx.issues.push({
+        code: 'custom',
+        input,
+        message: `expected a size such as 64KiB, 1MiB, 1GiB or integer bytes, found ${JSON.stringify(input)}`,
+      });
+      return z.NEVER;
+    }
+    if (bytes < min) {
+      ctx.issues.push({
+        code: 'custom',
+        input,
+        message: `expected at least ${min} bytes, found ${JSON.stringify(input)}`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
+
+/** A device or metric name (SPEC §1). */
+export const name = z.string().regex(NAME_RE, { message: 'expected 1–128 characters of [A-Za-z0-9_.:-]' });
+
+/** An identifier of a source, upstream or gateway. */
+export const identifier = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, { message: 'expected 1–64 characters of [A-Za-z0-9_.-]' });
+
+export const port = z.number().int().min(0).max(65535);

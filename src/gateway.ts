@@ -1,0 +1,203 @@
+import { statSync } from 'node:fs';
+import { ApiServer, createApp } from './api/server.js';
+import { type Clock, systemClock } from './clock.js';
+import type { GatewayConfig, SourceConfig } from './config/schema.js';
+import { EventBus } from './events.js';
+import { createLogger, type Logger, RateLimitedLog } from './log.js';
+import { Metrics } from './metrics.js';
+import { ReadingRejection } from './model/reading.js';
+import { Ingest } from './sources/ingest.js';
+import { EmbeddedBroker } from './sources/mqtt-broker.js';
+import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
+import { SimulatorSource } from './sources/simulator.js';
+import type { Source } from './sources/source.js';
+import { type Db, openDatabase } from './store/database.js';
+import { ReadingWriter } from './store/reading-writer.js';
+import { ReadingsQuery } from './store/readings-query.js';
+import { Retention } from './store/retention.js';
+import { VERSION } from './version.js';
+
+export interface GatewayOptions {
+  clock?: Clock;
+  log?: Logger;
+  /** Collect process metrics (CPU, RSS, event-loop lag) into /metrics; on for `tidegate run`. */
+  processMetrics?: boolean;
+}
+
+/**
+ * The composition root: builds every part from the configuration, starts them in dependency order
+ * (store → broker → sources → API) and stops them in reverse, flushing the store last.
+ */
+export class Gateway {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly bus = new EventBus();
+  private db: Db | null = null;
+  private writer: ReadingWriter | null = null;
+  private retention: Retention | null = null;
+  private broker: EmbeddedBroker | null = null;
+  private sources: Source[] = [];
+  private api: ApiServer | null = null;
+  private startedAt = 0;
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly config: GatewayConfig,
+    options: GatewayOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? createLogger(config.log.level);
+    this.metrics = new Metrics({ processMetrics: options.processMetrics ?? false });
+  }
+
+  async start(): Promise<void> {
+    this.startedAt = this.clock.now();
+    try {
+      await this.startParts();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.log.info({ gateway: this.config.gateway.id, version: VERSION }, 'tidegate started');
+  }
+
+  private async startParts(): Promise<void> {
+    const { config, clock, log, metrics } = this;
+    const warn = new RateLimitedLog(log, () => clock.now());
+    const db = openDatabase(config.store.path, { synchronous: config.store.synchronous });
+    this.db = db;
+    const writer = new ReadingWriter(
+      db,
+      {
+        batchSize: config.store.batchSize,
+        flushInterval: config.store.flushInterval,
+        maxPending: config.store.maxPending,
+        storeReadings: config.store.readings,
+      },
+      { clock, metrics, log },
+    );
+    this.writer = writer;
+    writer.start();
+    this.retention = new Retention(db, config.store.retention, { clock, metrics, log });
+    this.retention.start();
+
+    const ingest = new Ingest(
+      { maxFutureSkew: config.ingest.maxFutureSkew },
+      { clock, metrics, warn, bus: this.bus, writer },
+    );
+    if (config.broker.enabled) {
+      this.broker = new EmbeddedBroker(config.broker, {
+        metrics,
+        log,
+        warn,
+        onUnknownTopic: (topic) =>
+          ingest.reject(
+            'broker',
+            new ReadingRejection('unknown_topic', `no mqtt source's topics match ${topic}`),
+            topic,
+          ),
+      });
+      await this.broker.start();
+    }
+    for (const sc of config.sources) {
+      const source = this.createSource(sc, ingest);
+      this.sources.push(source);
+      await source.start();
+    }
+    if (config.api.enabled) {
+      const query = new ReadingsQuery(db);
+      const app = createApp(config.api, { query, metrics, log, view: this.view() });
+      this.api = new ApiServer(config.api, app, log);
+      await this.api.start();
+    }
+  }
+
+  private createSource(sc: SourceConfig, ingest: Ingest): Source {
+    switch (sc.type) {
+      case 'mqtt':
+        if (!this.broker) throw new Error(`source ${sc.id}: the embedded broker is disabled`);
+        return new EmbeddedMqttSource(sc, {
+          broker: this.broker,
+          ingest,
+          clock: this.clock,
+          maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
+        });
+      case 'simulator':
+        return new SimulatorSource(sc, { ingest, clock: this.clock });
+    }
+  }
+
+  private view() {
+    return {
+      gatewayId: this.config.gateway.id,
+      version: VERSION,
+      startedAt: this.startedAt,
+      staleAfter: this.config.ingest.staleAfter,
+      now: () => this.clock.now(),
+      sources: () => this.sources.map((s) => s.status()),
+      broker: () =>
+        this.broker
+          ? { listening: this.broker.running, port: this.broker.port, clients: this.broker.clients }
+          : null,
+      store: () => {
+        const bytes = this.storeBytes();
+        this.metrics.storeBytes.set(bytes);
+        return {
+          path: this.config.store.path,
+          bytes,
+          pendingWrites: this.writer?.pendingCount ?? 0,
+          lastError: this.writer?.lastError?.message ?? null,
+        };
+      },
+    };
+  }
+
+  /** Stops everything, flushing the store; safe to call twice or after a failed start. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopParts();
+    return this.stopping;
+  }
+
+  private async stopParts(): Promise<void> {
+    const step = async (what: string, fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.log.error({ err }, `stopping ${what} failed`);
+      }
+    };
+    await step('api', () => this.api?.stop());
+    for (const s of this.sources.reverse()) await step(`source ${s.id}`, () => s.stop());
+    await step('broker', () => this.broker?.stop());
+    this.retention?.stop();
+    await step('store writer', () => this.writer?.stop());
+    await step('database', () => this.db?.close());
+    this.log.info('tidegate stopped');
+  }
+
+  get apiPort(): number {
+    return this.api?.port ?? 0;
+  }
+
+  get brokerPort(): number {
+    return this.broker?.port ?? 0;
+  }
+
+  /** Commits what waits in the store writer now (tests, shutdown). */
+  flush(): number {
+    return this.writer?.flush() ?? 0;
+  }
+
+  private storeBytes(): number {
+    let total = 0;
+    for (const suffix of ['', '-wal']) {
+      try {
+        total += statSync(this.config.store.path + suffix).size;
+      } catch {
+        // not there (yet)
+      }
+    }
+    return total;
+  }
+}

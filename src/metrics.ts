@@ -1,0 +1,89 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+/**
+ * Every Prometheus metric of one gateway, on its own registry (so several gateways can run in one
+ * process, as the tests do). Names follow SPEC §5.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly readingsIngested = new Counter({
+    name: 'tidegate_readings_ingested_total',
+    help: 'Readings accepted from a source',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly readingsRejected = new Counter({
+    name: 'tidegate_readings_rejected_total',
+    help: 'Readings or payloads refused, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly readingsDuplicate = new Counter({
+    name: 'tidegate_readings_duplicate_total',
+    help: 'Readings received again with the same device, metric, ts and value, and ignored',
+    registers: [this.registry],
+  });
+
+  readonly readingsStored = new Counter({
+    name: 'tidegate_readings_stored_total',
+    help: 'Raw readings committed to the store',
+    registers: [this.registry],
+  });
+
+  readonly storeCommits = new Counter({
+    name: 'tidegate_store_commits_total',
+    help: 'Group commits of the store writer',
+    registers: [this.registry],
+  });
+
+  readonly storeErrors = new Counter({
+    name: 'tidegate_store_errors_total',
+    help: 'Store writes that failed and were retried',
+    registers: [this.registry],
+  });
+
+  readonly storePending = new Gauge({
+    name: 'tidegate_store_pending_readings',
+    help: 'Readings waiting for the next group commit',
+    registers: [this.registry],
+  });
+
+  readonly storeBytes = new Gauge({
+    name: 'tidegate_store_bytes',
+    help: 'Size of the SQLite database file and its WAL',
+    registers: [this.registry],
+  });
+
+  readonly retentionDeleted = new Counter({
+    name: 'tidegate_retention_deleted_total',
+    help: 'Raw readings deleted for being older than store.retention',
+    registers: [this.registry],
+  });
+
+  readonly brokerDenied = new Counter({
+    name: 'tidegate_broker_denied_total',
+    help: 'Embedded broker refusals: auth (bad credentials), anonymous, acl_publish, acl_subscribe',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly brokerClients = new Gauge({
+    name: 'tidegate_broker_clients',
+    help: 'Clients connected to the embedded broker',
+    registers: [this.registry],
+  });
+
+  readonly sourceErrors = new Counter({
+    name: 'tidegate_source_errors_total',
+    help: 'Errors reported by a source (connection, protocol)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tidegate_' });
+  }
+}

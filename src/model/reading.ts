@@ -1,0 +1,157 @@
+import { parseTimestamp } from './timestamp.js';
+
+/** One numeric sample (SPEC §1). `ts` is event time in epoch milliseconds. */
+export interface Reading {
+  device: string;
+  metric: string;
+  value: number;
+  ts: number;
+  unit?: string;
+  tags?: Record<string, string>;
+}
+
+/** Why a reading was refused; the label of `tidegate_readings_rejected_total{reason}`. */
+export type RejectReason =
+  | 'malformed_payload'
+  | 'invalid_device'
+  | 'invalid_metric'
+  | 'invalid_value'
+  | 'invalid_ts'
+  | 'missing_ts'
+  | 'future_ts'
+  | 'invalid_unit'
+  | 'invalid_tags'
+  | 'too_many_metrics'
+  | 'oversized'
+  | 'unknown_topic'
+  | 'store_overflow';
+
+export class ReadingRejection {
+  constructor(
+    readonly reason: RejectReason,
+    readonly message: string,
+  ) {}
+}
+
+export const NAME_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const MAX_TAGS = 16;
+export const MAX_TAG_VALUE_LENGTH = 256;
+export const MAX_UNIT_LENGTH = 32;
+
+export interface ReadingLimits {
+  /** The receive time, used when a reading has no ts. */
+  now: number;
+  /** Readings further than this in the future are rejected. */
+  maxFutureSkew: number;
+  /** Replay requires a ts (fine print 10). */
+  requireTs?: boolean;
+}
+
+/** A reading as a decoder or a JSON line delivers it: fields not yet checked. */
+export interface ReadingCandidate {
+  device?: unknown;
+  metric?: unknown;
+  value?: unknown;
+  ts?: unknown;
+  unit?: unknown;
+  tags?: unknown;
+}
+
+function describe(x: unknown): string {
+  if (typeof x === 'string') return JSON.stringify(x.length > 40 ? `${x.slice(0, 40)}…` : x);
+  if (typeof x === 'number' || typeof x === 'boolean' || x === null) return String(x);
+  return typeof x;
+}
+
+/** A finite number; booleans map to 0/1. */
+export function toReadingValue(x: unknown): number | null {
+  if (typeof x === 'boolean') return x ? 1 : 0;
+  if (typeof x === 'number' && Number.isFinite(x)) return x;
+  return null;
+}
+
+/** Checks a candidate against SPEC §1 and returns the reading or why it was refused. */
+export function validateReading(c: ReadingCandidate, limits: ReadingLimits): Reading | ReadingRejection {
+  if (typeof c.device !== 'string' || !NAME_RE.test(c.device)) {
+    return new ReadingRejection(
+      'invalid_device',
+      `device must be 1–128 of [A-Za-z0-9_.:-], found ${describe(c.device)}`,
+    );
+  }
+  if (typeof c.metric !== 'string' || !NAME_RE.test(c.metric)) {
+    return new ReadingRejection(
+      'invalid_metric',
+      `metric must be 1–128 of [A-Za-z0-9_.:-], found ${describe(c.metric)}`,
+    );
+  }
+  const value = toReadingValue(c.value);
+  if (value === null) {
+    return new ReadingRejection(
+      'invalid_value',
+      `value must be a finite number or boolean, found ${describe(c.value)}`,
+    );
+  }
+  let ts: number;
+  if (c.ts === undefined || c.ts === null) {
+    if (limits.requireTs) return new ReadingRejection('missing_ts', 'ts is required');
+    ts = limits.now;
+  } else {
+    const parsed = parseTimestamp(c.ts);
+    if (parsed === null) {
+      return new ReadingRejection(
+        'invalid_ts',
+        `ts must be epoch milliseconds or ISO-8601 with Z or ±HH:MM, found ${describe(c.ts)}`,
+      );
+    }
+    if (parsed > limits.now + limits.maxFutureSkew) {
+      return new ReadingRejection(
+        'future_ts',
+        `ts ${new Date(parsed).toISOString()} is more than ${limits.maxFutureSkew} ms in the future`,
+      );
+    }
+    ts = parsed;
+  }
+  const reading: Reading = { device: c.device, metric: c.metric, value, ts };
+  if (c.unit !== undefined && c.unit !== null) {
+    if (typeof c.unit !== 'string' || c.unit.length > MAX_UNIT_LENGTH) {
+      return new ReadingRejection(
+        'invalid_unit',
+        `unit must be a string of at most ${MAX_UNIT_LENGTH} characters`,
+      );
+    }
+    if (c.unit !== '') reading.unit = c.unit;
+  }
+  if (c.tags !== undefined && c.tags !== null) {
+    const tags = validateTags(c.tags);
+    if (tags instanceof ReadingRejection) return tags;
+    if (tags) reading.tags = tags;
+  }
+  return reading;
+}
+
+function validateTags(input: unknown): Record<string, string> | undefined | ReadingRejection {
+  if (typeof input !== 'object' || Array.isArray(input) || input === null) {
+    return new ReadingRejection('invalid_tags', 'tags must be an object of strings');
+  }
+  const entries = Object.entries(input);
+  if (entries.length > MAX_TAGS) return new ReadingRejection('invalid_tags', `at most ${MAX_TAGS} tags`);
+  if (entries.length === 0) return undefined;
+  const tags: Record<string, string> = {};
+  for (const [k, v] of entries) {
+    if (!NAME_RE.test(k))
+      return new ReadingRejection('invalid_tags', `tag name ${describe(k)} is not a valid name`);
+    if (typeof v !== 'string' || v.length > MAX_TAG_VALUE_LENGTH) {
+      return new ReadingRejection(
+        'invalid_tags',
+        `tag ${k} must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
+      );
+    }
+    tags[k] = v;
+  }
+  return tags;
+}
+
+/** The identity of a reading for duplicate detection (SPEC §1, fine print 11). */
+export function readingKey(r: Reading): string {
+  return `${r.device}\u0000${r.metric}\u0000${r.ts}\u0000${r.value}`;
+}

@@ -1,0 +1,86 @@
+import type { Clock } from '../clock.js';
+import type { EventBus } from '../events.js';
+import type { RateLimitedLog } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
+import type { ReadingWriter } from '../store/reading-writer.js';
+import type { Decoded } from './decoders.js';
+
+export interface IngestOptions {
+  maxFutureSkew: number;
+}
+
+export interface IngestOutcome {
+  accepted: number;
+  rejected: number;
+  /** Resolves once the accepted readings are committed (for QoS 1 acknowledgements). */
+  durable(): Promise<void>;
+}
+
+/**
+ * Where every source delivers: one place that validates readings (SPEC §1), counts and logs
+ * rejections, queues good readings for the store and announces them on the bus. A bad reading
+ * never stops the good ones of the same message.
+ */
+export class Ingest {
+  constructor(
+    private readonly options: IngestOptions,
+    private readonly deps: {
+      clock: Clock;
+      metrics: Metrics;
+      warn: RateLimitedLog;
+      bus: EventBus;
+      writer: ReadingWriter;
+    },
+  ) {}
+
+  /** Readings decoded from one message of `source`. */
+  submit(source: string, decoded: Decoded, context?: string): IngestOutcome {
+    for (const r of decoded.rejections) this.reject(source, r, context);
+    let accepted = 0;
+    let rejected = decoded.rejections.length;
+    const now = this.deps.clock.now();
+    for (const c of decoded.candidates) {
+      if (this.accept(source, c, now, context)) accepted++;
+      else rejected++;
+    }
+    const writer = this.deps.writer;
+    return { accepted, rejected, durable: () => (accepted > 0 ? writer.afterCommit() : Promise.resolve()) };
+  }
+
+  /** One candidate; true when it was accepted. */
+  accept(
+    source: string,
+    candidate: ReadingCandidate,
+    now = this.deps.clock.now(),
+    context?: string,
+  ): boolean {
+    const reading = validateReading(candidate, { now, maxFutureSkew: this.options.maxFutureSkew });
+    if (reading instanceof ReadingRejection) {
+      this.reject(source, reading, context);
+      return false;
+    }
+    if (!this.deps.writer.add(reading, source)) {
+      this.reject(
+        source,
+        new ReadingRejection('store_overflow', 'the store is not keeping up; reading refused'),
+        context,
+      );
+      return false;
+    }
+    this.deps.metrics.readingsIngested.inc({ source });
+    this.deps.bus.emit('reading', reading, source);
+    return true;
+  }
+
+  /** Counts and logs (rate-limited) a refusal. */
+  reject(source: string, rejection: ReadingRejection, context?: string): void {
+    this.deps.metrics.readingsRejected.inc({ reason: rejection.reason });
+    this.deps.bus.emit('rejected', rejection.reason, source, rejection.message);
+    this.deps.warn.warn(
+      `reject:${source}:${rejection.reason}`,
+      { source, reason: rejection.reason, ...(context ? { context } : {}) },
+      `rejected: ${rejection.message}`,
+    );
+  }
+}

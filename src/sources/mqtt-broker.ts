@@ -1,0 +1,246 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import type { BrokerConfig, BrokerUser } from '../config/schema.js';
+import { isLoopbackHost } from '../config/schema.js';
+import type { Logger, RateLimitedLog } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { verifyPassword } from './password.js';
+import { anyTopicMatches, filterWithin } from './topic-filter.js';
+import type { TopicTemplate } from './topic-template.js';
+
+/** A topic template and what to do with a message on it; registered by the MQTT sources. */
+export interface BrokerRoute {
+  template: TopicTemplate;
+  /** Ingests a message; the returned promise settles when its readings are durable. */
+  onMessage(topic: string, named: { device?: string; metric?: string }, payload: Buffer): Promise<void>;
+}
+
+interface Acl {
+  publish: readonly string[];
+  subscribe: readonly string[];
+}
+
+/**
+ * The embedded MQTT broker (aedes): users with scrypt-hashed passwords, per-user topic ACLs,
+ * anonymous clients only when configured (or only from loopback), a payload cap, `$SYS` closed to
+ * publishers. Client publishes are ingested in `authorizePublish`, before the PUBACK, so a QoS 1
+ * acknowledgement means the readings are committed.
+ */
+export class EmbeddedBroker {
+  private aedes: Aedes | null = null;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private readonly acls = new WeakMap<Client, Acl>();
+  private readonly users: Map<string, BrokerUser>;
+  private readonly routes = new Set<BrokerRoute>();
+  private boundPort = 0;
+
+  constructor(
+    private readonly config: BrokerConfig,
+    private readonly deps: {
+      metrics: Metrics;
+      log: Logger;
+      warn: RateLimitedLog;
+      onUnknownTopic(topic: string): void;
+    },
+  ) {
+    this.users = new Map(config.users.map((u) => [u.username, u]));
+  }
+
+  async start(): Promise<void> {
+    const aedes = await Aedes.createBroker({
+      id: 'tidegate',
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => {
+        const acl = this.acls.get(client);
+        if (acl?.subscribe.some((allowed) => filterWithin(sub.topic, allowed))) {
+          done(null, sub);
+          return;
+        }
+        this.deny('acl_subscribe', client, `subscribe to ${sub.topic} denied`);
+        done(null, null); // SUBACK 0x80: refused, the connection stays
+      },
+    });
+    aedes.on('clientError', (client, err) =>
+      this.deps.log.debug({ client: client?.id, err: err.message }, 'mqtt client error'),
+    );
+    aedes.on('connectionError', (client, err) =>
+      this.deps.log.debug({ client: client?.id, err: err.message }, 'mqtt connection error'),
+    );
+    aedes.on('client', () => this.deps.metrics.brokerClients.set(aedes.connectedClients));
+    aedes.on('clientDisconnect', () => this.deps.metrics.brokerClients.set(aedes.connectedClients));
+    this.aedes = aedes;
+    const server = createServer((socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      aedes.handle(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.port, this.config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.deps.log.error({ err }, 'embedded broker server error'));
+    this.server = server;
+    const address = server.address();
+    this.boundPort = typeof address === 'object' && address ? address.port : this.config.port;
+    this.deps.log.info({ host: this.config.host, port: this.boundPort }, 'embedded MQTT broker listening');
+  }
+
+  async stop(): Promise<void> {
+    const { aedes, server } = this;
+    this.aedes = null;
+    this.server = null;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of this.sockets) s.destroy();
+      await closed;
+    }
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get running(): boolean {
+    return this.server !== null;
+  }
+
+  get clients(): number {
+    return this.aedes?.connectedClients ?? 0;
+  }
+
+  addRoute(route: BrokerRoute): () => void {
+    this.routes.add(route);
+    return () => this.routes.delete(route);
+  }
+
+  /** Publishes on behalf of the gateway (results forwarded to `tidegate/#`), bypassing ACLs. */
+  publish(topic: string, payload: Buffer | string, qos: 0 | 1 = 0): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) return Promise.reject(new Error('the embedded broker is not running'));
+    const packet = {
+      cmd: 'publish',
+      topic,
+      payload: Buffer.from(payload),
+      qos,
+      retain: false,
+      dup: false,
+    } as PublishPacket;
+    return new Promise((resolve, reject) => aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const refuse = (returnCode: 4 | 5, reason: 'auth' | 'anonymous', message: string) => {
+      this.deny(reason, client, message);
+      const err = new Error(message) as AuthenticateError;
+      err.returnCode = returnCode;
+      done(err, false);
+    };
+    if (username === undefined || username === '') {
+      const allowed =
+        this.config.allowAnonymous === true ||
+        (this.config.allowAnonymous === 'loopback' && isLoopbackHost(remoteAddress(client)));
+      if (!allowed) {
+        refuse(5, 'anonymous', 'anonymous connection refused');
+        return;
+      }
+      this.acls.set(client, this.config.anonymous);
+      done(null, true);
+      return;
+    }
+    const user = this.users.get(username);
+    if (!user || !password) {
+      refuse(4, 'auth', `bad username or password for "${username}"`);
+      return;
+    }
+    verifyPassword(password, user.passwordHash).then(
+      (ok) => {
+        if (!ok) {
+          refuse(4, 'auth', `bad username or password for "${username}"`);
+          return;
+        }
+        this.acls.set(client, user);
+        done(null, true);
+      },
+      (err: Error) => refuse(4, 'auth', `password check failed: ${err.message}`),
+    );
+  }
+
+  private authorizePublish(
+    client: Client | null,
+    packet: PublishPacket,
+    done: (error?: Error | null) => void,
+  ): void {
+    // A will published by the broker itself after its client left.
+    if (!client) {
+      done(null);
+      return;
+    }
+    const topic = packet.topic;
+    const acl = this.acls.get(client);
+    if (topic.startsWith('$') || !acl || !anyTopicMatches(acl.publish, topic)) {
+      this.deny('acl_publish', client, `publish to ${topic} denied`);
+      done(new Error(`publish to ${topic} is not allowed`));
+      return;
+    }
+    const payload = packet.payload as Buffer;
+    if (payload.length > this.config.maxPayload) {
+      this.deps.metrics.readingsRejected.inc({ reason: 'oversized' });
+      this.deps.warn.warn(
+        'broker:oversized',
+        { client: client.id, topic, bytes: payload.length },
+        'payload over broker.maxPayload',
+      );
+      done(new Error(`payload of ${payload.length} bytes is over broker.maxPayload`));
+      return;
+    }
+    const pending: Promise<void>[] = [];
+    for (const route of this.routes) {
+      const named = route.template.match(topic);
+      if (named) pending.push(route.onMessage(topic, named, payload));
+    }
+    if (pending.length === 0) {
+      this.deps.onUnknownTopic(topic);
+      done(null);
+      return;
+    }
+    if (packet.qos === 0) {
+      Promise.all(pending).catch(() => {});
+      done(null);
+      return;
+    }
+    // QoS 1/2: acknowledge only once stored; a failed commit closes the connection and the client resends.
+    Promise.all(pending).then(
+      () => done(null),
+      (err: Error) => done(err),
+    );
+  }
+
+  private deny(
+    reason: 'auth' | 'anonymous' | 'acl_publish' | 'acl_subscribe',
+    client: Client,
+    message: string,
+  ): void {
+    this.deps.metrics.brokerDenied.inc({ reason });
+    this.deps.warn.warn(
+      `broker:${reason}`,
+      { client: client.id, address: remoteAddress(client), reason },
+      message,
+    );
+  }
+}
+
+function remoteAddress(client: Client): string {
+  const conn = client.conn as Partial<Socket> | undefined;
+  return conn?.remoteAddress ?? '';
+}

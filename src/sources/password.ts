@@ -1,0 +1,50 @@
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+
+/** scrypt parameters: 16 MiB of memory and ~50 ms on a Raspberry Pi 4 per check. */
+const N = 16384;
+const R = 8;
+const P = 1;
+const KEY_LENGTH = 32;
+
+function scryptAsync(
+  password: string | Buffer,
+  salt: Buffer,
+  n: number,
+  r: number,
+  p: number,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(password, salt, KEY_LENGTH, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
+  });
+}
+
+/** `scrypt$N$r$p$salt$hash`, the value of a broker user's `passwordHash`. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scryptAsync(password, salt, N, R, P);
+  return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/** Constant-time check of a password against a `passwordHash`; false for a malformed hash. */
+export async function verifyPassword(password: string | Buffer, encoded: string): Promise<boolean> {
+  const parts = encoded.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (
+    !Number.isInteger(n) ||
+    n < 2 ||
+    n > 1 << 20 ||
+    (n & (n - 1)) !== 0 ||
+    !(r >= 1 && r <= 32) ||
+    !(p >= 1 && p <= 16)
+  ) {
+    return false;
+  }
+  const salt = Buffer.from(parts[4] as string, 'base64');
+  const expected = Buffer.from(parts[5] as string, 'base64');
+  if (expected.length !== KEY_LENGTH) return false;
+  const actual = await scryptAsync(password, salt, n, r, p);
+  return timingSafeEqual(actual, expected);
+}

@@ -1,0 +1,171 @@
+import type { Statement } from 'better-sqlite3';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Reading } from '../model/reading.js';
+import type { Db } from './database.js';
+
+export interface ReadingWriterOptions {
+  /** Commit as soon as this many readings wait. */
+  batchSize: number;
+  /** Commit at least this often while readings wait. */
+  flushInterval: number;
+  /** Readings held in memory while the disk fails; beyond this add() refuses. */
+  maxPending: number;
+  /** Store raw readings; false keeps only devices and latest values. */
+  storeReadings: boolean;
+}
+
+interface Pending {
+  reading: Reading;
+  source: string;
+  arrivedAt: number;
+}
+
+/**
+ * The group-committing writer: readings wait in memory and are written in one transaction when
+ * `batchSize` of them wait or `flushInterval` has passed, so that the SD card sees few, large
+ * writes. Callers that must know a reading is durable (QoS 1 acknowledgements) wait on
+ * `afterCommit()`.
+ */
+export class ReadingWriter {
+  private pending: Pending[] = [];
+  private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  private timer: TimerHandle | null = null;
+  private readonly seriesIds = new Map<string, number>();
+  private failing: Error | null = null;
+  private readonly stmt: {
+    insertSeries: Statement;
+    selectSeries: Statement;
+    insertReading: Statement;
+    updateLatest: Statement;
+    upsertDevice: Statement;
+  };
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: ReadingWriterOptions,
+    private readonly deps: { clock: Clock; metrics: Metrics; log: Logger },
+  ) {
+    this.stmt = {
+      insertSeries: db.prepare(
+        'INSERT INTO series (device, metric, unit) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      selectSeries: db.prepare('SELECT id FROM series WHERE device = ? AND metric = ?').pluck(),
+      insertReading: db.prepare(
+        'INSERT OR IGNORE INTO readings (series_id, ts, value, tags) VALUES (?, ?, ?, ?)',
+      ),
+      updateLatest: db.prepare(
+        `UPDATE series SET last_ts = ?, last_value = ?, unit = coalesce(?, unit)
+         WHERE id = ? AND (last_ts IS NULL OR last_ts <= ?)`,
+      ),
+      upsertDevice: db.prepare(
+        `INSERT INTO devices (id, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET source = excluded.source, last_seen = max(last_seen, excluded.last_seen)`,
+      ),
+    };
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = this.deps.clock.setInterval(() => {
+      if (this.pending.length > 0) this.flush();
+    }, this.options.flushInterval);
+  }
+
+  /** Queues a reading for the next commit; false when the queue is full (the disk is failing). */
+  add(reading: Reading, source: string): boolean {
+    if (this.pending.length >= this.options.maxPending) return false;
+    this.pending.push({ reading, source, arrivedAt: this.deps.clock.now() });
+    this.deps.metrics.storePending.set(this.pending.length);
+    if (this.pending.length >= this.options.batchSize) this.flush();
+    return true;
+  }
+
+  /** Resolves once everything queued so far is committed; rejects if that commit fails. */
+  afterCommit(): Promise<void> {
+    if (this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  /** The last commit's error while commits keep failing, else null. */
+  get lastError(): Error | null {
+    return this.failing;
+  }
+
+  /** Commits everything queued; returns how many new raw readings were stored. */
+  flush(): number {
+    if (this.pending.length === 0) return 0;
+    const batch = this.pending;
+    const waiters = this.waiters;
+    this.pending = [];
+    this.waiters = [];
+    let stored: number;
+    try {
+      stored = this.commit(batch);
+    } catch (err) {
+      // Keep the batch for the next attempt; the series cache may name rows the rollback removed.
+      this.seriesIds.clear();
+      this.pending = batch.concat(this.pending);
+      this.waiters = waiters.concat(this.waiters);
+      this.failing = err as Error;
+      this.deps.metrics.storeErrors.inc();
+      this.deps.log.error({ err, pending: this.pending.length }, 'store commit failed; will retry');
+      if (this.pending.length >= this.options.maxPending) {
+        for (const w of this.waiters) w.reject(err as Error);
+        this.waiters = [];
+      }
+      return 0;
+    }
+    this.failing = null;
+    this.deps.metrics.storeCommits.inc();
+    this.deps.metrics.readingsStored.inc(stored);
+    this.deps.metrics.storePending.set(this.pending.length);
+    for (const w of waiters) w.resolve();
+    return stored;
+  }
+
+  /** Flushes and stops the timer. */
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = null;
+    this.flush();
+  }
+
+  private commit(batch: Pending[]): number {
+    const latest = new Map<number, { ts: number; value: number; unit: string | null }>();
+    const devices = new Map<string, { source: string; at: number }>();
+    let stored = 0;
+    this.db.transaction(() => {
+      for (const { reading, source, arrivedAt } of batch) {
+        const id = this.seriesId(reading);
+        if (this.options.storeReadings) {
+          const tags = reading.tags ? JSON.stringify(reading.tags) : null;
+          stored += this.stmt.insertReading.run(id, reading.ts, reading.value, tags).changes;
+        }
+        const l = latest.get(id);
+        if (!l || l.ts <= reading.ts)
+          latest.set(id, { ts: reading.ts, value: reading.value, unit: reading.unit ?? null });
+        devices.set(reading.device, { source, at: arrivedAt });
+      }
+      for (const [id, l] of latest) this.stmt.updateLatest.run(l.ts, l.value, l.unit, id, l.ts);
+      for (const [device, d] of devices) this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
+    })();
+    return stored;
+  }
+
+  private seriesId(r: Reading): number {
+    const key = `${r.device}\u0000${r.metric}`;
+    let id = this.seriesIds.get(key);
+    if (id === undefined) {
+      this.stmt.insertSeries.run(r.device, r.metric, r.unit ?? null);
+      id = this.stmt.selectSeries.get(r.device, r.metric) as number;
+      this.seriesIds.set(key, id);
+    }
+    return id;
+  }
+}

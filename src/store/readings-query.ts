@@ -1,0 +1,164 @@
+import type { Statement } from 'better-sqlite3';
+import type { Db } from './database.js';
+
+export interface StoredReading {
+  device: string;
+  metric: string;
+  value: number;
+  ts: number;
+  unit: string | null;
+  tags: Record<string, string> | null;
+}
+
+export interface ReadingsFilter {
+  devices?: string[];
+  metrics?: string[];
+  /** Inclusive, epoch ms. */
+  from?: number;
+  /** Exclusive, epoch ms. */
+  to?: number;
+  order: 'asc' | 'desc';
+  limit: number;
+  /** Continue after this position (from a previous page). */
+  after?: ReadingsCursor;
+}
+
+/** A position in (ts, arrival) order: pages never skip or repeat a row, even with equal ts. */
+export interface ReadingsCursor {
+  ts: number;
+  id: number;
+}
+
+export interface ReadingsPage {
+  items: StoredReading[];
+  next: ReadingsCursor | null;
+}
+
+export interface SeriesLatest {
+  device: string;
+  metric: string;
+  value: number;
+  ts: number;
+  unit: string | null;
+}
+
+export interface DeviceRow {
+  id: string;
+  source: string;
+  firstSeen: number;
+  lastSeen: number;
+  metrics: SeriesLatest[];
+}
+
+interface ReadingRow {
+  id: number;
+  device: string;
+  metric: string;
+  unit: string | null;
+  ts: number;
+  value: number;
+  tags: string | null;
+}
+
+/**
+ * Read-side queries of raw readings and devices. SQL is assembled only from fixed fragments;
+ * every value is a bound parameter. Statements are cached by their shape.
+ */
+export class ReadingsQuery {
+  private readonly statements = new Map<string, Statement>();
+  private readonly latestAll: Statement;
+  private readonly latestDevice: Statement;
+  private readonly devicesAll: Statement;
+  private readonly deviceOne: Statement;
+
+  constructor(private readonly db: Db) {
+    const latest = `SELECT device, metric, last_value AS value, last_ts AS ts, unit FROM series WHERE last_ts IS NOT NULL`;
+    this.latestAll = db.prepare(`${latest} ORDER BY device, metric`);
+    this.latestDevice = db.prepare(`${latest} AND device = ? ORDER BY metric`);
+    this.devicesAll = db.prepare(
+      'SELECT id, source, first_seen AS firstSeen, last_seen AS lastSeen FROM devices ORDER BY id',
+    );
+    this.deviceOne = db.prepare(
+      'SELECT id, source, first_seen AS firstSeen, last_seen AS lastSeen FROM devices WHERE id = ?',
+    );
+  }
+
+  readings(filter: ReadingsFilter): ReadingsPage {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (filter.devices?.length) {
+      where.push(`s.device IN (${filter.devices.map(() => '?').join(',')})`);
+      params.push(...filter.devices);
+    }
+    if (filter.metrics?.length) {
+      where.push(`s.metric IN (${filter.metrics.map(() => '?').join(',')})`);
+      params.push(...filter.metrics);
+    }
+    if (filter.from !== undefined) {
+      where.push('r.ts >= ?');
+      params.push(filter.from);
+    }
+    if (filter.to !== undefined) {
+      where.push('r.ts < ?');
+      params.push(filter.to);
+    }
+    const cmp = filter.order === 'asc' ? '>' : '<';
+    if (filter.after) {
+      where.push(`(r.ts, r.id) ${cmp} (?, ?)`);
+      params.push(filter.after.ts, filter.after.id);
+    }
+    const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
+    const sql =
+      'SELECT r.id, s.device, s.metric, s.unit, r.ts, r.value, r.tags FROM readings r JOIN series s ON s.id = r.series_id' +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY r.ts ${dir}, r.id ${dir} LIMIT ?`;
+    params.push(filter.limit + 1);
+    const rows = this.statement(sql).all(...params) as ReadingRow[];
+    const more = rows.length > filter.limit;
+    if (more) rows.length = filter.limit;
+    const last = rows.at(-1);
+    return {
+      items: rows.map((r) => ({
+        device: r.device,
+        metric: r.metric,
+        value: r.value,
+        ts: r.ts,
+        unit: r.unit,
+        tags: r.tags ? (JSON.parse(r.tags) as Record<string, string>) : null,
+      })),
+      next: more && last ? { ts: last.ts, id: last.id } : null,
+    };
+  }
+
+  latest(device?: string): SeriesLatest[] {
+    return (device === undefined ? this.latestAll.all() : this.latestDevice.all(device)) as SeriesLatest[];
+  }
+
+  devices(): DeviceRow[] {
+    const byDevice = new Map<string, SeriesLatest[]>();
+    for (const s of this.latest()) {
+      const list = byDevice.get(s.device);
+      if (list) list.push(s);
+      else byDevice.set(s.device, [s]);
+    }
+    return (this.devicesAll.all() as Omit<DeviceRow, 'metrics'>[]).map((d) => ({
+      ...d,
+      metrics: byDevice.get(d.id) ?? [],
+    }));
+  }
+
+  device(id: string): DeviceRow | null {
+    const row = this.deviceOne.get(id) as Omit<DeviceRow, 'metrics'> | undefined;
+    return row ? { ...row, metrics: this.latest(id) } : null;
+  }
+
+  private statement(sql: string): Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      if (this.statements.size > 256) this.statements.clear();
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+}
