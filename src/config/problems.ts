@@ -66,13 +66,29 @@ export function issueMessage(issue: z.core.$ZodIssue): string {
     case 'too_big':
       return `expected ${issue.origin === 'array' ? 'at most ' + issue.maximum + ' item(s)' : issue.origin === 'string' ? 'at most ' + issue.maximum + ' character(s)' : `a value ≤ ${issue.maximum}`}, found ${describe(input)}`;
     case 'invalid_union': {
-      const disc = (issue as { note?: string }).note;
-      if (disc === 'No matching discriminator') return `expected a known type, found ${describe(input)}`;
-      return `${issue.message}, found ${describe(input)}`;
+      const u = issue as { discriminator?: string; options?: unknown[]; errors?: z.core.$ZodIssue[][] };
+      if (u.discriminator) {
+        const found = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[u.discriminator] : input;
+        return `expected one of ${(u.options ?? []).map((o) => JSON.stringify(o)).join(', ')}, found ${describe(found)}`;
+      }
+      const expected = (u.errors ?? [])
+        .map((branch) => branch[0])
+        .map((i) =>
+          i?.code === 'invalid_type'
+            ? (TYPE_NAMES[i.expected] ?? i.expected)
+            : i?.code === 'invalid_value'
+              ? i.values.map((v) => JSON.stringify(v)).join(' or ')
+              : undefined,
+        )
+        .filter((x) => x !== undefined);
+      return expected.length > 0
+        ? `expected ${expected.join(', or ')}, found ${describe(input)}`
+        : `${issue.message}, found ${describe(input)}`;
     }
     case 'invalid_format':
     case 'custom':
-      return input === undefined || issue.message.includes('found')
+      // Cross-field checks carry the whole object as input: "found a mapping" would not help.
+      return input === undefined || typeof input === 'object' || issue.message.includes('found')
         ? issue.message
         : `${issue.message}, found ${describe(input)}`;
     default:
@@ -89,14 +105,15 @@ export function issuesToProblems(
   envOrigins?: Map<string, string>,
 ): ConfigProblem[] {
   return issues.map((issue) => {
-    let path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
-    // A wrong discriminator is about the `type` key.
-    if (issue.code === 'invalid_union' && (issue as { discriminator?: string }).discriminator) {
-      path = [...path, (issue as { discriminator?: string }).discriminator as string];
-    }
+    let path: (string | number)[] = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
+    // A wrong discriminator is about the `type` key (zod 4 puts it in the path; older versions did not).
+    const disc = issue.code === 'invalid_union' ? (issue as { discriminator?: string }).discriminator : undefined;
+    if (disc && path.at(-1) !== disc) path = [...path, disc];
     const problem: ConfigProblem = { file, path, message: issueMessage(issue) };
     if (issue.code === 'unrecognized_keys' && issue.keys.length === 1) {
-      Object.assign(problem, locate(doc, lines, [...path, issue.keys[0] as string], true));
+      problem.path = [...path, issue.keys[0] as string];
+      problem.message = 'unknown key';
+      Object.assign(problem, locate(doc, lines, problem.path, true));
     } else {
       Object.assign(problem, locate(doc, lines, path, false));
     }

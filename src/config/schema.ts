@@ -121,43 +121,51 @@ export const configSchema = z
     sources: z.array(sourceSchema).default([]),
     store: storeSchema.prefault({}),
   })
-  .superRefine((config, ctx) => {
-    const seen = new Set<string>();
-    config.sources.forEach((s, i) => {
-      if (seen.has(s.id))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sources', i, 'id'],
-          message: `duplicate source id "${s.id}"`,
-        });
-      seen.add(s.id);
-      if (s.type === 'mqtt' && !config.broker.enabled) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sources', i],
-          message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
-        });
-      }
-    });
-    const users = new Set<string>();
-    config.broker.users.forEach((u, i) => {
-      if (users.has(u.username)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['broker', 'users', i, 'username'],
-          message: `duplicate user "${u.username}"`,
-        });
-      }
-      users.add(u.username);
-    });
-    if (!isLoopbackHost(config.api.host) && config.api.token === undefined && !config.api.insecure) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['api', 'token'],
-        message: `the API binds to ${config.api.host}, beyond loopback: set api.token (at least 16 characters) or, knowingly, api.insecure: true`,
+  // Cross-field checks run even when fields have problems (`when`), so `validate` reports every
+  // problem at once; they therefore read the data defensively.
+  .superRefine(
+    (config, ctx) => {
+      const c = config as unknown as Partial<Record<string, unknown>> & {
+        sources?: unknown;
+        broker?: { enabled?: unknown; users?: unknown };
+        api?: { host?: unknown; token?: unknown; insecure?: unknown };
+      };
+      const sources = Array.isArray(c.sources) ? (c.sources as { id?: unknown; type?: unknown }[]) : [];
+      const seen = new Set<unknown>();
+      sources.forEach((s, i) => {
+        if (typeof s !== 'object' || s === null) return;
+        if (typeof s.id === 'string' && seen.has(s.id)) {
+          ctx.addIssue({ code: 'custom', path: ['sources', i, 'id'], message: `duplicate source id "${s.id}"` });
+        }
+        seen.add(s.id);
+        if (s.type === 'mqtt' && c.broker?.enabled === false) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sources', i],
+            message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
+          });
+        }
       });
-    }
-  });
+      const users = Array.isArray(c.broker?.users) ? (c.broker.users as { username?: unknown }[]) : [];
+      const names = new Set<unknown>();
+      users.forEach((u, i) => {
+        if (typeof u?.username === 'string' && names.has(u.username)) {
+          ctx.addIssue({ code: 'custom', path: ['broker', 'users', i, 'username'], message: `duplicate user "${u.username}"` });
+        }
+        names.add(u?.username);
+      });
+      const host = typeof c.api?.host === 'string' ? c.api.host : '127.0.0.1';
+      const hasToken = typeof c.api?.token === 'string' && c.api.token !== '';
+      if (!isLoopbackHost(host) && !hasToken && c.api?.insecure !== true) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['api', 'token'],
+          message: `the API binds to ${host}, beyond loopback: set api.token (at least 16 characters) or, knowingly, api.insecure: true`,
+        });
+      }
+    },
+    { when: () => true },
+  );
 
 export type GatewayConfig = z.output<typeof configSchema>;
 export type SourceConfig = GatewayConfig['sources'][number];
