@@ -12,14 +12,25 @@ import { machine, quantile, rssMiB } from './machine.js';
  * The group-committing store writer: readings/s into a WAL database on disk, commit latency
  * percentiles, RSS, and bytes on disk per stored reading.
  */
-function run(label: string, devices: number, metricsPerDevice: number, total: number, batchSize: number): void {
+function run(
+  label: string,
+  devices: number,
+  metricsPerDevice: number,
+  total: number,
+  batchSize: number,
+): void {
   const dir = mkdtempSync(join(tmpdir(), 'tidegate-bench-'));
   const path = join(dir, 'bench.db');
   const db = openDatabase(path, { synchronous: 'normal' });
   const clock = new ManualClock(Date.parse('2026-11-24T00:00:00Z'));
   const writer = new ReadingWriter(
     db,
-    { batchSize: Number.MAX_SAFE_INTEGER, flushInterval: 200, maxPending: Number.MAX_SAFE_INTEGER, storeReadings: true },
+    {
+      batchSize: Number.MAX_SAFE_INTEGER,
+      flushInterval: 200,
+      maxPending: Number.MAX_SAFE_INTEGER,
+      storeReadings: true,
+    },
     { clock, metrics: new Metrics(), log: silentLogger() },
   );
   const commits: number[] = [];
@@ -51,7 +62,9 @@ function run(label: string, devices: number, metricsPerDevice: number, total: nu
   console.log(
     `${label.padEnd(34)} ${Math.round(total / seconds)
       .toLocaleString('en-US')
-      .padStart(10)} readings/s  commit p50 ${quantile(commits, 0.5).toFixed(1)} ms  p99 ${quantile(commits, 0.99).toFixed(1)} ms  ${(bytes / total).toFixed(0)} B/reading on disk  RSS ${rssMiB()} MiB`,
+      .padStart(
+        10,
+      )} readings/s  commit p50 ${quantile(commits, 0.5).toFixed(1)} ms  p99 ${quantile(commits, 0.99).toFixed(1)} ms  ${(bytes / total).toFixed(0)} B/reading on disk  RSS ${rssMiB()} MiB`,
   );
   rmSync(dir, { recursive: true, force: true });
 }

@@ -68,7 +68,10 @@ export function issueMessage(issue: z.core.$ZodIssue): string {
     case 'invalid_union': {
       const u = issue as { discriminator?: string; options?: unknown[]; errors?: z.core.$ZodIssue[][] };
       if (u.discriminator) {
-        const found = typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[u.discriminator] : input;
+        const found =
+          typeof input === 'object' && input !== null
+            ? (input as Record<string, unknown>)[u.discriminator]
+            : input;
         return `expected one of ${(u.options ?? []).map((o) => JSON.stringify(o)).join(', ')}, found ${describe(found)}`;
       }
       const expected = (u.errors ?? [])
@@ -107,7 +110,8 @@ export function issuesToProblems(
   return issues.map((issue) => {
     let path: (string | number)[] = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
     // A wrong discriminator is about the `type` key (zod 4 puts it in the path; older versions did not).
-    const disc = issue.code === 'invalid_union' ? (issue as { discriminator?: string }).discriminator : undefined;
+    const disc =
+      issue.code === 'invalid_union' ? (issue as { discriminator?: string }).discriminator : undefined;
     if (disc && path.at(-1) !== disc) path = [...path, disc];
     const problem: ConfigProblem = { file, path, message: issueMessage(issue) };
     if (issue.code === 'unrecognized_keys' && issue.keys.length === 1) {

@@ -135,7 +135,11 @@ export const configSchema = z
       sources.forEach((s, i) => {
         if (typeof s !== 'object' || s === null) return;
         if (typeof s.id === 'string' && seen.has(s.id)) {
-          ctx.addIssue({ code: 'custom', path: ['sources', i, 'id'], message: `duplicate source id "${s.id}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sources', i, 'id'],
+            message: `duplicate source id "${s.id}"`,
+          });
         }
         seen.add(s.id);
         if (s.type === 'mqtt' && c.broker?.enabled === false) {
@@ -150,7 +154,11 @@ export const configSchema = z
       const names = new Set<unknown>();
       users.forEach((u, i) => {
         if (typeof u?.username === 'string' && names.has(u.username)) {
-          ctx.addIssue({ code: 'custom', path: ['broker', 'users', i, 'username'], message: `duplicate user "${u.username}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['broker', 'users', i, 'username'],
+            message: `duplicate user "${u.username}"`,
+          });
         }
         names.add(u?.username);
       });

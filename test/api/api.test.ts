@@ -30,8 +30,24 @@ describe('REST API over real HTTP', () => {
   let server: ApiServer;
   let base: string;
   const sourceStates: SourceStatus[] = [
-    { id: 'mqtt', type: 'mqtt', state: 'connected', lastReadingAt: null, readings: 0, errors: 0, lastError: null },
-    { id: 'bus', type: 'mqtt', state: 'offline', lastReadingAt: null, readings: 0, errors: 3, lastError: 'timeout' },
+    {
+      id: 'mqtt',
+      type: 'mqtt',
+      state: 'connected',
+      lastReadingAt: null,
+      readings: 0,
+      errors: 0,
+      lastError: null,
+    },
+    {
+      id: 'bus',
+      type: 'mqtt',
+      state: 'offline',
+      lastReadingAt: null,
+      readings: 0,
+      errors: 3,
+      lastError: 'timeout',
+    },
   ];
 
   before(async () => {
@@ -84,9 +100,13 @@ describe('REST API over real HTTP', () => {
   };
 
   it('GET /health reports sources and status', async () => {
-    const h = await get<{ status: string; gateway: string; version: string; uptime: number; sources: SourceStatus[] }>(
-      '/api/v1/health',
-    );
+    const h = await get<{
+      status: string;
+      gateway: string;
+      version: string;
+      uptime: number;
+      sources: SourceStatus[];
+    }>('/api/v1/health');
     assert.equal(h.gateway, 'gw-test');
     assert.equal(h.version, '9.9.9');
     assert.equal(h.uptime, 60);
@@ -107,16 +127,21 @@ describe('REST API over real HTTP', () => {
     assert.equal(page.items.length, 10);
     assert.equal(page.items[0]?.ts, '2026-11-24T10:01:00.000Z');
     assert.equal(page.items.at(-1)?.ts, '2026-11-24T10:01:09.000Z');
-    assert.deepEqual(page.items[0], { device: 'boiler-1', metric: 'temperature', value: 26, ts: '2026-11-24T10:01:00.000Z', unit: '°C' });
+    assert.deepEqual(page.items[0], {
+      device: 'boiler-1',
+      metric: 'temperature',
+      value: 26,
+      ts: '2026-11-24T10:01:00.000Z',
+      unit: '°C',
+    });
     assert.equal(page.next, null);
-    const both = await get<Page>(`/api/v1/readings?device=boiler-1,meter-1&metric=power,humidity&to=${T0 + 1}`);
-    assert.deepEqual(
-      both.items.map((r) => [r.device, r.metric]).sort(),
-      [
-        ['boiler-1', 'humidity'],
-        ['meter-1', 'power'],
-      ],
+    const both = await get<Page>(
+      `/api/v1/readings?device=boiler-1,meter-1&metric=power,humidity&to=${T0 + 1}`,
     );
+    assert.deepEqual(both.items.map((r) => [r.device, r.metric]).sort(), [
+      ['boiler-1', 'humidity'],
+      ['meter-1', 'power'],
+    ]);
   });
 
   it('GET /readings orders desc and limits', async () => {
@@ -163,9 +188,9 @@ describe('REST API over real HTTP', () => {
   });
 
   it('GET /devices and /devices/{id} list metrics, source and status', async () => {
-    const list = await get<{ items: { id: string; source: string; status: string; metrics: { metric: string }[] }[] }>(
-      '/api/v1/devices',
-    );
+    const list = await get<{
+      items: { id: string; source: string; status: string; metrics: { metric: string }[] }[];
+    }>('/api/v1/devices');
     assert.deepEqual(
       list.items.map((d) => [d.id, d.source, d.status, d.metrics.map((m) => m.metric)]),
       [
@@ -243,9 +268,15 @@ describe('REST API over real HTTP', () => {
     const keys = ['device', 'metric', 'from', 'to', 'limit', 'order', 'cursor', 'x', ''];
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.constantFrom(...keys), fc.oneof(fc.string(), fc.integer().map(String), fc.constant(''))), {
-          maxLength: 5,
-        }),
+        fc.array(
+          fc.tuple(
+            fc.constantFrom(...keys),
+            fc.oneof(fc.string(), fc.integer().map(String), fc.constant('')),
+          ),
+          {
+            maxLength: 5,
+          },
+        ),
         async (pairs) => {
           const qs = pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
           for (const path of ['/api/v1/readings', '/api/v1/readings/latest', '/api/v1/devices']) {

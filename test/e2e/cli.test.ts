@@ -41,10 +41,14 @@ describe('tidegate CLI', () => {
       );
     expectLine(/broken\.yaml:3:9: api\.port: expected a number, found "eighty"/);
     expectLine(/broken\.yaml:8:\d+: sources\[0\]\.interval: expected a duration/);
-    expectLine(/broken\.yaml:6:19: broker\.allowAnonymous: expected true or false, or "loopback", found "sometimes"/);
+    expectLine(
+      /broken\.yaml:6:19: broker\.allowAnonymous: expected true or false, or "loopback", found "sometimes"/,
+    );
     expectLine(/broken\.yaml:9:\d+: sources\[1\]\.type: expected one of "mqtt", "simulator", found "modbus"/);
     expectLine(/broken\.yaml:9:\d+: sources\[1\]\.id: duplicate source id "sim"$/);
-    expectLine(/broken\.yaml:\d+:\d+: api\.token: the API binds to 0\.0\.0\.0, beyond loopback: set api\.token/);
+    expectLine(
+      /broken\.yaml:\d+:\d+: api\.token: the API binds to 0\.0\.0\.0, beyond loopback: set api\.token/,
+    );
     expectLine(/broken\.yaml:10:1: stroe: unknown key$/);
     expectLine(/^7 problem\(s\) found$/);
   });
@@ -65,7 +69,10 @@ describe('tidegate CLI', () => {
 
   it('run refuses to serve the API beyond loopback without a token', async () => {
     const file = join(dir, 'open.yaml');
-    writeFileSync(file, `api: { host: 0.0.0.0, port: 0 }\nbroker: { enabled: false }\nstore: { path: ${join(dir, 'open.db')} }\n`);
+    writeFileSync(
+      file,
+      `api: { host: 0.0.0.0, port: 0 }\nbroker: { enabled: false }\nstore: { path: ${join(dir, 'open.db')} }\n`,
+    );
     const { code, stderr } = await runCli(['run', '--config', file]);
     assert.equal(code, 78);
     assert.match(stderr, /api\.token: the API binds to 0\.0\.0\.0, beyond loopback/);
@@ -74,7 +81,10 @@ describe('tidegate CLI', () => {
   it('with a token beyond loopback, every route but /health needs it', async () => {
     const file = join(dir, 'token.yaml');
     const token = 'a-long-enough-secret-token';
-    writeFileSync(file, `api: { host: 0.0.0.0, port: 0, token: "\${MY_TOKEN}" }\nbroker: { enabled: false }\nstore: { path: ${join(dir, 'token.db')} }\n`);
+    writeFileSync(
+      file,
+      `api: { host: 0.0.0.0, port: 0, token: "\${MY_TOKEN}" }\nbroker: { enabled: false }\nstore: { path: ${join(dir, 'token.db')} }\n`,
+    );
     const gw = await startGateway(file, { env: { MY_TOKEN: token } });
     try {
       assert.equal((await gw.api('/api/v1/health')).status, 200);
@@ -82,8 +92,14 @@ describe('tidegate CLI', () => {
       assert.equal(denied.status, 401);
       assert.equal(((await denied.json()) as { error: { code: string } }).error.code, 'unauthorized');
       assert.equal((await gw.api('/metrics')).status, 401);
-      assert.equal((await gw.api('/api/v1/readings', { headers: { authorization: 'Bearer wrong' } })).status, 401);
-      assert.equal((await gw.api('/api/v1/readings', { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      assert.equal(
+        (await gw.api('/api/v1/readings', { headers: { authorization: 'Bearer wrong' } })).status,
+        401,
+      );
+      assert.equal(
+        (await gw.api('/api/v1/readings', { headers: { authorization: `Bearer ${token}` } })).status,
+        200,
+      );
     } finally {
       await gw.stop();
     }
@@ -112,12 +128,18 @@ describe('the embedded default (config/gateway.yaml)', () => {
     const started = Date.now();
     // The shipped file as it is; only ports (to avoid clashes) and the store path are overridden.
     const gw = await startGateway(join(ROOT, 'config/gateway.yaml'), {
-      env: { TIDEGATE_API__PORT: '0', TIDEGATE_BROKER__PORT: '0', TIDEGATE_STORE__PATH: join(dir, 'tidegate.db') },
+      env: {
+        TIDEGATE_API__PORT: '0',
+        TIDEGATE_BROKER__PORT: '0',
+        TIDEGATE_STORE__PATH: join(dir, 'tidegate.db'),
+      },
     });
     try {
       const health = await eventually(async () => {
         const res = await gw.api('/api/v1/health');
-        return res.status === 200 ? ((await res.json()) as { status: string; sources: { id: string }[] }) : undefined;
+        return res.status === 200
+          ? ((await res.json()) as { status: string; sources: { id: string }[] })
+          : undefined;
       });
       assert.ok(Date.now() - started < 10_000, 'healthy within 10 s');
       assert.equal(health.status, 'ok');
@@ -131,7 +153,9 @@ describe('the embedded default (config/gateway.yaml)', () => {
       }, 5_000);
       assert.equal(items[0]?.device, 'sim-1');
       assert.equal(typeof items[0]?.value, 'number');
-      const devices = (await (await gw.api('/api/v1/devices')).json()) as { items: { id: string; status: string }[] };
+      const devices = (await (await gw.api('/api/v1/devices')).json()) as {
+        items: { id: string; status: string }[];
+      };
       assert.deepEqual(
         devices.items.map((d) => [d.id, d.status]),
         [

@@ -40,7 +40,9 @@ function readingsEventually(gw: RunningGateway, query: string, count: number): P
 
 async function metricValue(gw: RunningGateway, name: string, labels: string): Promise<number> {
   const text = await (await gw.api('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)));
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)));
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
@@ -87,12 +89,20 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
     const client = await connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, { reconnectPeriod: 0 });
     try {
       await client.publishAsync('sensors/js-1/temperature', '21.5', { qos: 1 });
-      await client.publishAsync('sensors/js-1/humidity', JSON.stringify({ value: 40, ts: '2026-11-24T10:00:03.250+01:00' }), {
-        qos: 1,
-      });
-      await client.publishAsync('sensors/js-2', JSON.stringify({ temperature: 19.25, on: true, name: 'x', ts: 1764000000000 }), {
-        qos: 1,
-      });
+      await client.publishAsync(
+        'sensors/js-1/humidity',
+        JSON.stringify({ value: 40, ts: '2026-11-24T10:00:03.250+01:00' }),
+        {
+          qos: 1,
+        },
+      );
+      await client.publishAsync(
+        'sensors/js-2',
+        JSON.stringify({ temperature: 19.25, on: true, name: 'x', ts: 1764000000000 }),
+        {
+          qos: 1,
+        },
+      );
     } finally {
       await client.endAsync();
     }
@@ -100,54 +110,77 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
     const one = await readings(gw, 'device=js-1&order=asc');
     assert.equal(one.length, 2);
     const humidity = one.find((r) => r.metric === 'humidity');
-    assert.deepEqual(humidity, { device: 'js-1', metric: 'humidity', value: 40, ts: '2026-11-24T09:00:03.250Z' });
+    assert.deepEqual(humidity, {
+      device: 'js-1',
+      metric: 'humidity',
+      value: 40,
+      ts: '2026-11-24T09:00:03.250Z',
+    });
     const temperature = one.find((r) => r.metric === 'temperature');
     assert.equal(temperature?.value, 21.5);
     // No ts in the payload: the receive time, which is now.
     assert.ok(Math.abs(Date.parse(temperature?.ts ?? '') - Date.now()) < 10_000);
     const two = await readings(gw, 'device=js-2');
-    assert.deepEqual(
-      two.map((r) => [r.metric, r.value, r.ts]).sort(),
-      [
-        ['on', 1, '2025-11-24T16:00:00.000Z'],
-        ['temperature', 19.25, '2025-11-24T16:00:00.000Z'],
-      ],
-    );
+    assert.deepEqual(two.map((r) => [r.metric, r.value, r.ts]).sort(), [
+      ['on', 1, '2025-11-24T16:00:00.000Z'],
+      ['temperature', 19.25, '2025-11-24T16:00:00.000Z'],
+    ]);
   });
 
   it("stores the three payload shapes published with Debian's mosquitto_pub", async () => {
     const pub = (topic: string, message: string, extra: string[] = []) =>
-      exec('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.brokerPort), '-q', '1', '-t', topic, '-m', message, ...extra]);
+      exec('mosquitto_pub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(gw.brokerPort),
+        '-q',
+        '1',
+        '-t',
+        topic,
+        '-m',
+        message,
+        ...extra,
+      ]);
     await pub('sensors/cli-1/pressure', '1013.25');
     await pub('sensors/cli-1/level', '{"value": -3.5, "ts": 1764000001000, "unit": "cm"}');
     await pub('sensors/cli-2', '{"voltage": 230.1, "current": 0.42, "time": "2025-11-24T16:00:02Z"}');
     // A user with a password, inside its ACL.
     await pub('sensors/alice-1/temperature', '22', ['-u', 'alice', '-P', password]);
     const cli1 = await readingsEventually(gw, 'device=cli-1', 2);
-    assert.deepEqual(cli1.find((r) => r.metric === 'level'), {
-      device: 'cli-1',
-      metric: 'level',
-      value: -3.5,
-      ts: '2025-11-24T16:00:01.000Z',
-      unit: 'cm',
-    });
+    assert.deepEqual(
+      cli1.find((r) => r.metric === 'level'),
+      {
+        device: 'cli-1',
+        metric: 'level',
+        value: -3.5,
+        ts: '2025-11-24T16:00:01.000Z',
+        unit: 'cm',
+      },
+    );
     assert.equal(cli1.find((r) => r.metric === 'pressure')?.value, 1013.25);
     const cli2 = await readingsEventually(gw, 'device=cli-2&order=asc', 2);
-    assert.deepEqual(
-      cli2.map((r) => [r.metric, r.value, r.ts]).sort(),
-      [
-        ['current', 0.42, '2025-11-24T16:00:02.000Z'],
-        ['voltage', 230.1, '2025-11-24T16:00:02.000Z'],
-      ],
-    );
+    assert.deepEqual(cli2.map((r) => [r.metric, r.value, r.ts]).sort(), [
+      ['current', 0.42, '2025-11-24T16:00:02.000Z'],
+      ['voltage', 230.1, '2025-11-24T16:00:02.000Z'],
+    ]);
     assert.equal((await readingsEventually(gw, 'device=alice-1', 1))[0]?.value, 22);
   });
 
   it('rejects and counts bad input, stores none of it, and keeps running', async () => {
     const before = Object.fromEntries(
       await Promise.all(
-        ['malformed_payload', 'invalid_value', 'future_ts', 'unknown_topic', 'too_many_metrics', 'oversized', 'invalid_ts'].map(
-          async (r) => [r, await metricValue(gw, 'tidegate_readings_rejected_total', `reason="${r}"`)] as const,
+        [
+          'malformed_payload',
+          'invalid_value',
+          'future_ts',
+          'unknown_topic',
+          'too_many_metrics',
+          'oversized',
+          'invalid_ts',
+        ].map(
+          async (r) =>
+            [r, await metricValue(gw, 'tidegate_readings_rejected_total', `reason="${r}"`)] as const,
         ),
       ),
     );
@@ -179,8 +212,13 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
     big.end(true);
 
     const delta = async (reason: string) =>
-      (await metricValue(gw, 'tidegate_readings_rejected_total', `reason="${reason}"`)) - (before[reason] ?? 0);
-    await eventually(async () => ((await delta('oversized')) >= 1 ? true : undefined), 3_000, 'oversized counted');
+      (await metricValue(gw, 'tidegate_readings_rejected_total', `reason="${reason}"`)) -
+      (before[reason] ?? 0);
+    await eventually(
+      async () => ((await delta('oversized')) >= 1 ? true : undefined),
+      3_000,
+      'oversized counted',
+    );
     assert.equal(await delta('malformed_payload'), 5);
     assert.equal(await delta('invalid_value'), 2);
     assert.equal(await delta('future_ts'), 1);
@@ -201,11 +239,28 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
 
   it('refuses a wrong password and a publish outside the ACL, counting both', async () => {
     await assert.rejects(
-      connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, { username: 'alice', password: 'wrong', reconnectPeriod: 0 }),
+      connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, {
+        username: 'alice',
+        password: 'wrong',
+        reconnectPeriod: 0,
+      }),
       /Bad username or password/i,
     );
     await assert.rejects(
-      exec('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(gw.brokerPort), '-u', 'nobody', '-P', 'x', '-t', 'sensors/a/b', '-m', '1']),
+      exec('mosquitto_pub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(gw.brokerPort),
+        '-u',
+        'nobody',
+        '-P',
+        'x',
+        '-t',
+        'sensors/a/b',
+        '-m',
+        '1',
+      ]),
     );
     assert.equal(await metricValue(gw, 'tidegate_broker_denied_total', 'reason="auth"'), 2);
 
@@ -223,7 +278,9 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
   });
 
   it('protects $SYS: no publishing there, no subscribing without an explicit grant', async () => {
-    const client: MqttClient = await connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, { reconnectPeriod: 0 });
+    const client: MqttClient = await connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, {
+      reconnectPeriod: 0,
+    });
     // SUBACK 0x80: refused, and the connection stays up.
     await assert.rejects(client.subscribeAsync('$SYS/#'), (err: { packet?: { granted?: number[] } }) => {
       assert.deepEqual(err.packet?.granted, [128]);
@@ -247,7 +304,9 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
     assert.ok(ms < 5_000, `exit took ${ms} ms`);
     const db = new Database(join(dir, 'gw.db'), { readonly: true });
     const n = db
-      .prepare("SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id WHERE s.device = 'burst-1'")
+      .prepare(
+        "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id WHERE s.device = 'burst-1'",
+      )
       .pluck()
       .get();
     db.close();

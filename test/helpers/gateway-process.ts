@@ -56,7 +56,9 @@ export async function startGateway(
       if (entry.msg === 'API listening') apiPort = entry['port'] as number;
       if (entry.msg === 'tidegate started') resolve();
     });
-    exited.then((code) => reject(new Error(`gateway exited with ${code} before it was ready: ${stderr.join('\n')}`)));
+    exited.then((code) =>
+      reject(new Error(`gateway exited with ${code} before it was ready: ${stderr.join('\n')}`)),
+    );
   });
   const timeoutMs = options.timeoutMs ?? 15_000;
   let timer: NodeJS.Timeout | undefined;
@@ -95,7 +97,11 @@ export async function startGateway(
 }
 
 /** Polls `check` every 50 ms until it returns a value other than undefined, for at most `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 5_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 5_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -105,7 +111,8 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
