@@ -1,10 +1,14 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_FILE, loadConfig } from './config/load.js';
 import { ConfigError, formatProblem } from './config/problems.js';
+import { loadRulesFile } from './config/rules.js';
+import { compileRules } from './engine/compile.js';
+import { replay } from './engine/replay.js';
 import { Gateway } from './gateway.js';
 import { createLogger } from './log.js';
 import { hashPassword } from './sources/password.js';
@@ -19,7 +23,9 @@ const USAGE = `tidegate ${VERSION} — IoT sensor edge gateway
 
 Usage:
   tidegate run [--config FILE]        run the gateway (default config: ${DEFAULT_CONFIG_FILE})
-  tidegate validate [--config FILE]   check the configuration; print every problem; exit 1 if any
+  tidegate validate [--config FILE]   check the configuration and rules; print every problem; exit 1 if any
+  tidegate replay --rules FILE [--input FILE|-]
+                                      run rules over JSON-lines readings; output records on stdout
   tidegate hash-password              read a password on stdin, print a broker passwordHash
   tidegate --version | --help
 `;
@@ -114,6 +120,96 @@ async function hashPasswordCommand(): Promise<number> {
   return EXIT.ok;
 }
 
+/**
+ * `tidegate replay`: readings as JSON lines in (a file or stdin), output records as JSON lines on
+ * stdout, warnings on stderr. Output waits for stdout to drain, so memory stays flat on long inputs.
+ */
+async function replayCommand(rulesFile: string | undefined, input: string | undefined): Promise<number> {
+  if (!rulesFile) {
+    process.stderr.write(`tidegate replay: --rules FILE is required\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  let rules: ReturnType<typeof loadRulesFile>;
+  try {
+    rules = loadRulesFile(rulesFile);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+      return EXIT.config;
+    }
+    throw err;
+  }
+  const source = input === undefined || input === '-' ? process.stdin : createReadStream(input);
+  const failed = new Promise<never>((_, reject) => source.once('error', reject));
+  const out = new LineWriter(process.stdout);
+  const lines = createInterface({ input: source, crlfDelay: Number.POSITIVE_INFINITY });
+  async function* paced(): AsyncGenerator<string> {
+    for await (const line of lines) {
+      yield line;
+      await out.ready();
+    }
+  }
+  let summary: Awaited<ReturnType<typeof replay>>;
+  try {
+    summary = await Promise.race([
+      replay(
+        paced(),
+        compileRules(rules),
+        (line) => out.write(line),
+        (msg) => process.stderr.write(`tidegate replay: ${msg}\n`),
+      ),
+      failed,
+    ]);
+  } catch (err) {
+    process.stderr.write(`tidegate replay: ${(err as Error).message}\n`);
+    return EXIT.failure;
+  }
+  await out.end();
+  process.stderr.write(
+    `tidegate replay: ${summary.readings} readings, ${summary.rejected} rejected, ${summary.duplicates} duplicates, ${summary.records} records\n`,
+  );
+  return EXIT.ok;
+}
+
+/** Buffers lines into large writes and reports when the stream wants a pause. */
+class LineWriter {
+  private buffer: string[] = [];
+  private size = 0;
+  private blocked: Promise<void> | null = null;
+
+  constructor(private readonly stream: NodeJS.WritableStream) {}
+
+  write(line: string): void {
+    this.buffer.push(line);
+    this.size += line.length + 1;
+    if (this.size >= 64 * 1024) this.push();
+  }
+
+  ready(): Promise<void> {
+    return this.blocked ?? Promise.resolve();
+  }
+
+  async end(): Promise<void> {
+    this.push();
+    await this.ready();
+  }
+
+  private push(): void {
+    if (this.buffer.length === 0) return;
+    const chunk = `${this.buffer.join('\n')}\n`;
+    this.buffer = [];
+    this.size = 0;
+    if (!this.stream.write(chunk) && !this.blocked) {
+      this.blocked = new Promise((resolve) =>
+        this.stream.once('drain', () => {
+          this.blocked = null;
+          resolve();
+        }),
+      );
+    }
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -122,6 +218,8 @@ export async function main(argv: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        rules: { type: 'string', short: 'r' },
+        input: { type: 'string', short: 'i' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -148,6 +246,8 @@ export async function main(argv: string[]): Promise<number> {
       return validate(file);
     case 'hash-password':
       return hashPasswordCommand();
+    case 'replay':
+      return replayCommand(values.rules as string | undefined, values.input as string | undefined);
     default:
       process.stderr.write(`tidegate: unknown command "${command}"\n\n${USAGE}`);
       return EXIT.usage;

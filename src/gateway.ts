@@ -2,7 +2,10 @@ import { statSync } from 'node:fs';
 import { ApiServer, createApp } from './api/server.js';
 import { type Clock, systemClock } from './clock.js';
 import type { GatewayConfig, SourceConfig } from './config/schema.js';
+import { compileRules } from './engine/compile.js';
+import { DuplicateFilter, dedupeHorizon } from './engine/dedupe.js';
 import { EventBus } from './events.js';
+import { LiveRules } from './live-rules.js';
 import { createLogger, type Logger, RateLimitedLog } from './log.js';
 import { Metrics } from './metrics.js';
 import { ReadingRejection } from './model/reading.js';
@@ -36,6 +39,7 @@ export class Gateway {
   private db: Db | null = null;
   private writer: ReadingWriter | null = null;
   private retention: Retention | null = null;
+  private rules: LiveRules | null = null;
   private broker: EmbeddedBroker | null = null;
   private sources: Source[] = [];
   private api: ApiServer | null = null;
@@ -59,7 +63,10 @@ export class Gateway {
       await this.stop();
       throw err;
     }
-    this.log.info({ gateway: this.config.gateway.id, version: VERSION }, 'tidegate started');
+    this.log.info(
+      { gateway: this.config.gateway.id, version: VERSION, rules: this.config.rules.length },
+      'tidegate started',
+    );
   }
 
   private async startParts(): Promise<void> {
@@ -82,9 +89,14 @@ export class Gateway {
     this.retention = new Retention(db, config.store.retention, { clock, metrics, log });
     this.retention.start();
 
+    const rules = compileRules(config.rules);
+    if (rules.length > 0) {
+      this.rules = new LiveRules(rules, { db, writer, bus: this.bus, clock, metrics, log });
+      this.rules.start();
+    }
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew },
-      { clock, metrics, warn, bus: this.bus, writer },
+      { clock, metrics, warn, bus: this.bus, writer, duplicates: new DuplicateFilter(dedupeHorizon(rules)) },
     );
     if (config.broker.enabled) {
       this.broker = new EmbeddedBroker(config.broker, {
@@ -170,6 +182,7 @@ export class Gateway {
     await step('api', () => this.api?.stop());
     for (const s of this.sources.reverse()) await step(`source ${s.id}`, () => s.stop());
     await step('broker', () => this.broker?.stop());
+    this.rules?.stop();
     this.retention?.stop();
     await step('store writer', () => this.writer?.stop());
     await step('database', () => this.db?.close());

@@ -48,6 +48,8 @@ export class RateLimitedLog {
   }
 
   private prune(t: number): void {
-    for (const [k, v] of this.last) if (t - v.at >= this.intervalMs) this.last.delete(k);
+    // Entries still holding a count of suppressed lines stay until that count is reported.
+    for (const [k, v] of this.last)
+      if (t - v.at >= this.intervalMs && v.suppressed === 0) this.last.delete(k);
   }
 }

@@ -63,6 +63,34 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly windowsClosed = new Counter({
+    name: 'tidegate_windows_closed_total',
+    help: 'Windows whose first result (revision 0) was emitted',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+
+  readonly resultRevisions = new Counter({
+    name: 'tidegate_result_revisions_total',
+    help: 'Results re-emitted (revision > 0) for late readings within allowed lateness',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisions = new Counter({
+    name: 'tidegate_decisions_total',
+    help: 'Decision transitions, by the state entered',
+    labelNames: ['rule', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly lateDropped = new Counter({
+    name: 'tidegate_late_dropped_total',
+    help: 'Readings that fitted no live window of a rule (the late side output)',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+
   readonly brokerDenied = new Counter({
     name: 'tidegate_broker_denied_total',
     help: 'Embedded broker refusals: auth (bad credentials), anonymous, acl_publish, acl_subscribe',

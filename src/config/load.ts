@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, parse as parseYamlScalar } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
+import type { RuleSpec } from '../model/rule.js';
 import { ConfigError, type ConfigProblem, issuesToProblems } from './problems.js';
+import { checkRules, loadRulesFile } from './rules.js';
 import { configSchema, type GatewayConfig } from './schema.js';
 
 export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml';
@@ -48,8 +50,17 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
   const envOrigins = applyEnvOverrides(data, env, file, problems);
   const result = configSchema.safeParse(data, { reportInput: true });
   if (!result.success) problems.push(...issuesToProblems(result.error.issues, file, doc, lines, envOrigins));
+  let rules: RuleSpec[] = [];
+  const rawRules = data['rules'];
+  try {
+    if (typeof rawRules === 'string' && rawRules !== '') rules = loadRulesFile(rawRules);
+    else if (Array.isArray(rawRules)) rules = checkRules(rawRules, file, ['rules'], doc, lines);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
-  return result.data;
+  return { ...result.data, rules };
 }
 
 /** `${VAR}` and `${VAR:-default}` inside string values; an unset variable is empty. */
@@ -84,14 +95,24 @@ function knownKeys(): Map<string, string> {
       }
     }
   };
-  walk(configSchema.parse({}));
+  // One of every kind of list item, so that keys inside sources, topics and users are known too.
+  walk(
+    configSchema.parse({
+      sources: [
+        { id: 'm', type: 'mqtt', topics: [{ filter: 'a/{device}' }] },
+        { id: 's', type: 'simulator' },
+      ],
+      broker: { users: [{ username: 'u', passwordHash: 'scrypt$2$1$1$AA==$AA==' }] },
+    }),
+  );
   return keys;
 }
 
 /**
  * `TIDEGATE_<SECTION>__<KEY>[__<KEY>…]` overrides one scalar (`TIDEGATE_API__TOKEN`,
- * `TIDEGATE_STORE__FLUSHINTERVAL=1s`, `TIDEGATE_SOURCES__0__INTERVAL=5s`). Values are read as YAML
- * scalars, so numbers and booleans keep their type. Returns which paths came from which variable.
+ * `TIDEGATE_STORE__FLUSHINTERVAL=1s`, `TIDEGATE_SOURCES__0__INTERVAL=5s`). Values stay text (a
+ * token of digits is still a string); number and boolean fields accept their text form. Returns
+ * which paths came from which variable.
  */
 export function applyEnvOverrides(
   data: { [k: string]: Json },
@@ -156,18 +177,8 @@ export function applyEnvOverrides(
       });
       continue;
     }
-    node[target] = readScalar(env[envName] ?? '');
+    node[target] = env[envName] ?? '';
     origins.set(JSON.stringify(path), envName);
   }
   return origins;
-}
-
-function readScalar(text: string): Json {
-  try {
-    const v = parseYamlScalar(text) as unknown;
-    if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) return v as Json;
-  } catch {
-    // not YAML: the text as it is
-  }
-  return text;
 }

@@ -121,7 +121,7 @@ export function issuesToProblems(
     } else {
       Object.assign(problem, locate(doc, lines, path, false));
     }
-    const env = envOrigins?.get(JSON.stringify(path));
+    const env = envOrigins?.get(JSON.stringify(problem.path));
     if (env) problem.env = env;
     return problem;
   });

@@ -1,8 +1,9 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import type { RuleSpec } from '../model/rule.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
-import { duration, identifier, name, port, size } from './types.js';
+import { bool, boolOr, duration, identifier, name, num, port, size } from './types.js';
 
 /**
  * The one schema of the gateway's configuration (SPEC §6). Validation and the TypeScript types
@@ -16,7 +17,7 @@ const logSchema = z.strictObject({
 });
 
 const apiSchema = z.strictObject({
-  enabled: z.boolean().default(true),
+  enabled: bool().default(true),
   host: z.string().min(1).default('127.0.0.1'),
   port: port.default(8080),
   /** Empty (an unset `${TIDEGATE_TOKEN}`) means no token. */
@@ -27,7 +28,7 @@ const apiSchema = z.strictObject({
     .refine((t) => t === undefined || t.length >= 16, {
       message: 'expected a token of at least 16 characters',
     }),
-  insecure: z.boolean().default(false),
+  insecure: bool().default(false),
   maxBodySize: size({ min: 1024 }).default(1024 * 1024),
 });
 
@@ -46,12 +47,12 @@ const aclSchema = z.strictObject({
 });
 
 const brokerSchema = z.strictObject({
-  enabled: z.boolean().default(true),
+  enabled: bool().default(true),
   host: z.string().min(1).default('0.0.0.0'),
   port: port.default(1883),
   maxPayload: size({ min: 16 }).default(64 * 1024),
   /** true: anyone; false: users only; `loopback`: anonymous clients only from 127.0.0.0/8 and ::1. */
-  allowAnonymous: z.union([z.boolean(), z.literal('loopback')]).default(false),
+  allowAnonymous: boolOr(z.literal('loopback')).default(false),
   /** What anonymous clients may publish and subscribe to. */
   anonymous: aclSchema.prefault({}),
   users: z.array(userSchema).default([]),
@@ -59,7 +60,7 @@ const brokerSchema = z.strictObject({
 
 const ingestSchema = z.strictObject({
   maxFutureSkew: duration().default(5 * 60_000),
-  maxMetricsPerMessage: z.number().int().min(1).max(10_000).default(256),
+  maxMetricsPerMessage: num(z.number().int().min(1).max(10_000)).default(256),
   /** A device with no reading for this long is listed as `stale` by /devices. */
   staleAfter: duration({ min: 1 }).default(5 * 60_000),
 });
@@ -69,7 +70,7 @@ const topicSchema = z.strictObject({
     message:
       'expected an MQTT topic with {device} and/or {metric} filling whole levels, e.g. sensors/{device}/{metric}',
   }),
-  qos: z.union([z.literal(0), z.literal(1)]).default(0),
+  qos: num(z.union([z.literal(0), z.literal(1)])).default(0),
   payload: z.enum(['auto', 'number', 'value', 'json']).default('auto'),
   /** A fixed device, for topics that don't name it. */
   device: name.optional(),
@@ -86,14 +87,14 @@ const mqttSourceSchema = z.strictObject({
 const simulatorSourceSchema = z.strictObject({
   id: identifier,
   type: z.literal('simulator'),
-  devices: z.number().int().min(1).max(10_000).default(3),
+  devices: num(z.number().int().min(1).max(10_000)).default(3),
   interval: duration({ min: 1 }).default(1000),
   /** The device ids are `{prefix}-1` … `{prefix}-N`. */
   prefix: name.default('sim'),
-  seed: z.number().int().default(1),
+  seed: num(z.number().int()).default(1),
   /** Share of readings sent out of order (a few seconds behind) and late (a minute behind). */
-  outOfOrder: z.number().min(0).max(1).default(0.02),
-  late: z.number().min(0).max(1).default(0.005),
+  outOfOrder: num(z.number().min(0).max(1)).default(0.02),
+  late: num(z.number().min(0).max(1)).default(0.005),
 });
 
 const sourceSchema = z.discriminatedUnion('type', [mqttSourceSchema, simulatorSourceSchema]);
@@ -103,12 +104,12 @@ const storeSchema = z.strictObject({
   retention: duration({ min: 60_000 }).default(7 * 86_400_000),
   flushInterval: duration({ min: 1 }).default(200),
   /** A group commit also happens as soon as this many readings wait. */
-  batchSize: z.number().int().min(1).max(1_000_000).default(5000),
+  batchSize: num(z.number().int().min(1).max(1_000_000)).default(5000),
   /** At most this many readings wait in memory when the disk fails; beyond it they are rejected. */
-  maxPending: z.number().int().min(1000).default(200_000),
+  maxPending: num(z.number().int().min(1000)).default(200_000),
   synchronous: z.enum(['off', 'normal', 'full']).default('normal'),
   /** Store raw readings (false: only what rules produce). */
-  readings: z.boolean().default(true),
+  readings: bool().default(true),
 });
 
 export const configSchema = z
@@ -119,6 +120,8 @@ export const configSchema = z
     broker: brokerSchema.prefault({}),
     ingest: ingestSchema.prefault({}),
     sources: z.array(sourceSchema).default([]),
+    /** A rules file (SPEC §2), or the rules inline; checked by the rule schema in model/rule.ts. */
+    rules: z.union([z.string().min(1), z.array(z.unknown())]).default([]),
     store: storeSchema.prefault({}),
   })
   // Cross-field checks run even when fields have problems (`when`), so `validate` reports every
@@ -175,8 +178,11 @@ export const configSchema = z
     { when: () => true },
   );
 
-export type GatewayConfig = z.output<typeof configSchema>;
-export type SourceConfig = GatewayConfig['sources'][number];
+/** The configuration as the schema parses it; `rules` is still a file name or raw rules. */
+export type ParsedConfig = z.output<typeof configSchema>;
+/** The configuration the gateway runs: rules loaded and validated. */
+export type GatewayConfig = Omit<ParsedConfig, 'rules'> & { rules: RuleSpec[] };
+export type SourceConfig = ParsedConfig['sources'][number];
 export type MqttSourceConfig = Extract<SourceConfig, { type: 'mqtt' }>;
 export type SimulatorSourceConfig = Extract<SourceConfig, { type: 'simulator' }>;
 export type TopicConfig = MqttSourceConfig['topics'][number];

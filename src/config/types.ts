@@ -60,4 +60,28 @@ export const identifier = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, { message: 'expected 1–64 characters of [A-Za-z0-9_.-]' });
 
-export const port = z.number().int().min(0).max(65535);
+/**
+ * Numbers and booleans also accept their text form, because `\${VAR}` substitution and
+ * `TIDEGATE_*` overrides always produce text: `port: \${API_PORT}` with API_PORT=9000 is 9000.
+ */
+function numberText(v: unknown): unknown {
+  return typeof v === 'string' && /^\s*-?\d+(?:\.\d+)?\s*$/.test(v) ? Number(v) : v;
+}
+
+function booleanText(v: unknown): unknown {
+  return v === 'true' ? true : v === 'false' ? false : v;
+}
+
+export function num<T extends z.ZodType<number>>(schema: T) {
+  return z.preprocess(numberText, schema);
+}
+
+export function bool() {
+  return z.preprocess(booleanText, z.boolean());
+}
+
+export function boolOr<T extends z.ZodType>(other: T) {
+  return z.preprocess(booleanText, z.union([z.boolean(), other]));
+}
+
+export const port = num(z.number().int().min(0).max(65535));

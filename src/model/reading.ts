@@ -136,7 +136,6 @@ function validateTags(input: unknown): Record<string, string> | undefined | Read
   const entries = Object.entries(input);
   if (entries.length > MAX_TAGS) return new ReadingRejection('invalid_tags', `at most ${MAX_TAGS} tags`);
   if (entries.length === 0) return undefined;
-  const tags: Record<string, string> = {};
   for (const [k, v] of entries) {
     if (!NAME_RE.test(k))
       return new ReadingRejection('invalid_tags', `tag name ${describe(k)} is not a valid name`);
@@ -146,9 +145,9 @@ function validateTags(input: unknown): Record<string, string> | undefined | Read
         `tag ${k} must be a string of at most ${MAX_TAG_VALUE_LENGTH} characters`,
       );
     }
-    tags[k] = v;
   }
-  return tags;
+  // fromEntries defines each key as an own property, even `__proto__`.
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 /** The identity of a reading for duplicate detection (SPEC §1, fine print 11). */

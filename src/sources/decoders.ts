@@ -89,6 +89,7 @@ function valueObject(obj: Record<string, unknown>, ctx: DecodeContext): ReadingC
 }
 
 function decodeValueList(list: unknown[], ctx: DecodeContext): Decoded {
+  if (list.length === 0) return rejected('malformed_payload', 'an empty list');
   if (list.length > ctx.maxMetrics) {
     return rejected(
       'too_many_metrics',

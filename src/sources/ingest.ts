@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import type { DuplicateFilter } from '../engine/dedupe.js';
 import type { EventBus } from '../events.js';
 import type { RateLimitedLog } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -12,6 +13,7 @@ export interface IngestOptions {
 
 export interface IngestOutcome {
   accepted: number;
+  duplicates: number;
   rejected: number;
   /** Resolves once the accepted readings are committed (for QoS 1 acknowledgements). */
   durable(): Promise<void>;
@@ -31,6 +33,8 @@ export class Ingest {
       warn: RateLimitedLog;
       bus: EventBus;
       writer: ReadingWriter;
+      /** Drops readings seen before (SPEC §1); absent, the store's unique index still stores them once. */
+      duplicates?: DuplicateFilter;
     },
   ) {}
 
@@ -38,39 +42,55 @@ export class Ingest {
   submit(source: string, decoded: Decoded, context?: string): IngestOutcome {
     for (const r of decoded.rejections) this.reject(source, r, context);
     let accepted = 0;
+    let duplicates = 0;
     let rejected = decoded.rejections.length;
     const now = this.deps.clock.now();
     for (const c of decoded.candidates) {
-      if (this.accept(source, c, now, context)) accepted++;
+      const verdict = this.accept(source, c, now, context);
+      if (verdict === 'accepted') accepted++;
+      else if (verdict === 'duplicate') duplicates++;
       else rejected++;
     }
     const writer = this.deps.writer;
-    return { accepted, rejected, durable: () => (accepted > 0 ? writer.afterCommit() : Promise.resolve()) };
+    // A redelivered duplicate may arrive before the original's commit: it too waits for the commit.
+    const wait = accepted + duplicates > 0;
+    return {
+      accepted,
+      duplicates,
+      rejected,
+      durable: () => (wait ? writer.afterCommit() : Promise.resolve()),
+    };
   }
 
-  /** One candidate; true when it was accepted. */
+  /** One candidate: accepted as a new reading, ignored as a duplicate (SPEC §1), or rejected. */
   accept(
     source: string,
     candidate: ReadingCandidate,
     now = this.deps.clock.now(),
     context?: string,
-  ): boolean {
+  ): 'accepted' | 'duplicate' | 'rejected' {
     const reading = validateReading(candidate, { now, maxFutureSkew: this.options.maxFutureSkew });
     if (reading instanceof ReadingRejection) {
       this.reject(source, reading, context);
-      return false;
+      return 'rejected';
     }
-    if (!this.deps.writer.add(reading, source)) {
+    // Checked before the duplicate filter remembers the reading, so a refused one can come again.
+    if (!this.deps.writer.hasRoom()) {
       this.reject(
         source,
         new ReadingRejection('store_overflow', 'the store is not keeping up; reading refused'),
         context,
       );
-      return false;
+      return 'rejected';
     }
+    if (this.deps.duplicates?.isDuplicate(reading)) {
+      this.deps.metrics.readingsDuplicate.inc();
+      return 'duplicate';
+    }
+    this.deps.writer.add(reading, source);
     this.deps.metrics.readingsIngested.inc({ source });
     this.deps.bus.emit('reading', reading, source);
-    return true;
+    return 'accepted';
   }
 
   /** Counts and logs (rate-limited) a refusal. */

@@ -85,31 +85,13 @@ export class SimulatorSource implements Source {
       const temperature =
         21 + 4 * Math.sin(d.phase + (2 * Math.PI * now) / 3_600_000) + (this.random() - 0.5) * 0.4;
       const power = d.powerLevel * 500 + (d.powerLevel > 0 ? (this.random() - 0.5) * 20 : 0);
-      const src = this.config.id;
-      if (
-        this.deps.ingest.accept(
-          src,
-          { device: d.id, metric: 'temperature', value: round(temperature, 2), ts, unit: '°C' },
-          now,
-        )
-      )
-        accepted++;
-      if (
-        this.deps.ingest.accept(
-          src,
-          { device: d.id, metric: 'humidity', value: round(d.humidity, 1), ts, unit: '%' },
-          now,
-        )
-      )
-        accepted++;
-      if (
-        this.deps.ingest.accept(
-          src,
-          { device: d.id, metric: 'power', value: round(power, 1), ts, unit: 'W' },
-          now,
-        )
-      )
-        accepted++;
+      const readings = [
+        { device: d.id, metric: 'temperature', value: round(temperature, 2), ts, unit: '°C' },
+        { device: d.id, metric: 'humidity', value: round(d.humidity, 1), ts, unit: '%' },
+        { device: d.id, metric: 'power', value: round(power, 1), ts, unit: 'W' },
+      ];
+      for (const r of readings)
+        if (this.deps.ingest.accept(this.config.id, r, now) === 'accepted') accepted++;
     }
     this.stats.delivered(accepted, now);
   }

@@ -46,6 +46,53 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX readings_ts ON readings (ts);
     `,
   },
+  {
+    version: 2,
+    description: 'rule outputs: results, decisions, late readings, decision state',
+    sql: `
+      -- Every revision of every window result, as emitted (SPEC §2 output records).
+      CREATE TABLE results (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        "values" TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        emitted_at INTEGER NOT NULL
+      );
+      CREATE INDEX results_rule_end ON results (rule, "end");
+      CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        "values" TEXT NOT NULL,
+        emitted_at INTEGER NOT NULL
+      );
+      CREATE INDEX decisions_rule_at ON decisions (rule, at);
+      -- The late side output: readings that fitted no live window of a rule.
+      CREATE TABLE late_readings (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        device TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL NOT NULL,
+        ts INTEGER NOT NULL,
+        emitted_at INTEGER NOT NULL
+      );
+      CREATE INDEX late_readings_rule_ts ON late_readings (rule, ts);
+      -- The decision state machine of each (rule, group), restored at start.
+      CREATE TABLE decision_state (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (rule, key)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export function schemaVersion(db: Database.Database): number {

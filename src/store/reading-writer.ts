@@ -16,6 +16,18 @@ export interface ReadingWriterOptions {
   storeReadings: boolean;
 }
 
+/**
+ * Something else written in the same group commit as the readings (rule outputs, the outbox):
+ * `write()` runs inside the transaction and keeps its buffer until `committed()`, so a failed
+ * commit loses nothing.
+ */
+export interface BatchPart {
+  readonly pendingCount: number;
+  write(): void;
+  committed(): void;
+  rolledBack(): void;
+}
+
 interface Pending {
   reading: Reading;
   source: string;
@@ -34,6 +46,7 @@ export class ReadingWriter {
   private timer: TimerHandle | null = null;
   private readonly seriesIds = new Map<string, number>();
   private failing: Error | null = null;
+  private readonly parts: BatchPart[] = [];
   private readonly stmt: {
     insertSeries: Statement;
     selectSeries: Statement;
@@ -68,9 +81,28 @@ export class ReadingWriter {
 
   start(): void {
     if (this.timer) return;
-    this.timer = this.deps.clock.setInterval(() => {
-      if (this.pending.length > 0) this.flush();
-    }, this.options.flushInterval);
+    this.timer = this.deps.clock.setInterval(() => this.flush(), this.options.flushInterval);
+  }
+
+  /** Writes `part` in every group commit from now on. */
+  attach(part: BatchPart): void {
+    this.parts.push(part);
+  }
+
+  /** Called by a part when it has queued something: commits early once a batch is full. */
+  queued(): void {
+    if (this.totalPending() >= this.options.batchSize && !this.failing) this.flush();
+  }
+
+  private totalPending(): number {
+    let n = this.pending.length;
+    for (const p of this.parts) n += p.pendingCount;
+    return n;
+  }
+
+  /** False while the queue is full (the disk is failing): add() would refuse. */
+  hasRoom(): boolean {
+    return this.pending.length < this.options.maxPending;
   }
 
   /** Queues a reading for the next commit; false when the queue is full (the disk is failing). */
@@ -78,18 +110,19 @@ export class ReadingWriter {
     if (this.pending.length >= this.options.maxPending) return false;
     this.pending.push({ reading, source, arrivedAt: this.deps.clock.now() });
     this.deps.metrics.storePending.set(this.pending.length);
-    if (this.pending.length >= this.options.batchSize) this.flush();
+    // While commits fail, retry only on the timer, not on every reading.
+    if (this.pending.length >= this.options.batchSize && !this.failing) this.flush();
     return true;
   }
 
   /** Resolves once everything queued so far is committed; rejects if that commit fails. */
   afterCommit(): Promise<void> {
-    if (this.pending.length === 0) return Promise.resolve();
+    if (this.totalPending() === 0) return Promise.resolve();
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   get pendingCount(): number {
-    return this.pending.length;
+    return this.totalPending();
   }
 
   /** The last commit's error while commits keep failing, else null. */
@@ -99,7 +132,7 @@ export class ReadingWriter {
 
   /** Commits everything queued; returns how many new raw readings were stored. */
   flush(): number {
-    if (this.pending.length === 0) return 0;
+    if (this.totalPending() === 0) return 0;
     const batch = this.pending;
     const waiters = this.waiters;
     this.pending = [];
@@ -110,6 +143,7 @@ export class ReadingWriter {
     } catch (err) {
       // Keep the batch for the next attempt; the series cache may name rows the rollback removed.
       this.seriesIds.clear();
+      for (const p of this.parts) p.rolledBack();
       this.pending = batch.concat(this.pending);
       this.waiters = waiters.concat(this.waiters);
       this.failing = err as Error;
@@ -122,6 +156,7 @@ export class ReadingWriter {
       return 0;
     }
     this.failing = null;
+    for (const p of this.parts) p.committed();
     this.deps.metrics.storeCommits.inc();
     this.deps.metrics.readingsStored.inc(stored);
     this.deps.metrics.storePending.set(this.pending.length);
@@ -154,6 +189,7 @@ export class ReadingWriter {
       }
       for (const [id, l] of latest) this.stmt.updateLatest.run(l.ts, l.value, l.unit, id, l.ts);
       for (const [device, d] of devices) this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
+      for (const p of this.parts) if (p.pendingCount > 0) p.write();
     })();
     return stored;
   }

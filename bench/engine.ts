@@ -1,0 +1,161 @@
+/**
+ * Rule engine throughput (issue 3): readings/s, RSS and per-reading latency for the SPEC's three
+ * reference workloads. Each scenario runs in its own process so one's heap does not colour the next
+ * one's RSS. Run: `npm run bench:engine` (or `node build/bench/engine.js [scenario]`).
+ */
+import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { ManualClock } from '../src/clock.js';
+import { RuleEngine } from '../src/engine/engine.js';
+import type { Reading } from '../src/model/reading.js';
+import { compileRules, validateRules } from '../src/model/rule.js';
+
+interface Scenario {
+  title: string;
+  target: number;
+  readings: number;
+  rules: Record<string, unknown>[];
+  devices: number;
+  metrics: number;
+}
+
+const T0 = Date.UTC(2026, 10, 24);
+
+function scenarios(): Record<string, Scenario> {
+  const hundred: Record<string, unknown>[] = [];
+  const kinds = [
+    { type: 'tumbling', size: '10s' },
+    { type: 'tumbling', size: '1m' },
+    { type: 'sliding', size: '60s', slide: '10s' },
+    { type: 'session', gap: '30s' },
+    { type: 'count', size: 100 },
+  ];
+  const aggs = [
+    { avg: 'avg', peak: 'max' },
+    { p95: 'p95' },
+    { sd: 'stddev', n: 'count' },
+    { r: 'rate', d: 'delta' },
+  ];
+  for (let k = 0; k < 100; k++) {
+    hundred.push({
+      id: `rule-${k}`,
+      match: k % 2 === 0 ? { metric: `m${k % 10}` } : { device: `dev-${k % 10}*`, metric: `m${k % 10}` },
+      where: k % 3 === 0 ? 'value > -1000' : undefined,
+      window: kinds[k % kinds.length],
+      aggregates: aggs[k % aggs.length],
+      when: k % 4 === 0 ? 'count > 5' : undefined,
+    });
+  }
+  const everyRule = hundred.map((r, k) => ({ ...r, match: {}, id: `all-${k}` }));
+  return {
+    tumbling: {
+      title: 'tumbling 10 s, avg+max, 1,000 groups',
+      target: 2_000_000,
+      readings: 5_000_000,
+      devices: 1000,
+      metrics: 1,
+      rules: [
+        {
+          id: 'tumbling',
+          window: { type: 'tumbling', size: '10s' },
+          aggregates: { avg: 'avg', peak: 'max' },
+        },
+      ],
+    },
+    sliding: {
+      title: 'sliding 60 s / 10 s, avg+p95, 1,000 groups',
+      target: 500_000,
+      readings: 3_000_000,
+      devices: 1000,
+      metrics: 1,
+      rules: [
+        {
+          id: 'sliding',
+          window: { type: 'sliding', size: '60s', slide: '10s' },
+          aggregates: { avg: 'avg', p95: 'p95' },
+        },
+      ],
+    },
+    hundred: {
+      title:
+        '100 rules on one stream (100 devices × 10 metrics; each rule one metric, ~10 rules per reading)',
+      target: 200_000,
+      readings: 2_000_000,
+      devices: 100,
+      metrics: 10,
+      rules: hundred,
+    },
+    hundredAll: {
+      title: '100 rules on one stream, every rule sees every reading (worst case)',
+      target: 200_000,
+      readings: 500_000,
+      devices: 100,
+      metrics: 10,
+      rules: everyRule,
+    },
+  };
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+}
+
+function runScenario(name: string, s: Scenario): void {
+  const v = validateRules(JSON.parse(JSON.stringify(s.rules)));
+  if (!v.ok) throw new Error(JSON.stringify(v.problems));
+  const engine = new RuleEngine(compileRules(v.rules), { clock: new ManualClock(0), live: false });
+  const deviceNames = Array.from({ length: s.devices }, (_, i) => `dev-${i}`);
+  const metricNames = Array.from({ length: s.metrics }, (_, i) => `m${i}`);
+  const perRound = s.devices * s.metrics;
+  const batch = 1000;
+  const batchNs: number[] = [];
+  let records = 0;
+  let x = 1;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < s.readings; i += batch) {
+    const b0 = process.hrtime.bigint();
+    for (let j = i; j < i + batch && j < s.readings; j++) {
+      const round = Math.floor(j / perRound);
+      const k = j % perRound;
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      // Every device reports every metric once a second of event time, a little out of order.
+      const r: Reading = {
+        device: deviceNames[k % s.devices] as string,
+        metric: metricNames[Math.floor(k / s.devices)] as string,
+        value: (x % 10_000) / 100,
+        ts: T0 + round * 1000 + (x % 400),
+      };
+      records += engine.process(r).length;
+    }
+    batchNs.push(Number(process.hrtime.bigint() - b0) / batch);
+  }
+  records += engine.flush().length;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const rate = s.readings / seconds;
+  batchNs.sort((a, b) => a - b);
+  const rss = process.memoryUsage().rss / 2 ** 20;
+  console.log(
+    `${s.title}\n  ${name}: ${Math.round(rate).toLocaleString('en')} readings/s ` +
+      `(target ${s.target.toLocaleString('en')}: ${rate >= s.target ? 'met' : 'NOT met'}), ` +
+      `${s.readings.toLocaleString('en')} readings, ${records.toLocaleString('en')} records, RSS ${rss.toFixed(0)} MiB, ` +
+      `per-reading latency over batches of ${batch}: p50 ${quantile(batchNs, 0.5).toFixed(0)} ns, ` +
+      `p99 ${quantile(batchNs, 0.99).toFixed(0)} ns`,
+  );
+}
+
+const all = scenarios();
+const only = process.argv[2];
+if (only !== undefined) {
+  const s = all[only];
+  if (!s) throw new Error(`unknown scenario ${only}; known: ${Object.keys(all).join(', ')}`);
+  runScenario(only, s);
+} else {
+  const cpu = cpus();
+  console.log(`machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, Node ${process.version}`);
+  const self = fileURLToPath(import.meta.url);
+  for (const name of Object.keys(all)) {
+    const r = spawnSync(process.execPath, [self, name], { stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * Aggregate state (SPEC §2 "Aggregate functions"). A rule's aggregates are planned into *slots*: slot
+ * 0 accumulates every reading of the window, and one more slot per metric named in `fn(metric)`.
+ * A slot's state is O(1) for the moments (count, sum, min, max, first, last, Welford mean/M2) plus a
+ * QuantileState when a quantile reads it. States merge, so sliding windows are built from panes and
+ * sessions can merge.
+ */
+import type { AggregateSpec } from '../model/rule.js';
+import { evaluateQuantiles, QuantileState } from './quantile.js';
+
+/** The running state of one slot of one window or pane. */
+export class SlotState {
+  n = 0;
+  sum = 0;
+  min = Number.POSITIVE_INFINITY;
+  max = Number.NEGATIVE_INFINITY;
+  // first/last by event time; ties broken by arrival sequence (fine print 13).
+  firstTs = 0;
+  firstSeq = 0;
+  firstV = 0;
+  lastTs = 0;
+  lastSeq = 0;
+  lastV = 0;
+  // Welford's running mean and sum of squared deviations, for the sample standard deviation.
+  mean = 0;
+  m2 = 0;
+  q: QuantileState | null;
+
+  constructor(withQuantiles: boolean) {
+    this.q = withQuantiles ? new QuantileState() : null;
+  }
+
+  reset(): void {
+    this.n = 0;
+    this.sum = 0;
+    this.min = Number.POSITIVE_INFINITY;
+    this.max = Number.NEGATIVE_INFINITY;
+    this.mean = 0;
+    this.m2 = 0;
+    if (this.q !== null) this.q = new QuantileState();
+  }
+}
+
+/** A window's (or pane's) state: one SlotState per slot of the plan. */
+export type WindowState = SlotState[];
+
+interface Output {
+  fn: AggregateSpec['fn'];
+  slot: number;
+  /** Index into the slot's quantile list, for quantiles. */
+  qIndex: number;
+}
+
+/** The compiled form of a rule's `aggregates`: what to accumulate and how to read it out. */
+export class AggregationPlan {
+  /** slotMetric[k]: the metric slot k accumulates; null for slot 0 (every reading). */
+  readonly slotMetric: (string | null)[] = [null];
+  readonly slotFirstLast: boolean[] = [false];
+  readonly slotMoments: boolean[] = [false];
+  /** The quantiles (0–1) read from each slot; empty when none. */
+  readonly slotQuantiles: number[][] = [[]];
+  readonly aliases: string[];
+  private readonly outputs: Output[];
+  private readonly metricSlot = new Map<string, number>();
+  private readonly singleSlot: boolean;
+  /** Per slot: which outputs are quantiles, and of which q. */
+  private readonly quantileOffsets: number[][] = [];
+  private readonly quantileWanted: number[][] = [];
+
+  constructor(specs: readonly AggregateSpec[]) {
+    this.aliases = specs.map((s) => s.alias);
+    this.outputs = specs.map((s) => {
+      let slot = 0;
+      if (s.metric !== null) {
+        const known = this.metricSlot.get(s.metric);
+        if (known !== undefined) slot = known;
+        else {
+          slot = this.slotMetric.length;
+          this.metricSlot.set(s.metric, slot);
+          this.slotMetric.push(s.metric);
+          this.slotFirstLast.push(false);
+          this.slotMoments.push(false);
+          this.slotQuantiles.push([]);
+        }
+      }
+      let qIndex = -1;
+      if (s.fn === 'first' || s.fn === 'last' || s.fn === 'delta' || s.fn === 'rate')
+        this.slotFirstLast[slot] = true;
+      if (s.fn === 'stddev') this.slotMoments[slot] = true;
+      if (s.fn === 'quantile') {
+        const qs = this.slotQuantiles[slot] as number[];
+        const q = (s.q as number) / 100;
+        qIndex = qs.indexOf(q);
+        if (qIndex < 0) {
+          qIndex = qs.length;
+          qs.push(q);
+        }
+      }
+      return { fn: s.fn, slot, qIndex };
+    });
+    this.singleSlot = this.slotMetric.length === 1;
+    for (let k = 0; k < this.slotMetric.length; k++) {
+      const offsets: number[] = [];
+      const wanted: number[] = [];
+      this.outputs.forEach((o, j) => {
+        if (o.fn === 'quantile' && o.slot === k) {
+          offsets.push(j);
+          wanted.push((this.slotQuantiles[k] as number[])[o.qIndex] as number);
+        }
+      });
+      this.quantileOffsets.push(offsets);
+      this.quantileWanted.push(wanted);
+    }
+  }
+
+  get slotCount(): number {
+    return this.slotMetric.length;
+  }
+
+  newState(): WindowState {
+    const state: WindowState = new Array(this.slotMetric.length);
+    for (let k = 0; k < state.length; k++)
+      state[k] = new SlotState((this.slotQuantiles[k] as number[]).length > 0);
+    return state;
+  }
+
+  /** Adds one reading to a window's state. `seq` is the engine-wide arrival number. */
+  add(state: WindowState, metric: string, value: number, ts: number, seq: number): void {
+    this.addToSlot(state[0] as SlotState, 0, value, ts, seq);
+    if (this.singleSlot) return;
+    const k = this.metricSlot.get(metric);
+    if (k !== undefined) this.addToSlot(state[k] as SlotState, k, value, ts, seq);
+  }
+
+  private addToSlot(s: SlotState, k: number, v: number, ts: number, seq: number): void {
+    const n = ++s.n;
+    s.sum += v;
+    if (v < s.min) s.min = v;
+    if (v > s.max) s.max = v;
+    if (this.slotFirstLast[k]) {
+      if (n === 1 || ts < s.firstTs) {
+        s.firstTs = ts;
+        s.firstSeq = seq;
+        s.firstV = v;
+      }
+      if (n === 1 || ts >= s.lastTs) {
+        s.lastTs = ts;
+        s.lastSeq = seq;
+        s.lastV = v;
+      }
+    }
+    if (this.slotMoments[k]) {
+      const d = v - s.mean;
+      s.mean += d / n;
+      s.m2 += d * (v - s.mean);
+    }
+    if (s.q !== null) s.q.add(v);
+  }
+
+  /** Merges `src` into `dst` (a session absorbing another, a pane into a window). */
+  merge(dst: WindowState, src: WindowState): void {
+    for (let k = 0; k < dst.length; k++) mergeSlot(dst[k] as SlotState, src[k] as SlotState, true);
+  }
+
+  /**
+   * Reads the aggregates of the union of `parts` into `out` (one number per alias, NaN for null) and
+   * returns the window's reading count.
+   */
+  evaluate(parts: readonly WindowState[], out: number[]): number {
+    const slots: SlotState[] = new Array(this.slotMetric.length);
+    for (let k = 0; k < slots.length; k++) {
+      if (parts.length === 1) slots[k] = (parts[0] as WindowState)[k] as SlotState;
+      else {
+        const acc = new SlotState(false);
+        // Quantiles are read from the parts directly below, not copied into the union.
+        for (const p of parts) mergeSlot(acc, p[k] as SlotState, false);
+        slots[k] = acc;
+      }
+    }
+    for (let j = 0; j < this.outputs.length; j++) {
+      const o = this.outputs[j] as Output;
+      out[j] = readSlot(o.fn, slots[o.slot] as SlotState);
+    }
+    for (let k = 0; k < slots.length; k++) {
+      const qs = this.slotQuantiles[k] as number[];
+      if (qs.length === 0) continue;
+      const qStates: QuantileState[] = [];
+      for (const p of parts) {
+        const q = (p[k] as SlotState).q;
+        if (q !== null && q.count() > 0) qStates.push(q);
+      }
+      evaluateQuantiles(
+        qStates,
+        this.quantileWanted[k] as number[],
+        out,
+        this.quantileOffsets[k] as number[],
+      );
+    }
+    return (slots[0] as SlotState).n;
+  }
+}
+
+function mergeSlot(dst: SlotState, src: SlotState, withQuantiles: boolean): void {
+  if (src.n === 0) return;
+  if (dst.n === 0) {
+    dst.n = src.n;
+    dst.sum = src.sum;
+    dst.min = src.min;
+    dst.max = src.max;
+    dst.firstTs = src.firstTs;
+    dst.firstSeq = src.firstSeq;
+    dst.firstV = src.firstV;
+    dst.lastTs = src.lastTs;
+    dst.lastSeq = src.lastSeq;
+    dst.lastV = src.lastV;
+    dst.mean = src.mean;
+    dst.m2 = src.m2;
+  } else {
+    const n = dst.n + src.n;
+    // Chan et al.'s parallel update of mean and M2.
+    const delta = src.mean - dst.mean;
+    dst.m2 = dst.m2 + src.m2 + (delta * delta * dst.n * src.n) / n;
+    dst.mean = dst.mean + (delta * src.n) / n;
+    dst.n = n;
+    dst.sum += src.sum;
+    if (src.min < dst.min) dst.min = src.min;
+    if (src.max > dst.max) dst.max = src.max;
+    if (src.firstTs < dst.firstTs || (src.firstTs === dst.firstTs && src.firstSeq < dst.firstSeq)) {
+      dst.firstTs = src.firstTs;
+      dst.firstSeq = src.firstSeq;
+      dst.firstV = src.firstV;
+    }
+    if (src.lastTs > dst.lastTs || (src.lastTs === dst.lastTs && src.lastSeq > dst.lastSeq)) {
+      dst.lastTs = src.lastTs;
+      dst.lastSeq = src.lastSeq;
+      dst.lastV = src.lastV;
+    }
+  }
+  if (withQuantiles && src.q !== null) {
+    if (dst.q === null) dst.q = new QuantileState();
+    dst.q.merge(src.q);
+  }
+}
+
+function readSlot(fn: AggregateSpec['fn'], s: SlotState): number {
+  const n = s.n;
+  // count(metric) over no readings is 0; everything else over no readings is null (fine print 7).
+  if (fn === 'count') return n;
+  if (n === 0) return Number.NaN;
+  switch (fn) {
+    case 'sum':
+      return s.sum;
+    case 'avg':
+      return s.sum / n;
+    case 'min':
+      return s.min;
+    case 'max':
+      return s.max;
+    case 'spread':
+      return s.max - s.min;
+    case 'first':
+      return s.firstV;
+    case 'last':
+      return s.lastV;
+    case 'delta':
+      return s.lastV - s.firstV;
+    case 'rate':
+      return s.lastTs === s.firstTs ? Number.NaN : (s.lastV - s.firstV) / ((s.lastTs - s.firstTs) / 1000);
+    case 'stddev':
+      return n < 2 ? Number.NaN : Math.sqrt(Math.max(0, s.m2) / (n - 1));
+    default:
+      return Number.NaN; // quantiles are filled in by evaluate()
+  }
+}

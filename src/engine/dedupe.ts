@@ -1,0 +1,55 @@
+/**
+ * Duplicate readings (SPEC §1, fine print 11): the same device, metric, instant and value is one
+ * reading, however often it arrives. Memory is bounded by forgetting readings whose ts is older than
+ * the largest ts seen minus a horizon; a duplicate older than that passes (the engine will almost
+ * always drop it as late anyway, since the horizon is far beyond any rule's windows and lateness).
+ */
+import type { Reading } from '../model/reading.js';
+import { readingKey } from '../model/reading.js';
+import type { CompiledRule } from './compile.js';
+
+const HOUR = 3_600_000;
+
+/**
+ * A generous horizon for a set of rules: twice the longest span any window stays open and live
+ * (size or gap + maxOutOfOrder + lateness), at least one hour.
+ */
+export function dedupeHorizon(rules: readonly CompiledRule[]): number {
+  let span = 0;
+  for (const r of rules) {
+    const w = r.window;
+    const extent = w.type === 'session' ? w.gap : w.type === 'count' ? 0 : w.size;
+    span = Math.max(span, extent + r.maxOutOfOrder + r.lateness);
+  }
+  return Math.max(HOUR, 2 * span);
+}
+
+export class DuplicateFilter {
+  private seen = new Map<string, number>();
+  private maxTs = Number.NEGATIVE_INFINITY;
+  private nextSweep = 4096;
+
+  constructor(readonly horizon: number = HOUR) {}
+
+  /** True when this reading was seen before; otherwise remembers it and returns false. */
+  isDuplicate(r: Reading): boolean {
+    const key = readingKey(r);
+    if (this.seen.has(key)) return true;
+    this.seen.set(key, r.ts);
+    if (r.ts > this.maxTs) this.maxTs = r.ts;
+    if (this.seen.size >= this.nextSweep) this.sweep();
+    return false;
+  }
+
+  /** Readings remembered now. */
+  get size(): number {
+    return this.seen.size;
+  }
+
+  private sweep(): void {
+    const cutoff = this.maxTs - this.horizon;
+    for (const [key, ts] of this.seen) if (ts < cutoff) this.seen.delete(key);
+    // Amortised O(1) per reading: the next sweep waits until the map has doubled.
+    this.nextSweep = Math.max(4096, 2 * this.seen.size);
+  }
+}

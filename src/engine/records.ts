@@ -1,0 +1,106 @@
+/**
+ * Output records (SPEC §2 "Output records"). Each is built with its keys in the SPEC's order so that
+ * `JSON.stringify` gives exactly the documented shape; times are ISO-8601 UTC with milliseconds.
+ */
+import type { Reading } from '../model/reading.js';
+import { formatTimestamp } from '../model/timestamp.js';
+
+/** A group's identity: each groupBy field → its value; null for a tag the reading lacked (fine print 9). */
+export type GroupKey = Readonly<Record<string, string | null>>;
+
+/** Aggregate values by alias; null where the aggregate had nothing to work on. */
+export type AggregateValues = Record<string, number | null>;
+
+export interface ResultRecord {
+  type: 'result';
+  rule: string;
+  key: GroupKey;
+  start: string;
+  end: string;
+  count: number;
+  values: AggregateValues;
+  revision: number;
+}
+
+export type DecisionState = 'ok' | 'firing';
+
+export interface DecisionRecord {
+  type: 'decision';
+  rule: string;
+  key: GroupKey;
+  state: DecisionState;
+  /** The end of the window whose result caused the transition. */
+  at: string;
+  values: AggregateValues;
+}
+
+export interface LateReading {
+  device: string;
+  metric: string;
+  value: number;
+  ts: string;
+  unit?: string;
+  tags?: Record<string, string>;
+}
+
+/** A reading that fitted no live window of the rule: the side output of late data. */
+export interface LateRecord {
+  type: 'late';
+  rule: string;
+  reading: LateReading;
+}
+
+export type OutputRecord = ResultRecord | DecisionRecord | LateRecord;
+
+/** Aggregates as JSON values: NaN (the engine's internal null) becomes null. */
+export function valuesObject(aliases: readonly string[], values: readonly number[]): AggregateValues {
+  const out: AggregateValues = {};
+  for (let j = 0; j < aliases.length; j++) {
+    const v = values[j] as number;
+    out[aliases[j] as string] = Number.isNaN(v) ? null : v;
+  }
+  return out;
+}
+
+export function resultRecord(
+  rule: string,
+  key: GroupKey,
+  start: number,
+  end: number,
+  count: number,
+  values: AggregateValues,
+  revision: number,
+): ResultRecord {
+  return {
+    type: 'result',
+    rule,
+    key,
+    start: formatTimestamp(start),
+    end: formatTimestamp(end),
+    count,
+    values,
+    revision,
+  };
+}
+
+export function decisionRecord(
+  rule: string,
+  key: GroupKey,
+  state: DecisionState,
+  at: number,
+  values: AggregateValues,
+): DecisionRecord {
+  return { type: 'decision', rule, key, state, at: formatTimestamp(at), values };
+}
+
+export function lateRecord(rule: string, r: Reading): LateRecord {
+  const reading: LateReading = {
+    device: r.device,
+    metric: r.metric,
+    value: r.value,
+    ts: formatTimestamp(r.ts),
+  };
+  if (r.unit !== undefined) reading.unit = r.unit;
+  if (r.tags !== undefined) reading.tags = r.tags;
+  return { type: 'late', rule, reading };
+}

@@ -1,0 +1,264 @@
+/**
+ * One rule at run time: its device clocks, its groups (each with a watermark, a window operator and
+ * a decision state machine), and the ordering of what it emits (fine print 12): for each reading,
+ * late re-emissions (and the `late` side output) first, then the windows the watermark closed in
+ * (end, start, key) order, each decision right after its result.
+ */
+import type { Reading } from '../model/reading.js';
+import { AlignedWindowOperator } from './aligned-windows.js';
+import type { CompiledRule } from './compile.js';
+import { CountWindowOperator } from './count-windows.js';
+import { DecisionMachine, type DecisionStateRecord } from './decision.js';
+import {
+  decisionRecord,
+  type GroupKey,
+  lateRecord,
+  type OutputRecord,
+  resultRecord,
+  valuesObject,
+} from './records.js';
+import { SessionWindowOperator } from './session-windows.js';
+import { type DeviceClock, GroupWatermark, type IdlePolicy } from './watermark.js';
+import { AlignedAssigner } from './window-assigner.js';
+import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
+
+type KeyValue = string | null;
+
+export class Group extends GroupWatermark {
+  readonly decision: DecisionMachine | null;
+
+  constructor(
+    readonly keyValues: readonly KeyValue[],
+    readonly key: GroupKey,
+    readonly operator: WindowOperator,
+    withDecision: boolean,
+  ) {
+    super();
+    this.decision = withDecision ? new DecisionMachine() : null;
+  }
+}
+
+interface FiredInGroup {
+  group: Group;
+  window: FiredWindow;
+}
+
+function compareKeys(a: readonly KeyValue[], b: readonly KeyValue[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as KeyValue;
+    const y = b[i] as KeyValue;
+    if (x === y) continue;
+    if (x === null) return -1;
+    if (y === null) return 1;
+    return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+function compareFired(a: FiredInGroup, b: FiredInGroup): number {
+  return (
+    a.window.end - b.window.end ||
+    a.window.start - b.window.start ||
+    compareKeys(a.group.keyValues, b.group.keyValues)
+  );
+}
+
+export class RuleRunner {
+  readonly id: string;
+  private readonly groups = new Map<unknown, Group>();
+  private readonly isCount: boolean;
+  /** groupBy is exactly [device]: the group is found from the device clock, no key computed. */
+  private readonly byDeviceOnly: boolean;
+  private readonly policy: IdlePolicy;
+  private readonly fired: FiredWindow[] = [];
+  private readonly closed: FiredInGroup[] = [];
+  private readonly touched: Group[] = [];
+  private readonly assigner: AlignedAssigner | null;
+
+  constructor(
+    readonly rule: CompiledRule,
+    /** Position in file order. */
+    readonly index: number,
+    private readonly live: boolean,
+  ) {
+    this.id = rule.id;
+    this.isCount = rule.window.type === 'count';
+    this.byDeviceOnly = rule.groupBy.length === 1 && rule.groupBy[0] === 'device';
+    this.policy = { maxOutOfOrder: rule.maxOutOfOrder, idleTimeout: live ? rule.idleTimeout : null, now: 0 };
+    const w = rule.window;
+    this.assigner = w.type === 'tumbling' || w.type === 'sliding' ? new AlignedAssigner(w) : null;
+  }
+
+  /**
+   * One reading that passed the rule's match and where (fine print 1). `d` is the reading device's
+   * clock in this rule; the engine keeps it so that the device is looked up once per reading.
+   */
+  process(r: Reading, d: DeviceClock, seq: number, now: number, out: OutputRecord[]): void {
+    const fired = this.fired;
+    if (this.isCount) {
+      const g = this.groupOf(r, d);
+      g.operator.place(r.metric, r.value, r.ts, seq, 0, fired);
+      this.emit(g, fired, out, false);
+      return;
+    }
+    // 1. The device's clock advances first (fine print 2) ...
+    const oldMax = d.maxTs;
+    const advanced = r.ts > oldMax;
+    if (advanced) d.maxTs = r.ts;
+    // A device back from idleness holds its groups back again: their minimum must be recomputed.
+    const wasIdle = this.live && now - d.lastArrival >= this.rule.idleTimeout;
+    if (this.live) d.lastArrival = now;
+    this.policy.now = now;
+    // 2. ... the reading makes its device feed its group ...
+    const g = this.groupOf(r, d);
+    const touched = this.touched;
+    const feedsBefore = d.feeds.length;
+    g.addDevice(d);
+    if (d.feeds.length !== feedsBefore && g.recompute(this.policy)) touched.push(g);
+    // 3. ... every group the device feeds may see its watermark move (fine print 3: never back) ...
+    if (advanced || wasIdle) {
+      const feeds = d.feeds;
+      for (let i = 0; i < feeds.length; i++) {
+        const fg = feeds[i] as Group;
+        // Only the device holding a group's minimum can move it (or one that was left out as idle).
+        if ((fg.minTs === oldMax || wasIdle) && fg.recompute(this.policy)) {
+          if (!touched.includes(fg)) touched.push(fg);
+        }
+      }
+    }
+    // 4. ... then the reading is placed against its group's watermark: late re-emissions come first.
+    const placement = g.operator.place(r.metric, r.value, r.ts, seq, g.watermark, fired);
+    if (placement === Placement.Late) out.push(lateRecord(this.id, r));
+    else if (fired.length > 0) this.emit(g, fired, out, true);
+    // 5. Windows the watermark closed, in (end, start, key) order.
+    if (touched.length > 0) {
+      this.closeTouched(out);
+      touched.length = 0;
+    }
+  }
+
+  /** Live mode: re-evaluates every group's watermark with idleness at `now`. */
+  tick(now: number, out: OutputRecord[]): void {
+    if (this.isCount) return;
+    this.policy.now = now;
+    for (const g of this.groups.values()) if (g.recompute(this.policy)) this.touched.push(g);
+    if (this.touched.length > 0) {
+      this.closeTouched(out);
+      this.touched.length = 0;
+    }
+  }
+
+  /** End of bounded input: every watermark to +∞. */
+  flush(out: OutputRecord[]): void {
+    if (this.isCount) return;
+    for (const g of this.groups.values()) if (g.raiseTo(Number.POSITIVE_INFINITY)) this.touched.push(g);
+    this.closeTouched(out);
+    this.touched.length = 0;
+  }
+
+  decisionStates(): DecisionStateRecord[] {
+    const states: DecisionStateRecord[] = [];
+    for (const g of this.groups.values()) {
+      const m = g.decision;
+      if (m === null || (m.lastEnd === Number.NEGATIVE_INFINITY && m.state === 'ok' && m.streak === 0))
+        continue;
+      states.push({
+        rule: this.id,
+        key: g.key,
+        state: m.state,
+        streak: m.streak,
+        lastEnd: m.lastEnd === Number.NEGATIVE_INFINITY ? null : m.lastEnd,
+      });
+    }
+    return states;
+  }
+
+  restoreDecisionState(s: DecisionStateRecord): void {
+    if (this.rule.decision === null || typeof s.key !== 'object' || s.key === null) return;
+    const values = this.rule.groupBy.map((f) => {
+      const v = (s.key as Record<string, unknown>)[f];
+      return typeof v === 'string' ? v : null;
+    });
+    const g = this.groupFor(values);
+    g.decision?.restore(s);
+  }
+
+  private closeTouched(out: OutputRecord[]): void {
+    const closed = this.closed;
+    const fired = this.fired;
+    const touched = this.touched;
+    for (let i = 0; i < touched.length; i++) {
+      const g = touched[i] as Group;
+      g.operator.advance(g.watermark, fired);
+      for (let j = 0; j < fired.length; j++) closed.push({ group: g, window: fired[j] as FiredWindow });
+      fired.length = 0;
+    }
+    if (closed.length > 1 && touched.length > 1) closed.sort(compareFired);
+    for (let i = 0; i < closed.length; i++) {
+      const c = closed[i] as FiredInGroup;
+      this.emitOne(c.group, c.window, out, true);
+    }
+    closed.length = 0;
+  }
+
+  private emit(g: Group, fired: FiredWindow[], out: OutputRecord[], inEndOrder: boolean): void {
+    for (let i = 0; i < fired.length; i++) this.emitOne(g, fired[i] as FiredWindow, out, inEndOrder);
+    fired.length = 0;
+  }
+
+  private emitOne(g: Group, w: FiredWindow, out: OutputRecord[], inEndOrder: boolean): void {
+    const rule = this.rule;
+    const values = valuesObject(rule.plan.aliases, w.values);
+    out.push(resultRecord(this.id, g.key, w.start, w.end, w.count, values, w.revision));
+    const logic = rule.decision;
+    if (logic === null || w.revision !== 0) return;
+    const transition = (g.decision as DecisionMachine).evaluate(logic, w.end, w.values, inEndOrder);
+    if (transition !== null) out.push(decisionRecord(this.id, g.key, transition, w.end, values));
+  }
+
+  private groupOf(r: Reading, d: DeviceClock): Group {
+    if (this.byDeviceOnly) {
+      const known = d.ownGroup;
+      if (known !== null) return known as Group;
+      const g = this.groupFor([r.device]);
+      d.ownGroup = g;
+      return g;
+    }
+    const groupBy = this.rule.groupBy;
+    const values: KeyValue[] = new Array(groupBy.length);
+    for (let i = 0; i < groupBy.length; i++) {
+      const f = groupBy[i] as string;
+      values[i] = f === 'device' ? r.device : f === 'metric' ? r.metric : (r.tags?.[f] ?? null);
+    }
+    return this.groupFor(values);
+  }
+
+  private groupFor(values: readonly KeyValue[]): Group {
+    const mapKey: unknown =
+      values.length === 0 ? '' : values.length === 1 ? (values[0] as KeyValue) : JSON.stringify(values);
+    let g = this.groups.get(mapKey);
+    if (g === undefined) {
+      const key: Record<string, string | null> = {};
+      this.rule.groupBy.forEach((f, i) => {
+        Object.defineProperty(key, f, { value: values[i], enumerable: true, writable: false });
+      });
+      g = new Group(values, Object.freeze(key), this.newOperator(), this.rule.decision !== null);
+      this.groups.set(mapKey, g);
+    }
+    return g;
+  }
+
+  private newOperator(): WindowOperator {
+    const rule = this.rule;
+    const w = rule.window;
+    switch (w.type) {
+      case 'tumbling':
+      case 'sliding':
+        return new AlignedWindowOperator(this.assigner as AlignedAssigner, rule.plan, rule.lateness);
+      case 'session':
+        return new SessionWindowOperator(w.gap, rule.plan, rule.lateness);
+      case 'count':
+        return new CountWindowOperator(w.size, w.slide ?? w.size, rule.plan);
+    }
+  }
+}

@@ -1,0 +1,124 @@
+import type { Statement } from 'better-sqlite3';
+import type { Clock } from '../clock.js';
+import type { DecisionStateRecord } from '../engine/decision.js';
+import type { OutputRecord } from '../engine/records.js';
+import type { Db } from './database.js';
+import type { BatchPart } from './reading-writer.js';
+
+/**
+ * Rule outputs (results, decisions, late readings) and the decision state, written in the same
+ * group commit as the readings that caused them.
+ */
+export class OutputWriter implements BatchPart {
+  private pending: { record: OutputRecord; at: number }[] = [];
+  private writing = 0;
+  private statesDirty = false;
+  private readonly stmt: Record<'result' | 'decision' | 'late' | 'state', Statement>;
+
+  constructor(
+    db: Db,
+    private readonly deps: { clock: Clock; decisionStates: () => DecisionStateRecord[] },
+  ) {
+    this.stmt = {
+      result: db.prepare(
+        `INSERT INTO results (rule, key, start, "end", count, "values", revision, emitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      decision: db.prepare(
+        `INSERT INTO decisions (rule, key, state, at, "values", emitted_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      ),
+      late: db.prepare(
+        'INSERT INTO late_readings (rule, device, metric, value, ts, emitted_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      state: db.prepare(
+        `INSERT INTO decision_state (rule, key, state) VALUES (?, ?, ?)
+         ON CONFLICT (rule, key) DO UPDATE SET state = excluded.state`,
+      ),
+    };
+  }
+
+  add(records: readonly OutputRecord[]): void {
+    const at = this.deps.clock.now();
+    for (const record of records) {
+      this.pending.push({ record, at });
+      // A first result moves a decision state machine (its streak), even without a transition.
+      if (record.type === 'result' && record.revision === 0) this.statesDirty = true;
+    }
+  }
+
+  get pendingCount(): number {
+    return this.pending.length + (this.statesDirty ? 1 : 0);
+  }
+
+  write(): void {
+    this.writing = this.pending.length;
+    for (let i = 0; i < this.writing; i++) {
+      const { record: r, at } = this.pending[i] as { record: OutputRecord; at: number };
+      switch (r.type) {
+        case 'result':
+          this.stmt.result.run(
+            r.rule,
+            JSON.stringify(r.key),
+            Date.parse(r.start),
+            Date.parse(r.end),
+            r.count,
+            JSON.stringify(r.values),
+            r.revision,
+            at,
+          );
+          break;
+        case 'decision':
+          this.stmt.decision.run(
+            r.rule,
+            JSON.stringify(r.key),
+            r.state,
+            Date.parse(r.at),
+            JSON.stringify(r.values),
+            at,
+          );
+          break;
+        case 'late':
+          this.stmt.late.run(
+            r.rule,
+            r.reading.device,
+            r.reading.metric,
+            r.reading.value,
+            Date.parse(r.reading.ts),
+            at,
+          );
+          break;
+      }
+    }
+    if (this.statesDirty) {
+      for (const s of this.deps.decisionStates()) {
+        this.stmt.state.run(
+          s.rule,
+          JSON.stringify(s.key),
+          JSON.stringify({ state: s.state, streak: s.streak, lastEnd: s.lastEnd }),
+        );
+      }
+    }
+  }
+
+  committed(): void {
+    this.pending.splice(0, this.writing);
+    this.writing = 0;
+    this.statesDirty = false;
+  }
+
+  rolledBack(): void {
+    this.writing = 0;
+  }
+}
+
+/** The persisted decision states, to restore into the engine at start. */
+export function loadDecisionStates(db: Db): DecisionStateRecord[] {
+  const rows = db.prepare('SELECT rule, key, state FROM decision_state').all() as {
+    rule: string;
+    key: string;
+    state: string;
+  }[];
+  return rows.map((row) => {
+    const s = JSON.parse(row.state) as Pick<DecisionStateRecord, 'state' | 'streak' | 'lastEnd'>;
+    return { rule: row.rule, key: JSON.parse(row.key) as DecisionStateRecord['key'], ...s };
+  });
+}

@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { ManualClock } from '../../src/clock.js';
+import { DuplicateFilter } from '../../src/engine/dedupe.js';
+import { EventBus } from '../../src/events.js';
+import { RateLimitedLog, silentLogger } from '../../src/log.js';
+import { Metrics } from '../../src/metrics.js';
+import type { Reading, RejectReason } from '../../src/model/reading.js';
+import { decodePayload } from '../../src/sources/decoders.js';
+import { Ingest } from '../../src/sources/ingest.js';
+import { type Db, openDatabase } from '../../src/store/database.js';
+import { ReadingWriter, type ReadingWriterOptions } from '../../src/store/reading-writer.js';
+import { ReadingsQuery } from '../../src/store/readings-query.js';
+
+const NOW = Date.parse('2026-11-24T10:00:00.000Z');
+
+async function counterValue(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const metric = metrics.registry.getSingleMetric(name);
+  assert.ok(metric, `no metric ${name}`);
+  const { values } = await metric.get();
+  const match = values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return match?.value ?? 0;
+}
+
+interface Rig {
+  db: Db;
+  clock: ManualClock;
+  metrics: Metrics;
+  bus: EventBus;
+  writer: ReadingWriter;
+  ingest: Ingest;
+  query: ReadingsQuery;
+  events: { readings: [Reading, string][]; rejected: [RejectReason, string, string][] };
+  logLines: Record<string, unknown>[];
+}
+
+function rig(writerOptions: Partial<ReadingWriterOptions> = {}, duplicates?: DuplicateFilter): Rig {
+  const db = openDatabase(':memory:', { synchronous: 'normal' });
+  const clock = new ManualClock(NOW);
+  const metrics = new Metrics();
+  const bus = new EventBus();
+  const logLines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) logLines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const log = pino({ level: 'warn' }, sink);
+  const writer = new ReadingWriter(
+    db,
+    { batchSize: 1000, flushInterval: 200, maxPending: 10_000, storeReadings: true, ...writerOptions },
+    { clock, metrics, log: silentLogger() },
+  );
+  const ingest = new Ingest(
+    { maxFutureSkew: 5 * 60_000 },
+    {
+      clock,
+      metrics,
+      warn: new RateLimitedLog(log, () => clock.now(), 10_000),
+      bus,
+      writer,
+      ...(duplicates ? { duplicates } : {}),
+    },
+  );
+  const events: Rig['events'] = { readings: [], rejected: [] };
+  bus.on('reading', (r, s) => events.readings.push([r, s]));
+  bus.on('rejected', (reason, s, m) => events.rejected.push([reason, s, m]));
+  return { db, clock, metrics, bus, writer, ingest, query: new ReadingsQuery(db), events, logLines };
+}
+
+describe('Ingest', () => {
+  let r: Rig;
+  beforeEach(() => {
+    r = rig();
+  });
+  afterEach(() => {
+    r.writer.stop();
+    r.db.close();
+  });
+
+  it('stores the good readings of a message and rejects the bad ones, counted by reason', async () => {
+    const payload = JSON.stringify([
+      { value: 1, ts: NOW - 1000 },
+      { value: 'hot', ts: NOW - 900 },
+      { value: 2, ts: NOW + 10 * 60_000 },
+      { value: 3, ts: 'yesterday' },
+      { value: 4 },
+    ]);
+    const outcome = r.ingest.submit(
+      'mqtt',
+      decodePayload(payload, 'auto', { device: 'b1', metric: 't', maxMetrics: 256 }),
+    );
+    assert.equal(outcome.accepted, 2);
+    assert.equal(outcome.rejected, 3);
+    r.writer.flush();
+
+    const stored = r.query.readings({ order: 'asc', limit: 100 }).items.map((x) => [x.value, x.ts]);
+    assert.deepEqual(stored, [
+      [1, NOW - 1000],
+      [4, NOW],
+    ]);
+    assert.equal(
+      await counterValue(r.metrics, 'tidegate_readings_rejected_total', { reason: 'invalid_value' }),
+      1,
+    );
+    assert.equal(
+      await counterValue(r.metrics, 'tidegate_readings_rejected_total', { reason: 'future_ts' }),
+      1,
+    );
+    assert.equal(
+      await counterValue(r.metrics, 'tidegate_readings_rejected_total', { reason: 'invalid_ts' }),
+      1,
+    );
+    assert.equal(await counterValue(r.metrics, 'tidegate_readings_ingested_total', { source: 'mqtt' }), 2);
+    assert.equal(await counterValue(r.metrics, 'tidegate_readings_stored_total'), 2);
+  });
+
+  it('counts the decoder’s own rejections', async () => {
+    const outcome = r.ingest.submit(
+      'mqtt',
+      decodePayload('not a number', 'auto', { device: 'b1', metric: 't', maxMetrics: 8 }),
+    );
+    assert.equal(outcome.accepted, 0);
+    assert.equal(outcome.rejected, 1);
+    assert.equal(
+      await counterValue(r.metrics, 'tidegate_readings_rejected_total', { reason: 'malformed_payload' }),
+      1,
+    );
+    assert.deepEqual(
+      r.events.rejected.map(([reason, source]) => [reason, source]),
+      [['malformed_payload', 'mqtt']],
+    );
+    assert.equal(r.writer.pendingCount, 0);
+  });
+
+  it('emits a reading event for each accepted reading and a rejected event with the message for each refusal', () => {
+    const d = decodePayload('{"ts": "2026-11-24T09:59:00Z", "power": 5, "bad name": 1}', 'json', {
+      device: 'plug-1',
+      maxMetrics: 8,
+    });
+    r.ingest.submit('shelly', d);
+    assert.deepEqual(r.events.readings, [
+      [{ device: 'plug-1', metric: 'power', value: 5, ts: Date.parse('2026-11-24T09:59:00Z') }, 'shelly'],
+    ]);
+    assert.equal(r.events.rejected.length, 1);
+    const [reason, source, message] = r.events.rejected[0] ?? [];
+    assert.equal(reason, 'invalid_metric');
+    assert.equal(source, 'shelly');
+    assert.match(message ?? '', /bad name/);
+  });
+
+  it('durable() resolves only after the accepted readings are committed', async () => {
+    r.writer.start();
+    const outcome = r.ingest.submit(
+      'mqtt',
+      decodePayload('21.5', 'number', { device: 'b1', metric: 't', maxMetrics: 1 }),
+    );
+    let done = false;
+    const durable = outcome.durable().then(() => {
+      done = true;
+    });
+    await Promise.resolve();
+    assert.equal(done, false, 'not durable before the commit');
+    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 0);
+    r.clock.advance(200);
+    await durable;
+    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+  });
+
+  it('durable() resolves at once when nothing was accepted', async () => {
+    const outcome = r.ingest.submit('mqtt', decodePayload('', 'auto', { maxMetrics: 1 }));
+    await outcome.durable();
+  });
+
+  it('logs rejections at warn, rate-limited per source and reason', () => {
+    const ctx = { device: 'b1', metric: 't', maxMetrics: 1 };
+    for (let i = 0; i < 50; i++) r.ingest.submit('mqtt', decodePayload('junk', 'auto', ctx));
+    r.ingest.submit('mqtt', decodePayload('5', 'auto', { ...ctx, device: 'bad device' }));
+    r.ingest.submit('serial', decodePayload('junk', 'auto', ctx));
+    assert.deepEqual(
+      r.logLines.map((l) => [l['level'], l['source'], l['reason']]),
+      [
+        [40, 'mqtt', 'malformed_payload'],
+        [40, 'mqtt', 'invalid_device'],
+        [40, 'serial', 'malformed_payload'],
+      ],
+    );
+    // Ten seconds later the next one gets through and reports how many were held back.
+    r.clock.advance(10_000);
+    r.ingest.submit('mqtt', decodePayload('junk', 'auto', ctx));
+    assert.equal(r.logLines.length, 4);
+    assert.equal(r.logLines[3]?.['suppressed'], 49);
+  });
+
+  it('refuses with store_overflow when the writer is full, and keeps counting', async () => {
+    const small = rig({ maxPending: 2, batchSize: 100 });
+    try {
+      const ctx = { device: 'b1', metric: 't', maxMetrics: 10 };
+      const outcome = small.ingest.submit(
+        'mqtt',
+        decodePayload(JSON.stringify([{ value: 1 }, { value: 2 }, { value: 3 }]), 'value', ctx),
+      );
+      assert.equal(outcome.accepted, 2);
+      assert.equal(outcome.rejected, 1);
+      assert.equal(
+        await counterValue(small.metrics, 'tidegate_readings_rejected_total', { reason: 'store_overflow' }),
+        1,
+      );
+      assert.equal(small.events.readings.length, 2, 'a refused reading is not announced');
+    } finally {
+      small.writer.stop();
+      small.db.close();
+    }
+  });
+
+  it('without a duplicate filter, the store still keeps a redelivered reading once', () => {
+    const ctx = { device: 'b1', metric: 't', maxMetrics: 1 };
+    const payload = JSON.stringify({ value: 7, ts: NOW - 500 });
+    r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
+    r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
+    r.writer.flush();
+    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+  });
+});
+
+describe('Ingest with a duplicate filter', () => {
+  let r: Rig;
+  const ctx = { device: 'b1', metric: 't', maxMetrics: 1 };
+  beforeEach(() => {
+    r = rig({}, new DuplicateFilter(3_600_000));
+  });
+  afterEach(() => {
+    r.writer.stop();
+    r.db.close();
+  });
+
+  it('stores and announces a redelivery once, counted as a duplicate, not a rejection', async () => {
+    const first = r.ingest.submit(
+      'mqtt',
+      decodePayload('{"value": 7, "ts": "2026-11-24T09:59:59.500Z"}', 'value', ctx),
+    );
+    // The same instant in another notation: a QoS 1 redelivery after a reconnect.
+    const again = r.ingest.submit(
+      'mqtt',
+      decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx),
+    );
+    r.writer.flush();
+    assert.equal(first.accepted, 1);
+    assert.equal(again.accepted, 0);
+    assert.equal(again.rejected, 0, 'a duplicate is ignored (SPEC §1), not rejected');
+    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+    assert.equal(r.events.readings.length, 1, 'rules see it once');
+    assert.equal(r.events.rejected.length, 0);
+    assert.equal(await counterValue(r.metrics, 'tidegate_readings_duplicate_total'), 1);
+    assert.equal(await counterValue(r.metrics, 'tidegate_readings_rejected_total'), 0);
+    assert.equal(await counterValue(r.metrics, 'tidegate_readings_ingested_total', { source: 'mqtt' }), 1);
+  });
+
+  it('takes a different value at the same ts as a new reading', () => {
+    r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx));
+    r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 8, ts: NOW - 500 }), 'value', ctx));
+    r.writer.flush();
+    assert.equal(r.events.readings.length, 2);
+    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 2);
+  });
+
+  it('does not report a redelivery durable before the original is committed', async () => {
+    r.writer.start();
+    const payload = JSON.stringify({ value: 7, ts: NOW - 500 });
+    r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
+    const again = r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
+    let acked = false;
+    const durable = again.durable().then(() => {
+      acked = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(acked, false, 'acknowledging the redelivery now would lose the reading on a power cut');
+    r.clock.advance(200);
+    await durable;
+    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+  });
+});
