@@ -15,9 +15,14 @@ import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
 import { SimulatorSource } from './sources/simulator.js';
 import type { Source } from './sources/source.js';
 import { type Db, openDatabase } from './store/database.js';
+import { Forwarder } from './store/forwarder.js';
+import { StoreMaintenance } from './store/maintenance.js';
+import { Outbox } from './store/outbox.js';
+import { OutputsQuery } from './store/outputs-query.js';
 import { ReadingWriter } from './store/reading-writer.js';
 import { ReadingsQuery } from './store/readings-query.js';
-import { Retention } from './store/retention.js';
+import { createUpstream } from './upstreams/create.js';
+import type { Upstream } from './upstreams/upstream.js';
 import { VERSION } from './version.js';
 
 export interface GatewayOptions {
@@ -38,7 +43,10 @@ export class Gateway {
   readonly bus = new EventBus();
   private db: Db | null = null;
   private writer: ReadingWriter | null = null;
-  private retention: Retention | null = null;
+  private maintenance: StoreMaintenance | null = null;
+  private outbox: Outbox | null = null;
+  private upstreams: Upstream[] = [];
+  private forwarders: Forwarder[] = [];
   private rules: LiveRules | null = null;
   private broker: EmbeddedBroker | null = null;
   private sources: Source[] = [];
@@ -74,6 +82,10 @@ export class Gateway {
     const warn = new RateLimitedLog(log, () => clock.now());
     const db = openDatabase(config.store.path, { synchronous: config.store.synchronous });
     this.db = db;
+    // Without upstreams nothing is written to the outbox at all.
+    const outbox = new Outbox(db);
+    this.outbox = outbox;
+    const forwarding = config.upstreams.length > 0 ? outbox : undefined;
     const writer = new ReadingWriter(
       db,
       {
@@ -81,22 +93,50 @@ export class Gateway {
         flushInterval: config.store.flushInterval,
         maxPending: config.store.maxPending,
         storeReadings: config.store.readings,
+        forwardReadings:
+          forwarding && config.outbox.readings
+            ? { outbox: forwarding, interval: config.outbox.readingsInterval }
+            : undefined,
       },
       { clock, metrics, log },
     );
     this.writer = writer;
     writer.start();
-    this.retention = new Retention(db, config.store.retention, { clock, metrics, log });
-    this.retention.start();
+    this.maintenance = new StoreMaintenance(
+      db,
+      {
+        retention: config.store.retention,
+        maxSize: config.store.maxSize,
+        maxOutboxRows: config.outbox.maxRows,
+      },
+      {
+        clock,
+        metrics,
+        log,
+        outbox,
+        forwardedUpTo: () =>
+          this.forwarders.length ? Math.min(...this.forwarders.map((f) => f.cursor)) : null,
+      },
+    );
 
     const rules = compileRules(config.rules);
+    const duplicates = new DuplicateFilter(dedupeHorizon(rules));
     if (rules.length > 0) {
-      this.rules = new LiveRules(rules, { db, writer, bus: this.bus, clock, metrics, log });
-      this.rules.start();
+      this.rules = new LiveRules(rules, {
+        db,
+        writer,
+        bus: this.bus,
+        clock,
+        metrics,
+        log,
+        outbox: forwarding,
+      });
+      this.rules.start(duplicates);
     }
+    this.maintenance.start();
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew },
-      { clock, metrics, warn, bus: this.bus, writer, duplicates: new DuplicateFilter(dedupeHorizon(rules)) },
+      { clock, metrics, warn, bus: this.bus, writer, duplicates },
     );
     if (config.broker.enabled) {
       this.broker = new EmbeddedBroker(config.broker, {
@@ -112,6 +152,32 @@ export class Gateway {
       });
       await this.broker.start();
     }
+    for (const uc of config.upstreams) {
+      const broker = this.broker;
+      const upstream = createUpstream(uc, {
+        gatewayId: config.gateway.id,
+        log,
+        ...(broker
+          ? {
+              embeddedPublish: (topic: string, payload: Buffer, qos: 0 | 1) =>
+                broker.publish(topic, payload, qos),
+            }
+          : {}),
+      });
+      this.upstreams.push(upstream);
+      await upstream.start();
+      const forwarder = new Forwarder(
+        upstream,
+        outbox,
+        { gatewayId: config.gateway.id, batchSize: uc.batchSize },
+        { clock, metrics, log },
+      );
+      this.forwarders.push(forwarder);
+      forwarder.start();
+    }
+    writer.onCommit(() => {
+      for (const f of this.forwarders) f.kick();
+    });
     for (const sc of config.sources) {
       const source = this.createSource(sc, ingest);
       this.sources.push(source);
@@ -119,7 +185,8 @@ export class Gateway {
     }
     if (config.api.enabled) {
       const query = new ReadingsQuery(db);
-      const app = createApp(config.api, { query, metrics, log, view: this.view() });
+      const outputs = new OutputsQuery(db);
+      const app = createApp(config.api, { query, outputs, metrics, log, view: this.view() });
       this.api = new ApiServer(config.api, app, log);
       await this.api.start();
     }
@@ -162,6 +229,11 @@ export class Gateway {
           lastError: this.writer?.lastError?.message ?? null,
         };
       },
+      upstreams: () => this.forwarders.map((f) => f.status()),
+      outbox: () => {
+        const b = this.outbox?.bounds();
+        return { rows: b?.rows ?? 0, lastSeq: b?.last ?? null };
+      },
     };
   }
 
@@ -181,9 +253,11 @@ export class Gateway {
     };
     await step('api', () => this.api?.stop());
     for (const s of this.sources.reverse()) await step(`source ${s.id}`, () => s.stop());
+    for (const f of this.forwarders) await step(`forwarder ${f.id}`, () => f.stop());
+    for (const u of this.upstreams) await step(`upstream ${u.id}`, () => u.close());
     await step('broker', () => this.broker?.stop());
     this.rules?.stop();
-    this.retention?.stop();
+    this.maintenance?.stop();
     await step('store writer', () => this.writer?.stop());
     await step('database', () => this.db?.close());
     this.log.info('tidegate stopped');

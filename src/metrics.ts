@@ -91,6 +91,47 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly upstreamSent = new Counter({
+    name: 'tidegate_upstream_sent_total',
+    help: 'Outbox rows acknowledged by an upstream',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'tidegate_upstream_errors_total',
+    help: 'Failed deliveries to an upstream (each is retried)',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly outboxBacklog = new Gauge({
+    name: 'tidegate_outbox_backlog',
+    help: 'Outbox rows an upstream has not acknowledged yet',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly outboxOldestAge = new Gauge({
+    name: 'tidegate_outbox_oldest_age_seconds',
+    help: 'Age of the oldest outbox row an upstream has not acknowledged',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly outboxDropped = new Counter({
+    name: 'tidegate_outbox_dropped_total',
+    help: 'Outbox rows dropped unforwarded because the store was over its cap',
+    registers: [this.registry],
+  });
+
+  readonly capDeleted = new Counter({
+    name: 'tidegate_store_cap_deleted_total',
+    help: 'Rows deleted to keep the database under store.maxSize / outbox.maxRows, by table',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+
   readonly brokerDenied = new Counter({
     name: 'tidegate_broker_denied_total',
     help: 'Embedded broker refusals: auth (bad credentials), anonymous, acl_publish, acl_subscribe',

@@ -5,11 +5,13 @@ import type { ApiConfig } from '../config/schema.js';
 import { isLoopbackHost } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { OutputsQuery } from '../store/outputs-query.js';
 import type { ReadingsQuery } from '../store/readings-query.js';
 import { bearerAuth } from './auth.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
 import { type DevicesView, devicesRoutes } from './routes/devices.js';
 import { type HealthView, healthRoutes } from './routes/health.js';
+import { outputsRoutes } from './routes/outputs.js';
 import { readingsRoutes } from './routes/readings.js';
 
 export const API_PREFIX = '/api/v1';
@@ -19,7 +21,7 @@ export type ApiView = HealthView & DevicesView;
 /** The express application: routes under /api/v1, /metrics at the root, SPEC §5 errors. */
 export function createApp(
   config: ApiConfig,
-  deps: { query: ReadingsQuery; view: ApiView; metrics: Metrics; log: Logger },
+  deps: { query: ReadingsQuery; outputs: OutputsQuery; view: ApiView; metrics: Metrics; log: Logger },
 ) {
   const app = express();
   app.disable('x-powered-by');
@@ -36,6 +38,7 @@ export function createApp(
   app.use(API_PREFIX, healthRoutes(deps.view));
   app.use(API_PREFIX, devicesRoutes(deps.query, deps.view));
   app.use(API_PREFIX, readingsRoutes(deps.query));
+  app.use(API_PREFIX, outputsRoutes(deps.outputs));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

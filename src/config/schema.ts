@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { RuleSpec } from '../model/rule.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
+import { upstreamSchema } from '../upstreams/config.js';
 import { bool, boolOr, duration, identifier, name, num, port, size } from './types.js';
 
 /**
@@ -110,6 +111,21 @@ const storeSchema = z.strictObject({
   synchronous: z.enum(['off', 'normal', 'full']).default('normal'),
   /** Store raw readings (false: only what rules produce). */
   readings: bool().default(true),
+  /**
+   * Cap on the database file. Over it, the oldest raw readings go first, then forwarded outbox
+   * rows, then (counted) the oldest unforwarded ones (SPEC §4).
+   */
+  maxSize: size({ min: 1024 * 1024 }).default(1024 ** 3),
+});
+
+/** What goes upstream besides what each rule's `forward` names. */
+const outboxSchema = z.strictObject({
+  /** Forward raw readings too. */
+  readings: bool().default(false),
+  /** With `readings`: at most one reading per (device, metric) per this much event time; 0 = all. */
+  readingsInterval: duration().default(0),
+  /** Cap on outbox rows, besides store.maxSize. */
+  maxRows: num(z.number().int().min(100)).default(1_000_000),
 });
 
 export const configSchema = z
@@ -123,6 +139,8 @@ export const configSchema = z
     /** A rules file (SPEC §2), or the rules inline; checked by the rule schema in model/rule.ts. */
     rules: z.union([z.string().min(1), z.array(z.unknown())]).default([]),
     store: storeSchema.prefault({}),
+    outbox: outboxSchema.prefault({}),
+    upstreams: z.array(upstreamSchema).default([]),
   })
   // Cross-field checks run even when fields have problems (`when`), so `validate` reports every
   // problem at once; they therefore read the data defensively.
@@ -189,6 +207,7 @@ export type TopicConfig = MqttSourceConfig['topics'][number];
 export type BrokerConfig = GatewayConfig['broker'];
 export type BrokerUser = BrokerConfig['users'][number];
 export type StoreConfig = GatewayConfig['store'];
+export type OutboxConfig = GatewayConfig['outbox'];
 export type ApiConfig = GatewayConfig['api'];
 
 /** 127.0.0.0/8, ::1 and `localhost`. */

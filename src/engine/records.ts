@@ -57,7 +57,15 @@ export function valuesObject(aliases: readonly string[], values: readonly number
   const out: AggregateValues = {};
   for (let j = 0; j < aliases.length; j++) {
     const v = values[j] as number;
-    out[aliases[j] as string] = Number.isNaN(v) ? null : v;
+    const alias = aliases[j] as string;
+    // An alias may legally be spelled `__proto__`; plain assignment would set the prototype instead.
+    if (alias === '__proto__') {
+      Object.defineProperty(out, alias, {
+        value: Number.isNaN(v) ? null : v,
+        enumerable: true,
+        writable: true,
+      });
+    } else out[alias] = Number.isNaN(v) ? null : v;
   }
   return out;
 }

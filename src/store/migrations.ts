@@ -93,6 +93,27 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    description: 'the outbox and upstream cursors',
+    sql: `
+      -- AUTOINCREMENT: seq is never reused, even after the newest rows are deleted (SPEC §4).
+      CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        type TEXT NOT NULL,
+        rule TEXT,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE upstream_cursors (
+        upstream TEXT PRIMARY KEY,
+        acked INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX results_end ON results ("end");
+      CREATE INDEX decisions_at ON decisions (at);
+      CREATE INDEX late_readings_ts ON late_readings (ts);
+    `,
+  },
 ];
 
 export function schemaVersion(db: Database.Database): number {

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { DecisionStateRecord } from '../engine/decision.js';
 import type { OutputRecord } from '../engine/records.js';
 import type { Db } from './database.js';
+import type { Outbox } from './outbox.js';
 import type { BatchPart } from './reading-writer.js';
 
 /**
@@ -17,7 +18,12 @@ export class OutputWriter implements BatchPart {
 
   constructor(
     db: Db,
-    private readonly deps: { clock: Clock; decisionStates: () => DecisionStateRecord[] },
+    private readonly deps: {
+      clock: Clock;
+      decisionStates: () => DecisionStateRecord[];
+      /** Where forwarded records go, and which record types each rule forwards (SPEC §2 `forward`). */
+      outbox?: { outbox: Outbox; forward: ReadonlyMap<string, ReadonlySet<string>> } | undefined;
+    },
   ) {
     this.stmt = {
       result: db.prepare(
@@ -51,8 +57,10 @@ export class OutputWriter implements BatchPart {
 
   write(): void {
     this.writing = this.pending.length;
+    const out = this.deps.outbox;
     for (let i = 0; i < this.writing; i++) {
       const { record: r, at } = this.pending[i] as { record: OutputRecord; at: number };
+      if (out?.forward.get(r.rule)?.has(r.type)) out.outbox.append(r.type, r.rule, JSON.stringify(r), at);
       switch (r.type) {
         case 'result':
           this.stmt.result.run(

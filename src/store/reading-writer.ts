@@ -3,7 +3,9 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Reading } from '../model/reading.js';
+import { formatTimestamp } from '../model/timestamp.js';
 import type { Db } from './database.js';
+import type { Outbox } from './outbox.js';
 
 export interface ReadingWriterOptions {
   /** Commit as soon as this many readings wait. */
@@ -14,6 +16,8 @@ export interface ReadingWriterOptions {
   maxPending: number;
   /** Store raw readings; false keeps only devices and latest values. */
   storeReadings: boolean;
+  /** Forward raw readings through the outbox: at most one per series per `interval` ms of event time (0: all). */
+  forwardReadings?: { outbox: Outbox; interval: number } | undefined;
 }
 
 /**
@@ -45,8 +49,11 @@ export class ReadingWriter {
   private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private timer: TimerHandle | null = null;
   private readonly seriesIds = new Map<string, number>();
+  /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
+  private readonly forwardedBucket = new Map<number, number>();
   private failing: Error | null = null;
   private readonly parts: BatchPart[] = [];
+  private readonly commitListeners: (() => void)[] = [];
   private readonly stmt: {
     insertSeries: Statement;
     selectSeries: Statement;
@@ -82,6 +89,11 @@ export class ReadingWriter {
   start(): void {
     if (this.timer) return;
     this.timer = this.deps.clock.setInterval(() => this.flush(), this.options.flushInterval);
+  }
+
+  /** Calls `fn` after every successful commit (the forwarders wake up). */
+  onCommit(fn: () => void): void {
+    this.commitListeners.push(fn);
   }
 
   /** Writes `part` in every group commit from now on. */
@@ -161,6 +173,7 @@ export class ReadingWriter {
     this.deps.metrics.readingsStored.inc(stored);
     this.deps.metrics.storePending.set(this.pending.length);
     for (const w of waiters) w.resolve();
+    for (const fn of this.commitListeners) fn();
     return stored;
   }
 
@@ -178,10 +191,15 @@ export class ReadingWriter {
     this.db.transaction(() => {
       for (const { reading, source, arrivedAt } of batch) {
         const id = this.seriesId(reading);
+        let isNew = true;
         if (this.options.storeReadings) {
           const tags = reading.tags ? JSON.stringify(reading.tags) : null;
-          stored += this.stmt.insertReading.run(id, reading.ts, reading.value, tags).changes;
+          const changes = this.stmt.insertReading.run(id, reading.ts, reading.value, tags).changes;
+          stored += changes;
+          isNew = changes === 1;
         }
+        if (isNew && this.options.forwardReadings)
+          this.forward(id, reading, arrivedAt, this.options.forwardReadings);
         const l = latest.get(id);
         if (!l || l.ts <= reading.ts)
           latest.set(id, { ts: reading.ts, value: reading.value, unit: reading.unit ?? null });
@@ -192,6 +210,23 @@ export class ReadingWriter {
       for (const p of this.parts) if (p.pendingCount > 0) p.write();
     })();
     return stored;
+  }
+
+  private forward(seriesId: number, r: Reading, at: number, how: { outbox: Outbox; interval: number }): void {
+    if (how.interval > 0) {
+      const bucket = Math.floor(r.ts / how.interval);
+      if (this.forwardedBucket.get(seriesId) === bucket) return;
+      this.forwardedBucket.set(seriesId, bucket);
+    }
+    const body = {
+      device: r.device,
+      metric: r.metric,
+      value: r.value,
+      ts: formatTimestamp(r.ts),
+      ...(r.unit ? { unit: r.unit } : {}),
+      ...(r.tags ? { tags: r.tags } : {}),
+    };
+    how.outbox.append('reading', null, JSON.stringify(body), at);
   }
 
   private seriesId(r: Reading): number {

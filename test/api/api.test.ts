@@ -9,6 +9,7 @@ import { Metrics } from '../../src/metrics.js';
 import type { Reading } from '../../src/model/reading.js';
 import type { SourceStatus } from '../../src/sources/source.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
+import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
 
@@ -68,6 +69,7 @@ describe('REST API over real HTTP', () => {
     const config = parseConfigText('api: { port: 0 }\n', 'test.yaml', {});
     const app = createApp(config.api, {
       query: new ReadingsQuery(db),
+      outputs: new OutputsQuery(db),
       metrics,
       log,
       view: {
@@ -79,6 +81,8 @@ describe('REST API over real HTTP', () => {
         sources: () => sourceStates,
         broker: () => null,
         store: () => ({ path: ':memory:', bytes: 0, pendingWrites: writer.pendingCount, lastError: null }),
+        upstreams: () => [],
+        outbox: () => ({ rows: 0, lastSeq: null }),
       },
     });
     server = new ApiServer(config.api, app, log);

@@ -171,3 +171,36 @@ describe('the embedded default (config/gateway.yaml)', () => {
     }
   });
 });
+
+describe('tidegate validate with rules', () => {
+  it('prints every problem of a rules file with its file, line and path', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tidegate-rules-cli-'));
+    try {
+      writeFileSync(
+        join(dir, 'rules.yaml'),
+        [
+          '- id: ok-rule',
+          '  window: { type: tumbling, size: 10s }',
+          '- id: Bad Id',
+          '  window: { type: tumbling, size: soon }',
+          '  aggregates: { avg: average }',
+          '  when: "avg >"',
+          '',
+        ].join('\n'),
+      );
+      writeFileSync(
+        join(dir, 'gw.yaml'),
+        `rules: ${join(dir, 'rules.yaml')}\nstore: { path: ${join(dir, 'x.db')} }\n`,
+      );
+      const { code, stdout } = await runCli(['validate', '--config', join(dir, 'gw.yaml')]);
+      assert.equal(code, 1);
+      assert.match(stdout, /rules\.yaml:3:\d+: \[1\]\.id: /);
+      assert.match(stdout, /rules\.yaml:4:\d+: \[1\]\.window\.size: /);
+      assert.match(stdout, /rules\.yaml:5:\d+: \[1\]\.aggregates\.avg: /);
+      assert.match(stdout, /rules\.yaml:6:\d+: \[1\]\.when: /);
+      assert.doesNotMatch(stdout, /\[0\]/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

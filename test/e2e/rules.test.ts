@@ -200,7 +200,7 @@ store: { path: ${db}, flushInterval: 20ms }
     assert.ok(live.get('decision overheat {"device":"boiler-1"}')?.some((l) => l.includes('"firing"')));
   });
 
-  it('decision state survives a restart', async () => {
+  it('decision state and open windows survive a restart', async () => {
     const dbFile = join(dir, 'restart.db');
     writeFileSync(join(dir, 'restart.yaml'), config(dbFile));
     const publish = async (port: number, values: [number, number][]) => {
@@ -221,16 +221,24 @@ store: { path: ${db}, flushInterval: 20ms }
       [12, 90],
     ]);
     assert.equal((await gw.stop()).code, 0);
-    // Second run: another hot window closes; with the streak restored it is the second: firing.
-    // (Rebuilding the window open at the restart, [10 s, 20 s), is store-and-forward's part.)
+    // Second run: the window open at the restart, [10 s, 20 s), is rebuilt from the stored reading
+    // at 12 s and closes at 21 s; with the streak restored it is the second hot window: firing.
     gw = await startGateway(join(dir, 'restart.yaml'));
     await publish(gw.brokerPort, [
       [21, 90],
       [32, 90],
     ]);
     assert.equal((await gw.stop()).code, 0);
-    const decisions = storedRecords(dbFile).filter((l) => l.includes('"decision"') && l.includes('overheat'));
+    const stored = storedRecords(dbFile);
+    // No window was emitted twice across the restart.
+    const results = stored.filter((l) => l.includes('"result"') && l.includes('"rule":"overheat"'));
+    assert.deepEqual(
+      results.map((l) => (JSON.parse(l) as { start: string; revision: number }).start),
+      ['2026-11-24T10:00:00.000Z', '2026-11-24T10:00:10.000Z', '2026-11-24T10:00:20.000Z'],
+    );
+    assert.match(results[1] as string, /"count":1,"values":\{"avg":90/);
+    const decisions = stored.filter((l) => l.includes('"decision"') && l.includes('overheat'));
     assert.equal(decisions.length, 1, decisions.join('\n'));
-    assert.match(decisions[0] as string, /"state":"firing","at":"2026-11-24T10:00:30.000Z"/);
+    assert.match(decisions[0] as string, /"state":"firing","at":"2026-11-24T10:00:20.000Z"/);
   });
 });

@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import type { SourceStatus } from '../../sources/source.js';
+import type { ForwarderStatus } from '../../store/forwarder.js';
 
 export interface HealthView {
   gatewayId: string;
@@ -9,10 +10,12 @@ export interface HealthView {
   sources(): SourceStatus[];
   broker(): { listening: boolean; port: number; clients: number } | null;
   store(): { path: string; bytes: number; pendingWrites: number; lastError: string | null };
+  upstreams(): ForwarderStatus[];
+  outbox(): { rows: number; lastSeq: number | null };
 }
 
 /**
- * `GET /health`: `ok`, or `degraded` when a source is in error or store commits are failing.
+ * `GET /health`: `ok`, or `degraded` when a source or upstream is down or store commits are failing.
  * Always 200 while the process serves: it is a report, not a switch.
  */
 export function healthRoutes(view: HealthView): Router {
@@ -23,8 +26,11 @@ export function healthRoutes(view: HealthView): Router {
       lastReadingAt: s.lastReadingAt === null ? null : new Date(s.lastReadingAt).toISOString(),
     }));
     const store = view.store();
+    const upstreams = view.upstreams();
     const degraded =
-      store.lastError !== null || sources.some((s) => s.state === 'error' || s.state === 'offline');
+      store.lastError !== null ||
+      sources.some((s) => s.state === 'error' || s.state === 'offline') ||
+      upstreams.some((u) => u.state !== 'connected');
     res.json({
       status: degraded ? 'degraded' : 'ok',
       gateway: view.gatewayId,
@@ -34,6 +40,8 @@ export function healthRoutes(view: HealthView): Router {
       sources,
       broker: view.broker(),
       store,
+      upstreams,
+      outbox: view.outbox(),
     });
   });
   return router;

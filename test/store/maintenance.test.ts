@@ -1,21 +1,32 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../../src/log.js';
-import { Retention } from '../../src/store/retention.js';
+import { StoreMaintenance } from '../../src/store/maintenance.js';
+import { Outbox } from '../../src/store/outbox.js';
 import { metricValue, reading, rowCount, type StoreRig, storeRig, T0 } from './rig.js';
 
 const DAY = 86_400_000;
 
-describe('Retention', () => {
+describe('StoreMaintenance: retention', () => {
   let s: StoreRig;
-  let retention: Retention | undefined;
+  let retention: StoreMaintenance | undefined;
   afterEach(() => {
     retention?.stop();
     s.close();
   });
 
-  function make(ms: number): Retention {
-    retention = new Retention(s.db, ms, { clock: s.clock, metrics: s.metrics, log: silentLogger() });
+  function make(ms: number): StoreMaintenance {
+    retention = new StoreMaintenance(
+      s.db,
+      { retention: ms, maxSize: 2 ** 40, maxOutboxRows: 1_000_000 },
+      {
+        clock: s.clock,
+        metrics: s.metrics,
+        log: silentLogger(),
+        outbox: new Outbox(s.db),
+        forwardedUpTo: () => null,
+      },
+    );
     return retention;
   }
 
@@ -29,7 +40,7 @@ describe('Retention', () => {
       s.writer.add(reading('d', 'm', age, T0 - age), 'src');
     }
     s.writer.flush();
-    assert.equal(make(7 * DAY).run(), 2);
+    assert.equal(make(7 * DAY).retain(), 2);
     assert.deepEqual(tsLeft(), [-7 * DAY, -7 * DAY + 1, -DAY, 0]);
     assert.equal(await metricValue(s.metrics, 'tidegate_retention_deleted_total'), 2);
   });
@@ -38,7 +49,7 @@ describe('Retention', () => {
     s = storeRig();
     s.writer.add(reading('d', 'm', 1, T0 - DAY), 'src');
     s.writer.flush();
-    assert.equal(make(7 * DAY).run(), 0);
+    assert.equal(make(7 * DAY).retain(), 0);
     assert.equal(rowCount(s.db), 1);
     assert.equal(await metricValue(s.metrics, 'tidegate_retention_deleted_total'), 0);
   });
@@ -53,7 +64,7 @@ describe('Retention', () => {
     assert.deepEqual(tsLeft(), [-12 * 3_600_000, 0], 'the 2-day-old reading goes at start');
     s.clock.advance(13 * 3_600_000);
     assert.deepEqual(tsLeft(), [0], 'the 12-hour-old reading goes once it is older than a day');
-    assert.equal(s.clock.pending(), 1, 'retention keeps one timer');
+    assert.equal(s.clock.pending(), 2, 'maintenance keeps two timers: retention and caps');
     retention?.stop();
     assert.equal(s.clock.pending(), 0, 'stop() cancels it');
   });
@@ -63,7 +74,7 @@ describe('Retention', () => {
     for (let i = 0; i < 12_000; i++) s.writer.add(reading('d', 'm', i, T0 - 2 * DAY + i), 'src');
     s.writer.add(reading('d', 'm', -1, T0), 'src');
     s.writer.flush();
-    assert.equal(make(DAY).run(), 12_000);
+    assert.equal(make(DAY).retain(), 12_000);
     assert.equal(rowCount(s.db), 1);
   });
 
@@ -71,7 +82,7 @@ describe('Retention', () => {
     s = storeRig();
     s.writer.add(reading('d', 'm', 1, T0 - 9 * DAY), 'src');
     s.writer.flush();
-    make(7 * DAY).run();
+    make(7 * DAY).retain();
     assert.equal(rowCount(s.db), 0);
     assert.equal(s.query.latest('d')[0]?.value, 1);
     assert.ok(s.query.device('d'));

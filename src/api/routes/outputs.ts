@@ -1,0 +1,147 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { NAME_RE } from '../../model/reading.js';
+import { RULE_ID_RE } from '../../model/rule.js';
+import { formatTimestamp } from '../../model/timestamp.js';
+import type { OutputsFilter, OutputsQuery } from '../../store/outputs-query.js';
+import { ApiError } from '../errors.js';
+import { limitParam, orderParam, parseQuery, timeParam } from '../query.js';
+
+const single = z.string({ error: 'expected one value' });
+
+const rulesParam = single.transform((text, ctx) => {
+  const ids = text.split(',').map((s) => s.trim());
+  const bad = ids.find((id) => !RULE_ID_RE.test(id));
+  if (bad !== undefined) {
+    ctx.issues.push({
+      code: 'custom',
+      input: text,
+      message: `expected rule ids, found ${JSON.stringify(bad)}`,
+    });
+    return z.NEVER;
+  }
+  return ids;
+});
+
+/** A group key as JSON: `{"device":"boiler-1"}`; fields not named are not filtered. */
+const keyParam = single.transform((text, ctx) => {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    v = undefined;
+  }
+  const ok =
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.entries(v).every(([k, x]) => NAME_RE.test(k) && (x === null || typeof x === 'string'));
+  if (!ok) {
+    ctx.issues.push({
+      code: 'custom',
+      input: text,
+      message: 'expected a JSON object of group fields to strings or null, e.g. {"device":"boiler-1"}',
+    });
+    return z.NEVER;
+  }
+  return v as Record<string, string | null>;
+});
+
+const listParams = z.strictObject({
+  rule: rulesParam.optional(),
+  key: keyParam.optional(),
+  from: timeParam.optional(),
+  to: timeParam.optional(),
+  limit: limitParam,
+  order: orderParam,
+  cursor: z.string().optional(),
+});
+
+const alertParams = z.strictObject({ rule: rulesParam.optional() });
+
+function cursorOut(id: number | null, order: string): string | null {
+  return id === null ? null : Buffer.from(JSON.stringify([id, order])).toString('base64url');
+}
+
+function cursorIn(cursor: string, order: string): number {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && Number.isSafeInteger(v[0]) && v[1] === order) return v[0] as number;
+  } catch {
+    // fall through
+  }
+  throw new ApiError(
+    'bad_request',
+    'invalid cursor: pass back the `next` value of the previous page with the same order',
+    [{ path: 'cursor', message: 'not a cursor of this listing' }],
+  );
+}
+
+function filterOf(p: z.output<typeof listParams>): OutputsFilter {
+  if (p.from !== undefined && p.to !== undefined && p.from >= p.to) {
+    throw new ApiError('bad_request', 'from must be before to', [{ path: 'from', message: 'not before to' }]);
+  }
+  return {
+    ...(p.rule ? { rules: p.rule } : {}),
+    ...(p.key ? { key: p.key } : {}),
+    ...(p.from !== undefined ? { from: p.from } : {}),
+    ...(p.to !== undefined ? { to: p.to } : {}),
+    order: p.order,
+    limit: p.limit,
+    ...(p.cursor !== undefined ? { after: cursorIn(p.cursor, p.order) } : {}),
+  };
+}
+
+/** `/results`, `/decisions` (stored rule outputs) and `/alerts` (what is firing now). */
+export function outputsRoutes(query: OutputsQuery): Router {
+  const router = Router();
+
+  router.get('/results', (req, res) => {
+    const p = parseQuery(listParams, req.query);
+    const page = query.results(filterOf(p));
+    res.json({
+      items: page.items.map((r) => ({
+        type: 'result',
+        rule: r.rule,
+        key: r.key,
+        start: formatTimestamp(r.start),
+        end: formatTimestamp(r.end),
+        count: r.count,
+        values: r.values,
+        revision: r.revision,
+      })),
+      next: cursorOut(page.next, p.order),
+    });
+  });
+
+  router.get('/decisions', (req, res) => {
+    const p = parseQuery(listParams, req.query);
+    const page = query.decisions(filterOf(p));
+    res.json({
+      items: page.items.map((d) => ({
+        type: 'decision',
+        rule: d.rule,
+        key: d.key,
+        state: d.state,
+        at: formatTimestamp(d.at),
+        values: d.values,
+      })),
+      next: cursorOut(page.next, p.order),
+    });
+  });
+
+  router.get('/alerts', (req, res) => {
+    const p = parseQuery(alertParams, req.query);
+    res.json({
+      items: query.alerts(p.rule).map((a) => ({
+        rule: a.rule,
+        key: a.key,
+        state: 'firing',
+        since: a.since === null ? null : formatTimestamp(a.since),
+        values: a.values,
+      })),
+    });
+  });
+
+  return router;
+}

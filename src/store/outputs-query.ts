@@ -1,0 +1,165 @@
+import type { Statement } from 'better-sqlite3';
+import type { Db } from './database.js';
+
+export interface OutputsFilter {
+  rules?: string[];
+  /** Group key fields that must match (e.g. { device: 'boiler-1' }). */
+  key?: Record<string, string | null>;
+  /** Inclusive, epoch ms: window end for results, `at` for decisions. */
+  from?: number;
+  /** Exclusive. */
+  to?: number;
+  order: 'asc' | 'desc';
+  limit: number;
+  /** Continue after this row id (from a previous page). */
+  after?: number;
+}
+
+export interface StoredResult {
+  id: number;
+  rule: string;
+  key: Record<string, string | null>;
+  start: number;
+  end: number;
+  count: number;
+  values: Record<string, number | null>;
+  revision: number;
+}
+
+export interface StoredDecision {
+  id: number;
+  rule: string;
+  key: Record<string, string | null>;
+  state: string;
+  at: number;
+  values: Record<string, number | null>;
+}
+
+export interface Alert {
+  rule: string;
+  key: Record<string, string | null>;
+  since: number | null;
+  values: Record<string, number | null> | null;
+}
+
+interface Row {
+  id: number;
+  rule: string;
+  key: string;
+  start: number;
+  end: number;
+  count: number;
+  values: string;
+  revision: number;
+  state: string;
+  at: number;
+}
+
+/**
+ * Read-side queries of rule outputs. SQL comes only from fixed fragments; values (and JSON paths
+ * of key fields) are bound parameters.
+ */
+export class OutputsQuery {
+  private readonly statements = new Map<string, Statement>();
+
+  constructor(private readonly db: Db) {}
+
+  results(filter: OutputsFilter): { items: StoredResult[]; next: number | null } {
+    const page = this.page('results', '"end"', filter);
+    return {
+      items: page.rows.map((r) => ({
+        id: r.id,
+        rule: r.rule,
+        key: JSON.parse(r.key) as StoredResult['key'],
+        start: r.start,
+        end: r.end,
+        count: r.count,
+        values: JSON.parse(r.values) as StoredResult['values'],
+        revision: r.revision,
+      })),
+      next: page.next,
+    };
+  }
+
+  decisions(filter: OutputsFilter): { items: StoredDecision[]; next: number | null } {
+    const page = this.page('decisions', 'at', filter);
+    return {
+      items: page.rows.map((r) => ({
+        id: r.id,
+        rule: r.rule,
+        key: JSON.parse(r.key) as StoredDecision['key'],
+        state: r.state,
+        at: r.at,
+        values: JSON.parse(r.values) as StoredDecision['values'],
+      })),
+      next: page.next,
+    };
+  }
+
+  /** (rule, group) pairs whose decision state is `firing` now, with the transition that started it. */
+  alerts(rules?: string[]): Alert[] {
+    const rows = this.statement(
+      `SELECT s.rule, s.key,
+         (SELECT d.at FROM decisions d WHERE d.rule = s.rule AND d.key = s.key AND d.state = 'firing' ORDER BY d.id DESC LIMIT 1) AS since,
+         (SELECT d."values" FROM decisions d WHERE d.rule = s.rule AND d.key = s.key AND d.state = 'firing' ORDER BY d.id DESC LIMIT 1) AS vals
+       FROM decision_state s WHERE json_extract(s.state, '$.state') = 'firing' ORDER BY s.rule, s.key`,
+    ).all() as { rule: string; key: string; since: number | null; vals: string | null }[];
+    return rows
+      .filter((r) => !rules || rules.includes(r.rule))
+      .map((r) => ({
+        rule: r.rule,
+        key: JSON.parse(r.key) as Alert['key'],
+        since: r.since,
+        values: r.vals ? (JSON.parse(r.vals) as Alert['values']) : null,
+      }));
+  }
+
+  private page(
+    table: 'results' | 'decisions',
+    time: string,
+    f: OutputsFilter,
+  ): { rows: Row[]; next: number | null } {
+    const where: string[] = [];
+    const params: (string | number | null)[] = [];
+    if (f.rules?.length) {
+      where.push(`rule IN (${f.rules.map(() => '?').join(',')})`);
+      params.push(...f.rules);
+    }
+    for (const [field, value] of Object.entries(f.key ?? {})) {
+      where.push(value === null ? 'json_extract(key, ?) IS NULL' : 'json_extract(key, ?) = ?');
+      params.push(`$."${field}"`);
+      if (value !== null) params.push(value);
+    }
+    if (f.from !== undefined) {
+      where.push(`${time} >= ?`);
+      params.push(f.from);
+    }
+    if (f.to !== undefined) {
+      where.push(`${time} < ?`);
+      params.push(f.to);
+    }
+    if (f.after !== undefined) {
+      where.push(f.order === 'asc' ? 'id > ?' : 'id < ?');
+      params.push(f.after);
+    }
+    const sql =
+      `SELECT * FROM ${table}` +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY id ${f.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
+    params.push(f.limit + 1);
+    const rows = this.statement(sql).all(...params) as Row[];
+    const more = rows.length > f.limit;
+    if (more) rows.length = f.limit;
+    return { rows, next: more ? ((rows.at(-1) as Row).id ?? null) : null };
+  }
+
+  private statement(sql: string): Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      if (this.statements.size > 256) this.statements.clear();
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+}

@@ -1,0 +1,135 @@
+import { z } from 'zod';
+import { bool, duration, identifier, num } from '../config/types.js';
+import { isValidUpstreamTopic } from './topic.js';
+
+/**
+ * The configuration of upstreams (SPEC §4, §6 `upstreams`), one schema per type, joined on
+ * `type` by `upstreamSchema` for the gateway's configuration schema.
+ */
+
+function urlWith(protocols: readonly string[]) {
+  return (text: string): boolean => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      return false;
+    }
+    return protocols.includes(url.protocol) && url.hostname !== '';
+  };
+}
+
+function protocolOf(text: string): string | null {
+  try {
+    return new URL(text).protocol;
+  } catch {
+    return null;
+  }
+}
+
+/** An unset `${VAR}` substitutes to ''; that means "not set", as for api.token. */
+const optionalText = z
+  .string()
+  .optional()
+  .transform((t) => (t === undefined || t === '' ? undefined : t));
+
+const filePath = z.string().min(1, { message: 'expected a file path' }).optional();
+
+/** RFC 9110 token characters. */
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: 'expected an HTTP header name' });
+const headerValue = z
+  .string()
+  .refine((v) => !/[\r\n]/.test(v) && !v.includes('\0'), { message: 'expected a header value on one line' });
+
+export const mqttUpstreamSchema = z
+  .strictObject({
+    id: identifier,
+    type: z.literal('mqtt'),
+    /** Absent: publish to the gateway's embedded broker. */
+    url: z
+      .string()
+      .refine(urlWith(['mqtt:', 'mqtts:']), {
+        message: 'expected an mqtt:// or mqtts:// URL such as mqtts://broker.local:8883',
+      })
+      .optional(),
+    topic: z
+      .string()
+      .refine(isValidUpstreamTopic, {
+        message:
+          'expected an MQTT topic without wildcards, with {gateway}, {type} and {rule} as placeholders, e.g. tidegate/{gateway}/{type}/{rule}',
+      })
+      .default('tidegate/{gateway}/{type}/{rule}'),
+    qos: num(z.union([z.literal(0), z.literal(1)])).default(1),
+    username: optionalText,
+    password: optionalText,
+    /** Default: `tidegate-{gateway}-{id}`. */
+    clientId: optionalText.pipe(z.string().max(128).optional()),
+    /** PEM files for TLS (mqtts://): the CA to trust (instead of the system's), a client certificate and its key. */
+    ca: filePath,
+    cert: filePath,
+    key: filePath,
+    rejectUnauthorized: bool().default(true),
+    /** Message ids are 16 bits, and a batch is in flight at once. */
+    batchSize: num(z.number().int().min(1).max(10_000)).default(500),
+    /** A batch not fully acknowledged by then fails (and is retried). */
+    timeout: duration({ min: 1 }).default(10_000),
+  })
+  .superRefine((c, ctx) => {
+    if ((c.cert === undefined) !== (c.key === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.cert === undefined ? 'cert' : 'key'],
+        message: 'expected cert and key together (a client certificate and its private key)',
+      });
+    }
+    const tls = (['ca', 'cert', 'key'] as const).filter((k) => c[k] !== undefined);
+    if (c.url === undefined) {
+      for (const k of [
+        ...tls,
+        ...(['username', 'password', 'clientId'] as const).filter((k) => c[k] !== undefined),
+      ]) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [k],
+          message: `an mqtt upstream without url publishes to the embedded broker in-process: ${k} needs a url`,
+        });
+      }
+    } else if (protocolOf(c.url) !== 'mqtts:') {
+      for (const k of tls) {
+        ctx.addIssue({ code: 'custom', path: [k], message: `${k} is for TLS: expected an mqtts:// url` });
+      }
+    }
+  });
+
+export const httpUpstreamSchema = z
+  .strictObject({
+    id: identifier,
+    type: z.literal('http'),
+    url: z
+      .string()
+      .refine(urlWith(['http:', 'https:']), {
+        message: 'expected an http:// or https:// URL such as https://ingest.example.com/tidegate',
+      })
+      .refine((u) => !URL.canParse(u) || (new URL(u).username === '' && new URL(u).password === ''), {
+        message: 'expected a URL without credentials: put them in headers (authorization)',
+      }),
+    batchSize: num(z.number().int().min(1).max(100_000)).default(500),
+    /** The whole request, answer included. */
+    timeout: duration({ min: 1 }).default(5000),
+    headers: z.record(headerName, headerValue).default({}),
+    /** A PEM file of the CA to trust for https:// (instead of the system's). */
+    ca: filePath,
+  })
+  .superRefine((c, ctx) => {
+    if (c.ca !== undefined && protocolOf(c.url) !== 'https:') {
+      ctx.addIssue({ code: 'custom', path: ['ca'], message: 'ca is for TLS: expected an https:// url' });
+    }
+  });
+
+export const upstreamSchema = z.discriminatedUnion('type', [mqttUpstreamSchema, httpUpstreamSchema]);
+
+export type MqttUpstreamConfig = z.output<typeof mqttUpstreamSchema>;
+export type HttpUpstreamConfig = z.output<typeof httpUpstreamSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;

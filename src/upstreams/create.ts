@@ -1,0 +1,30 @@
+import type { Logger } from '../log.js';
+import type { UpstreamConfig } from './config.js';
+import { HttpUpstream } from './http.js';
+import { EmbeddedMqttUpstream, type EmbeddedPublish, MqttUpstream } from './mqtt.js';
+import type { Upstream } from './upstream.js';
+
+export interface UpstreamDeps {
+  gatewayId: string;
+  /** The embedded broker's publish, for mqtt upstreams without url; absent when it is disabled. */
+  embeddedPublish?: EmbeddedPublish;
+  log: Logger;
+}
+
+/** The upstream a configuration entry describes (not started). */
+export function createUpstream(config: UpstreamConfig, deps: UpstreamDeps): Upstream {
+  switch (config.type) {
+    case 'http':
+      return new HttpUpstream(config, { log: deps.log });
+    case 'mqtt': {
+      const { url } = config;
+      if (url !== undefined) return new MqttUpstream({ ...config, url }, deps);
+      if (!deps.embeddedPublish) {
+        throw new Error(
+          `upstream "${config.id}" has no url, so it publishes to the embedded broker, but broker.enabled is false`,
+        );
+      }
+      return new EmbeddedMqttUpstream(config, { ...deps, publish: deps.embeddedPublish });
+    }
+  }
+}

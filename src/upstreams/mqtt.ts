@@ -1,0 +1,288 @@
+import { readFile } from 'node:fs/promises';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { Logger } from '../log.js';
+import type { MqttUpstreamConfig } from './config.js';
+import { compileUpstreamTopic, type TopicRenderer } from './topic.js';
+import {
+  errorMessage,
+  type OutboxItem,
+  type Upstream,
+  type UpstreamState,
+  UpstreamUnavailableError,
+} from './upstream.js';
+
+export interface MqttUpstreamOptions {
+  /** Delay between reconnection attempts (mqtt.js retries at a fixed period). */
+  reconnectPeriod?: number;
+  /** How long `start()` waits for the first connection attempt to settle. */
+  startWait?: number;
+}
+
+/**
+ * An external MQTT broker (mqtt.js): each record is a publish of its envelope's JSON to the topic
+ * template, QoS 1 by default. A batch is pipelined (every publish sent at once) and resolves when
+ * the last PUBACK arrived. Nothing is queued while offline: `deliver()` then fails at once, so the
+ * forwarder backs off and the outbox stays the only queue.
+ */
+export class MqttUpstream implements Upstream {
+  readonly type = 'mqtt' as const;
+  readonly id: string;
+  private client: MqttClient | null = null;
+  private current: UpstreamState = 'connecting';
+  private error: string | null = null;
+  private wasConnected = false;
+  private closing = false;
+  private readonly topic: TopicRenderer;
+  /** The url without its password, for messages. */
+  private readonly where: string;
+  /** Fails the batch in flight (there is at most one). */
+  private abortDelivery: ((err: Error) => void) | null = null;
+
+  constructor(
+    private readonly config: MqttUpstreamConfig & { url: string },
+    private readonly deps: { gatewayId: string; log: Logger },
+    private readonly options: MqttUpstreamOptions = {},
+  ) {
+    this.id = config.id;
+    this.topic = compileUpstreamTopic(config.topic, deps.gatewayId);
+    this.where = redact(config.url);
+  }
+
+  async start(): Promise<void> {
+    if (this.client) return;
+    const { config } = this;
+    const tls: Pick<IClientOptions, 'ca' | 'cert' | 'key'> = {};
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      const path = config[k];
+      if (path === undefined) continue;
+      try {
+        tls[k] = await readFile(path);
+      } catch (err) {
+        throw new Error(`upstream "${this.id}": cannot read ${k} file ${path}: ${errorMessage(err)}`);
+      }
+    }
+    const client = connect(config.url, {
+      ...tls,
+      clientId: config.clientId ?? `tidegate-${this.deps.gatewayId}-${this.id}`,
+      ...(config.username !== undefined ? { username: config.username } : {}),
+      ...(config.password !== undefined ? { password: config.password } : {}),
+      rejectUnauthorized: config.rejectUnauthorized,
+      clean: true,
+      // QoS 0 would otherwise wait in memory while offline; QoS 1 publishes are never made then.
+      queueQoSZero: false,
+      reconnectPeriod: this.options.reconnectPeriod ?? 2000,
+      // A refused CONNECT (bad credentials, broker busy) is retried too and shows in lastError.
+      reconnectOnConnackError: true,
+      connectTimeout: Math.min(Math.max(config.timeout, 5000), 30_000),
+      resubscribe: false,
+    });
+    this.client = client;
+    this.current = 'connecting';
+    const log = this.deps.log.child({ upstream: this.id });
+    client.on('connect', () => {
+      this.current = 'connected';
+      this.error = null;
+      log.info(
+        { url: this.where },
+        this.wasConnected ? 'upstream broker reconnected' : 'upstream broker connected',
+      );
+      this.wasConnected = true;
+    });
+    client.on('reconnect', () => {
+      this.current = 'connecting';
+    });
+    client.on('error', (err) => {
+      const message = errorMessage(err);
+      if (message !== this.error) log.warn({ url: this.where, err: message }, 'upstream broker error');
+      this.error = message;
+    });
+    client.on('close', () => {
+      if (this.current === 'connected' && !this.closing) {
+        log.warn({ url: this.where, err: this.error }, 'upstream broker connection lost');
+      }
+      this.current = 'offline';
+      this.abortDelivery?.(
+        new Error(`connection to ${this.where} closed${this.error ? ` (${this.error})` : ''}`),
+      );
+    });
+    await this.firstAttempt(client);
+  }
+
+  /** Waits (bounded) for the first attempt to connect or fail, so a reachable broker is ready. */
+  private firstAttempt(client: MqttClient): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        client.off('connect', done);
+        client.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.options.startWait ?? 3000);
+      client.on('connect', done);
+      client.on('close', done);
+    });
+  }
+
+  deliver(batch: readonly OutboxItem[]): Promise<void> {
+    const client = this.client;
+    if (!client || this.closing)
+      return Promise.reject(new UpstreamUnavailableError(`upstream ${this.id} is closed`));
+    if (!client.connected) {
+      return Promise.reject(
+        new UpstreamUnavailableError(`not connected to ${this.where}${this.error ? `: ${this.error}` : ''}`),
+      );
+    }
+    if (this.abortDelivery)
+      return Promise.reject(new Error(`upstream ${this.id} is already delivering a batch`));
+    if (batch.length === 0) return Promise.resolve();
+    const { qos, timeout } = this.config;
+    return new Promise<void>((resolve, reject) => {
+      let unacked = batch.length;
+      let settled = false;
+      const finish = (err: Error | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.abortDelivery = null;
+        if (err) {
+          // With clean sessions mqtt.js would resend these after a reconnect; the forwarder
+          // retries the batch itself, so drop them rather than deliver them twice more. A late
+          // PUBACK for one is ignored: message ids are allocated in sequence, not reused soon.
+          this.discardInFlight(client);
+          reject(err);
+        } else {
+          resolve();
+        }
+      };
+      const timer = setTimeout(
+        () =>
+          finish(
+            new Error(
+              `${this.where} acknowledged ${batch.length - unacked} of ${batch.length} messages within ${timeout} ms`,
+            ),
+          ),
+        timeout,
+      );
+      this.abortDelivery = (err) => finish(err);
+      for (const item of batch) {
+        const topic = this.topic(item.envelope.type, item.rule);
+        client.publish(topic, JSON.stringify(item.envelope), { qos }, (err) => {
+          if (err) finish(new Error(`publish to ${topic} on ${this.where} failed: ${errorMessage(err)}`));
+          else if (--unacked === 0) finish(null);
+        });
+        if (settled) break;
+      }
+    });
+  }
+
+  private discardInFlight(client: MqttClient): void {
+    for (const id of Object.keys(client.outgoing)) client.removeOutgoingMessage(Number(id));
+  }
+
+  state(): UpstreamState {
+    return this.current;
+  }
+
+  lastError(): string | null {
+    return this.error;
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    if (!client || this.closing) return;
+    this.closing = true;
+    this.abortDelivery?.(new UpstreamUnavailableError(`upstream ${this.id} is closing`));
+    const connected = client.connected;
+    // A clean DISCONNECT when we can, bounded: a broker that stopped reading can't hold up a stop.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => client.end(true, () => resolve()), 1000);
+      client.end(!connected, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.current = 'offline';
+  }
+}
+
+/**
+ * An mqtt upstream without `url`: publishes to the gateway's own embedded broker, in process. It
+ * is connected while its publishes succeed.
+ */
+export class EmbeddedMqttUpstream implements Upstream {
+  readonly type = 'mqtt' as const;
+  readonly id: string;
+  private error: string | null = null;
+  private closed = false;
+  private readonly topic: TopicRenderer;
+
+  constructor(
+    private readonly config: MqttUpstreamConfig,
+    private readonly deps: { gatewayId: string; publish: EmbeddedPublish; log: Logger },
+  ) {
+    this.id = config.id;
+    this.topic = compileUpstreamTopic(config.topic, deps.gatewayId);
+  }
+
+  async start(): Promise<void> {}
+
+  async deliver(batch: readonly OutboxItem[]): Promise<void> {
+    if (this.closed) throw new UpstreamUnavailableError(`upstream ${this.id} is closed`);
+    const { qos, timeout } = this.config;
+    let timer: NodeJS.Timeout | undefined;
+    let done = 0;
+    let expiredAlready = false;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        expiredAlready = true;
+        reject(
+          new Error(`the embedded broker took ${done} of ${batch.length} messages within ${timeout} ms`),
+        );
+      }, timeout);
+    });
+    // One at a time, so the order holds whatever the broker's persistence does.
+    const publishAll = async () => {
+      for (const item of batch) {
+        if (expiredAlready) return;
+        const topic = this.topic(item.envelope.type, item.rule);
+        await this.deps.publish(topic, Buffer.from(JSON.stringify(item.envelope)), qos);
+        done++;
+      }
+    };
+    try {
+      await Promise.race([publishAll(), expired]);
+      this.error = null;
+    } catch (err) {
+      this.error = errorMessage(err);
+      throw new Error(`publishing to the embedded broker failed: ${this.error}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  state(): UpstreamState {
+    return this.closed || this.error !== null ? 'offline' : 'connected';
+  }
+
+  lastError(): string | null {
+    return this.error;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** The embedded broker's publish (`EmbeddedBroker.publish`). */
+export type EmbeddedPublish = (topic: string, payload: Buffer, qos: 0 | 1) => Promise<void>;
+
+/** The url without a password, for logs and error messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}

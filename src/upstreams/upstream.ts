@@ -1,0 +1,53 @@
+/** One outbox row as the upstream sends it: the SPEC §4 envelope. */
+export interface Envelope {
+  gateway: string;
+  seq: number;
+  type: string;
+  body: unknown;
+}
+
+export interface OutboxItem {
+  envelope: Envelope;
+  /** The rule that produced the record, for topic templates (`{rule}`); null for raw readings. */
+  rule: string | null;
+}
+
+export type UpstreamState = 'connected' | 'connecting' | 'offline';
+
+/**
+ * Where the outbox goes (SPEC §4). An upstream only knows how to deliver a batch and report the
+ * acknowledgement; cursors, retries and backoff belong to the forwarder that drives it.
+ */
+export interface Upstream {
+  readonly id: string;
+  readonly type: 'mqtt' | 'http';
+  /**
+   * Reads TLS files and opens connections. Rejects only on configuration problems (a missing
+   * file); an unreachable peer is not an error here, it shows in `state()` and `deliver()`.
+   */
+  start(): Promise<void>;
+  /**
+   * Delivers the batch in order; resolves only once the upstream confirmed every item (PUBACK,
+   * 2xx); rejects on any failure. The caller retries the whole batch later, so delivery is at
+   * least once.
+   */
+  deliver(batch: readonly OutboxItem[]): Promise<void>;
+  /** Connection state for /health. */
+  state(): UpstreamState;
+  lastError(): string | null;
+  close(): Promise<void>;
+}
+
+/** What an upstream says when it is asked to deliver while it is not connected. */
+export class UpstreamUnavailableError extends Error {
+  override readonly name = 'UpstreamUnavailableError';
+}
+
+/** The message of anything thrown, for `lastError()` and rejections. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { silentLogger } from '../../src/log.js';
+import { Forwarder } from '../../src/store/forwarder.js';
+import { StoreMaintenance } from '../../src/store/maintenance.js';
+import { Outbox } from '../../src/store/outbox.js';
+import type { OutboxItem, Upstream } from '../../src/upstreams/upstream.js';
+import { metricValue, reading, type StoreRig, storeRig, T0 } from './rig.js';
+
+/** An upstream of our own interface, scripted: fails while `down`, records what it accepted. */
+class ScriptedUpstream implements Upstream {
+  readonly type = 'http' as const;
+  down = false;
+  attempts = 0;
+  received: number[] = [];
+  constructor(readonly id: string) {}
+  async start(): Promise<void> {}
+  async deliver(batch: readonly OutboxItem[]): Promise<void> {
+    this.attempts++;
+    if (this.down) throw new Error('upstream down');
+    this.received.push(...batch.map((b) => b.envelope.seq));
+  }
+  state() {
+    return this.down ? ('offline' as const) : ('connected' as const);
+  }
+  lastError() {
+    return this.down ? 'upstream down' : null;
+  }
+  async close(): Promise<void> {}
+}
+
+/** Lets the forwarder's promise chain run (it awaits deliver(), then loops). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+}
+
+describe('Outbox', () => {
+  let s: StoreRig;
+  afterEach(() => s.close());
+
+  it('gives strictly increasing seqs that are never reused, even after the newest rows are deleted', () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    const seqs = [1, 2, 3].map((i) => outbox.append('result', 'r', `{"i":${i}}`, T0));
+    assert.deepEqual(seqs, [1, 2, 3]);
+    assert.equal(outbox.dropOldest(10, 0).dropped, 3);
+    assert.equal(outbox.append('result', 'r', '{}', T0), 4);
+  });
+
+  it('keeps per-upstream cursors that never go back, and reports the backlog and its age', () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 5; i++) outbox.append('decision', 'r', '{}', T0 + i * 1000);
+    assert.equal(outbox.cursor('a'), 0);
+    outbox.saveCursor('a', 3);
+    outbox.saveCursor('a', 2);
+    assert.equal(outbox.cursor('a'), 3);
+    assert.deepEqual(outbox.backlog(3, T0 + 10_000), { rows: 2, oldestAgeMs: 7000 });
+    assert.deepEqual(outbox.backlog(5, T0 + 10_000), { rows: 0, oldestAgeMs: null });
+    assert.deepEqual(
+      outbox.after(1, 2).map((r) => r.seq),
+      [2, 3],
+    );
+  });
+
+  it('dropOldest says how many of the dropped rows were never forwarded', () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 10; i++) outbox.append('result', 'r', '{}', T0);
+    assert.deepEqual(outbox.dropOldest(6, 4), { dropped: 6, unforwarded: 2 });
+  });
+});
+
+describe('Forwarder', () => {
+  let s: StoreRig;
+  let forwarder: Forwarder | undefined;
+  afterEach(async () => {
+    await forwarder?.stop();
+    s.close();
+  });
+
+  it('delivers in order, in batches, and saves its cursor only after the upstream accepted', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 25; i++) outbox.append('result', 'r', JSON.stringify({ i }), T0);
+    const up = new ScriptedUpstream('cloud');
+    forwarder = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', batchSize: 10 },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
+    );
+    forwarder.start();
+    await settle();
+    assert.deepEqual(
+      up.received,
+      Array.from({ length: 25 }, (_, i) => i + 1),
+    );
+    assert.equal(up.attempts, 3);
+    assert.equal(outbox.cursor('cloud'), 25);
+    assert.equal(await metricValue(s.metrics, 'tidegate_upstream_sent_total'), 25);
+  });
+
+  it('backs off with jitter while the upstream is down and redelivers the same batch after', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 3; i++) outbox.append('result', 'r', '{}', T0);
+    const up = new ScriptedUpstream('cloud');
+    up.down = true;
+    forwarder = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', batchSize: 10, minBackoff: 1000, maxBackoff: 8000 },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger(), random: () => 1 },
+    );
+    forwarder.start();
+    await settle();
+    assert.equal(up.attempts, 1);
+    assert.equal(forwarder.status().state, 'backoff');
+    // Delays double (random() = 1: the ceiling) up to maxBackoff: 1 s, 2 s, 4 s, 8 s, 8 s.
+    for (const delay of [1000, 2000, 4000, 8000, 8000]) {
+      s.clock.advance(delay - 1);
+      await settle();
+      const attempts: number = up.attempts;
+      s.clock.advance(1);
+      await settle();
+      assert.equal(up.attempts, attempts + 1, `a retry after ${delay} ms`);
+    }
+    assert.equal(outbox.cursor('cloud'), 0);
+    up.down = false;
+    s.clock.advance(8000);
+    await settle();
+    assert.deepEqual(up.received, [1, 2, 3]);
+    assert.equal(outbox.cursor('cloud'), 3);
+    assert.equal(forwarder.status().state, 'connected');
+    assert.equal(await metricValue(s.metrics, 'tidegate_upstream_errors_total'), 6);
+  });
+
+  it('resumes from its durable cursor after a restart', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 6; i++) outbox.append('result', 'r', '{}', T0);
+    outbox.saveCursor('cloud', 4);
+    const up = new ScriptedUpstream('cloud');
+    forwarder = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', batchSize: 10 },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
+    );
+    forwarder.start();
+    await settle();
+    assert.deepEqual(up.received, [5, 6]);
+  });
+});
+
+describe('StoreMaintenance: caps', () => {
+  let s: StoreRig;
+  afterEach(() => s.close());
+
+  function maintenance(maxSize: number, maxOutboxRows: number, forwardedUpTo: () => number | null) {
+    return new StoreMaintenance(
+      s.db,
+      { retention: 365 * 86_400_000, maxSize, maxOutboxRows },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger(), outbox: new Outbox(s.db), forwardedUpTo },
+    );
+  }
+
+  it('over maxSize, deletes the oldest raw readings first and leaves the outbox alone', async () => {
+    s = storeRig({ batchSize: 100_000 });
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 40_000; i++) s.writer.add(reading('d', 'm', i, T0 - 40_000_000 + i * 1000), 'src');
+    s.writer.flush();
+    for (let i = 0; i < 100; i++) outbox.append('result', 'r', '{}', T0);
+    const m = maintenance(1024 * 1024, 1_000_000, () => 0);
+    const before = m.usedBytes();
+    assert.ok(before > 1024 * 1024, `the test needs more than 1 MiB, has ${before}`);
+    const deleted = m.enforceCaps();
+    assert.ok(deleted > 0);
+    assert.ok(m.usedBytes() <= 1024 * 1024);
+    const left = s.query.readings({ order: 'asc', limit: 1 }).items[0];
+    assert.ok(left && left.ts > T0 - 40_000_000, 'the oldest readings went');
+    assert.equal(outbox.bounds().rows, 100);
+    assert.equal(await metricValue(s.metrics, 'tidegate_outbox_dropped_total'), 0);
+  });
+
+  it('drops the oldest unforwarded outbox rows, counted, only when the outbox alone is over the cap', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 1000; i++) outbox.append('result', 'r', '{}', T0);
+    const m = maintenance(2 ** 40, 600, () => 100);
+    assert.equal(m.enforceCaps(), 400);
+    assert.deepEqual({ first: outbox.bounds().first, rows: outbox.bounds().rows }, { first: 401, rows: 600 });
+    // 100 of the 400 were forwarded already: 300 are losses.
+    assert.equal(await metricValue(s.metrics, 'tidegate_outbox_dropped_total'), 300);
+  });
+});
