@@ -108,6 +108,7 @@ export class Gateway {
         retention: config.store.retention,
         maxSize: config.store.maxSize,
         maxOutboxRows: config.outbox.maxRows,
+        capInterval: config.store.maintenanceInterval,
       },
       {
         clock,

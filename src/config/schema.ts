@@ -116,6 +116,8 @@ const storeSchema = z.strictObject({
    * rows, then (counted) the oldest unforwarded ones (SPEC §4).
    */
   maxSize: size({ min: 1024 * 1024 }).default(1024 ** 3),
+  /** How often the caps are checked (retention runs hourly at most). */
+  maintenanceInterval: duration({ min: 100 }).default(5_000),
 });
 
 /** What goes upstream besides what each rule's `forward` names. */
@@ -170,6 +172,18 @@ export const configSchema = z
             message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
           });
         }
+      });
+      const upstreams = Array.isArray(c['upstreams']) ? (c['upstreams'] as { id?: unknown }[]) : [];
+      const upstreamIds = new Set<unknown>();
+      upstreams.forEach((u, i) => {
+        if (typeof u?.id === 'string' && upstreamIds.has(u.id)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['upstreams', i, 'id'],
+            message: `duplicate upstream id "${u.id}"`,
+          });
+        }
+        upstreamIds.add(u?.id);
       });
       const users = Array.isArray(c.broker?.users) ? (c.broker.users as { username?: unknown }[]) : [];
       const names = new Set<unknown>();

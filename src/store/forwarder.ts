@@ -37,6 +37,7 @@ export class Forwarder {
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private sleepTimer: TimerHandle | null = null;
+  private reconnectWatch: TimerHandle | null = null;
   private failures = 0;
   private lastError: string | null = null;
   private lastDeliveryAt: number | null = null;
@@ -137,7 +138,7 @@ export class Forwarder {
             'upstream delivery failed',
           );
         }
-        await this.sleep(delay);
+        await this.sleep(delay, true);
         continue;
       }
       const last = (rows[rows.length - 1] as { seq: number }).seq;
@@ -164,17 +165,28 @@ export class Forwarder {
     return Math.max(min / 2, Math.round(this.random() * ceiling));
   }
 
-  private sleep(ms: number): Promise<void> {
+  /**
+   * Waits `ms`, or less when kicked. A backoff also ends as soon as an upstream that was not
+   * connected reconnects, so a restarted broker gets the backlog at once, not after the backoff.
+   */
+  private sleep(ms: number, backoff = false): Promise<void> {
     if (!this.running) return Promise.resolve();
     return new Promise((resolve) => {
       this.wake = resolve;
       this.sleepTimer = this.deps.clock.setTimeout(() => this.wakeUp(), ms);
+      if (backoff && this.upstream.state() !== 'connected') {
+        this.reconnectWatch = this.deps.clock.setInterval(() => {
+          if (this.upstream.state() === 'connected') this.wakeUp();
+        }, 200);
+      }
     });
   }
 
   private wakeUp(): void {
     this.sleepTimer?.cancel();
     this.sleepTimer = null;
+    this.reconnectWatch?.cancel();
+    this.reconnectWatch = null;
     const wake = this.wake;
     this.wake = null;
     wake?.();

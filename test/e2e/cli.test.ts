@@ -138,12 +138,21 @@ describe('the embedded default (config/gateway.yaml)', () => {
       const health = await eventually(async () => {
         const res = await gw.api('/api/v1/health');
         return res.status === 200
-          ? ((await res.json()) as { status: string; sources: { id: string }[] })
+          ? ((await res.json()) as {
+              status: string;
+              sources: { id: string }[];
+              upstreams: { id: string; state: string }[];
+            })
           : undefined;
       });
       assert.ok(Date.now() - started < 10_000, 'healthy within 10 s');
       assert.equal(health.status, 'ok');
       assert.deepEqual(health.sources.map((s) => s.id).sort(), ['local', 'sim']);
+      // Results are forwarded to the embedded broker under tidegate/#.
+      assert.deepEqual(
+        health.upstreams.map((u) => [u.id, u.state]),
+        [['local', 'connected']],
+      );
       const apiLog = gw.logs.find((l) => l.msg === 'API listening');
       assert.equal(apiLog?.['host'], '127.0.0.1');
       const items = await eventually(async () => {

@@ -39,16 +39,19 @@ const EXIT_WITHIN_MS = 5000;
 
 /**
  * Starts mosquitto on a free 127.0.0.1 port with a config of its own in a temp dir (anonymous,
- * no persistence), and resolves once it accepts TCP connections.
+ * persistence only when asked), and resolves once it accepts TCP connections.
  */
-export async function startMosquitto(options: { tls?: MosquittoTls } = {}): Promise<Mosquitto> {
+export async function startMosquitto(
+  options: { tls?: MosquittoTls; persistence?: boolean } = {},
+): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'tidegate-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
   const lines = [
     `listener ${port} 127.0.0.1`,
     'allow_anonymous true',
-    'persistence false',
+    // With persistence, sessions and their queued QoS 1 messages survive a stop/restart (saved at exit).
+    ...(options.persistence ? ['persistence true', `persistence_location ${dir}/`] : ['persistence false']),
     'log_dest stderr',
     'log_type error',
     'log_type warning',
