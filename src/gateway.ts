@@ -11,6 +11,7 @@ import { Metrics } from './metrics.js';
 import { ReadingRejection } from './model/reading.js';
 import { Ingest } from './sources/ingest.js';
 import { EmbeddedBroker } from './sources/mqtt-broker.js';
+import { ExternalMqttSource } from './sources/mqtt-client.js';
 import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
 import { SimulatorSource } from './sources/simulator.js';
 import type { Source } from './sources/source.js';
@@ -196,6 +197,19 @@ export class Gateway {
   private createSource(sc: SourceConfig, ingest: Ingest): Source {
     switch (sc.type) {
       case 'mqtt':
+        if (sc.url !== undefined) {
+          return new ExternalMqttSource(
+            { ...sc, url: sc.url },
+            {
+              ingest,
+              clock: this.clock,
+              metrics: this.metrics,
+              log: this.log,
+              gatewayId: this.config.gateway.id,
+              maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
+            },
+          );
+        }
         if (!this.broker) throw new Error(`source ${sc.id}: the embedded broker is disabled`);
         return new EmbeddedMqttSource(sc, {
           broker: this.broker,

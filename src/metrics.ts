@@ -145,10 +145,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sourceUp = new Gauge({
+    name: 'tidegate_source_up',
+    help: '1 while a source (or a device of it) is connected, 0 while offline or in error',
+    labelNames: ['source', 'device'] as const,
+    registers: [this.registry],
+  });
+
+  readonly modbusRequests = new Counter({
+    name: 'tidegate_modbus_requests_total',
+    help: 'Modbus requests sent, by outcome (ok, timeout, exception, crc, error)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly sourceErrors = new Counter({
     name: 'tidegate_source_errors_total',
-    help: 'Errors reported by a source (connection, protocol)',
-    labelNames: ['source'] as const,
+    help: 'Errors reported by a source (connection, protocol), by kind',
+    labelNames: ['source', 'kind'] as const,
     registers: [this.registry],
   });
 

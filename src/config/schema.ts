@@ -83,6 +83,27 @@ const mqttSourceSchema = z.strictObject({
   id: identifier,
   type: z.literal('mqtt'),
   topics: z.array(topicSchema).min(1),
+  /** An external broker (mqtt://, mqtts://, ws://, wss://); absent: the embedded broker. */
+  url: z
+    .string()
+    .regex(/^(mqtts?|wss?):\/\/[^\s]+$/, { message: 'expected mqtt://, mqtts://, ws:// or wss:// and a host' })
+    .optional(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  /** Default: tidegate-{gateway}-{source id}, stable so that persistent sessions work. */
+  clientId: z.string().min(1).max(128).optional(),
+  /** false: a persistent session; the broker keeps QoS 1 messages while tidegate is away. */
+  clean: bool().default(true),
+  keepalive: duration({ min: 1000 }).default(30_000),
+  /** Reconnect backoff: from min, doubling, up to max. */
+  reconnect: z
+    .strictObject({ min: duration({ min: 100 }).default(1000), max: duration({ min: 100 }).default(30_000) })
+    .prefault({}),
+  /** TLS files (PEM). */
+  ca: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+  rejectUnauthorized: bool().default(true),
 });
 
 const simulatorSourceSchema = z.strictObject({
@@ -165,7 +186,7 @@ export const configSchema = z
           });
         }
         seen.add(s.id);
-        if (s.type === 'mqtt' && c.broker?.enabled === false) {
+        if (s.type === 'mqtt' && (s as { url?: unknown }).url === undefined && c.broker?.enabled === false) {
           ctx.addIssue({
             code: 'custom',
             path: ['sources', i],

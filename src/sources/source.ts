@@ -14,6 +14,15 @@ export interface SourceStatus {
   readings: number;
   errors: number;
   lastError: string | null;
+  /** Per-device state, for sources that poll several devices (Modbus). */
+  devices?: Record<string, DeviceStatus>;
+}
+
+export interface DeviceStatus {
+  state: 'connected' | 'offline' | 'error';
+  lastReadingAt: number | null;
+  errors: number;
+  lastError: string | null;
 }
 
 export interface Source {

@@ -17,8 +17,10 @@ export interface DevicesView {
  */
 function deviceJson(d: DeviceRow, view: DevicesView, sources: Map<string, SourceStatus>) {
   const source = sources.get(d.source);
+  const own = source?.devices?.[d.id];
   let status: string;
-  if (source && (source.state === 'offline' || source.state === 'error' || source.state === 'stopped'))
+  if (own && own.state !== 'connected') status = own.state;
+  else if (source && (source.state === 'offline' || source.state === 'error' || source.state === 'stopped'))
     status = source.state;
   else status = view.now() - d.lastSeen > view.staleAfter ? 'stale' : 'online';
   return {

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ApiServer, createApp } from '../../src/api/server.js';
+import { ManualClock } from '../../src/clock.js';
+import { parseConfigText } from '../../src/config/load.js';
+import type { OutputRecord } from '../../src/engine/records.js';
+import { silentLogger } from '../../src/log.js';
+import { Metrics } from '../../src/metrics.js';
+import { type Db, openDatabase } from '../../src/store/database.js';
+import { OutputWriter } from '../../src/store/output-writer.js';
+import { OutputsQuery } from '../../src/store/outputs-query.js';
+import { ReadingWriter } from '../../src/store/reading-writer.js';
+import { ReadingsQuery } from '../../src/store/readings-query.js';
+
+const iso = (s: number) => new Date(Date.parse('2026-11-24T10:00:00.000Z') + s * 1000).toISOString();
+
+function result(rule: string, device: string, startS: number, avg: number, revision = 0): OutputRecord {
+  return {
+    type: 'result',
+    rule,
+    key: { device },
+    start: iso(startS),
+    end: iso(startS + 10),
+    count: 2,
+    values: { avg },
+    revision,
+  };
+}
+
+function decision(rule: string, device: string, atS: number, state: 'ok' | 'firing'): OutputRecord {
+  return { type: 'decision', rule, key: { device }, state, at: iso(atS), values: { avg: 90 } };
+}
+
+interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+
+describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
+  let db: Db;
+  let server: ApiServer;
+  let base: string;
+
+  before(async () => {
+    const clock = new ManualClock(Date.parse('2026-11-24T11:00:00.000Z'));
+    db = openDatabase(':memory:', { synchronous: 'normal' });
+    const metrics = new Metrics();
+    const writer = new ReadingWriter(
+      db,
+      { batchSize: 100_000, flushInterval: 1000, maxPending: 100_000, storeReadings: true },
+      { clock, metrics, log: silentLogger() },
+    );
+    const states = [
+      { rule: 'hot', key: { device: 'b-1' }, state: 'firing' as const, streak: 0, lastEnd: 30_000 },
+      { rule: 'hot', key: { device: 'b-2' }, state: 'ok' as const, streak: 1, lastEnd: 30_000 },
+    ];
+    const out = new OutputWriter(db, { clock, decisionStates: () => states });
+    writer.attach(out);
+    out.add([
+      result('hot', 'b-1', 0, 70),
+      result('hot', 'b-2', 0, 71),
+      result('hot', 'b-1', 10, 90),
+      decision('hot', 'b-1', 20, 'firing'),
+      result('hot', 'b-1', 10, 91, 1),
+      result('cold', 'b-1', 0, 5),
+      decision('hot', 'b-2', 20, 'firing'),
+      decision('hot', 'b-2', 30, 'ok'),
+    ]);
+    writer.flush();
+    const config = parseConfigText('api: { port: 0 }\n', 'test.yaml', {});
+    const app = createApp(config.api, {
+      query: new ReadingsQuery(db),
+      outputs: new OutputsQuery(db),
+      metrics,
+      log: silentLogger(),
+      view: {
+        gatewayId: 'gw',
+        version: '0',
+        startedAt: 0,
+        staleAfter: 1,
+        now: () => clock.now(),
+        sources: () => [],
+        broker: () => null,
+        store: () => ({ path: ':memory:', bytes: 0, pendingWrites: 0, lastError: null }),
+        upstreams: () => [],
+        outbox: () => ({ rows: 0, lastSeq: null }),
+      },
+    });
+    server = new ApiServer(config.api, app, silentLogger());
+    await server.start();
+    base = `http://127.0.0.1:${server.port}/api/v1`;
+  });
+
+  after(async () => {
+    await server.stop();
+    db.close();
+  });
+
+  const get = async <T>(path: string, status = 200): Promise<T> => {
+    const res = await fetch(base + path);
+    assert.equal(res.status, status, path);
+    return (await res.json()) as T;
+  };
+
+  it('lists results as SPEC records, in emission order, filtered by rule, key and window end', async () => {
+    const all = await get<Page<OutputRecord>>('/results');
+    assert.equal(all.items.length, 5);
+    assert.deepEqual(all.items[0], result('hot', 'b-1', 0, 70));
+    const hot = await get<Page<{ values: { avg: number }; revision: number }>>(
+      `/results?rule=hot&key=${encodeURIComponent('{"device":"b-1"}')}`,
+    );
+    assert.deepEqual(
+      hot.items.map((r) => [r.values.avg, r.revision]),
+      [
+        [70, 0],
+        [90, 0],
+        [91, 1],
+      ],
+    );
+    const late = await get<Page<unknown>>(`/results?rule=hot,cold&from=${encodeURIComponent(iso(20))}`);
+    assert.equal(late.items.length, 2, 'windows ending at or after 10:00:20');
+  });
+
+  it('paginates with a cursor, both orders', async () => {
+    for (const order of ['asc', 'desc']) {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: Page<{ rule: string; key: unknown; start: string; revision: number }> = await get(
+          `/results?limit=2&order=${order}${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        seen.push(...page.items.map((r) => `${r.rule} ${JSON.stringify(r.key)} ${r.start} ${r.revision}`));
+        cursor = page.next;
+      } while (cursor);
+      assert.equal(new Set(seen).size, 5, order);
+    }
+  });
+
+  it('lists decisions and what is firing now', async () => {
+    const d = await get<Page<{ state: string; at: string }>>(
+      `/decisions?key=${encodeURIComponent('{"device":"b-2"}')}`,
+    );
+    assert.deepEqual(
+      d.items.map((x) => [x.state, x.at]),
+      [
+        ['firing', iso(20)],
+        ['ok', iso(30)],
+      ],
+    );
+    const alerts = await get<{ items: unknown[] }>('/alerts');
+    assert.deepEqual(alerts.items, [
+      { rule: 'hot', key: { device: 'b-1' }, state: 'firing', since: iso(20), values: { avg: 90 } },
+    ]);
+    assert.deepEqual((await get<{ items: unknown[] }>('/alerts?rule=cold')).items, []);
+  });
+
+  it('refuses bad filters with 400 and details', async () => {
+    for (const q of [
+      'key=notjson',
+      'key=[1]',
+      'rule=Bad!',
+      'limit=0',
+      'to=yesterday',
+      'cursor=zzz',
+      'extra=1',
+    ]) {
+      const body = await get<{ error: { code: string; details: unknown[] } }>(`/results?${q}`, 400);
+      assert.equal(body.error.code, 'bad_request', q);
+      assert.ok(body.error.details.length > 0, q);
+    }
+  });
+});
