@@ -8,7 +8,8 @@ import { ApiError } from './errors.js';
 export const DEFAULT_LIMIT = 1000;
 export const MAX_LIMIT = 100_000;
 
-const single = z.string({ error: 'expected one value' });
+/** A query parameter given once (a repeated one arrives as a list and is refused). */
+export const single = z.string({ error: 'expected one value' });
 
 /** ISO-8601 with offset, or epoch milliseconds. */
 export const timeParam = single.transform((text, ctx) => {
@@ -61,22 +62,24 @@ export function parseQuery<S extends z.ZodType>(schema: S, query: unknown): z.ou
   throw new ApiError('bad_request', 'invalid query parameters', details);
 }
 
-/** Opaque pagination cursors: the position and the order they belong to. */
-export function encodeCursor(position: { ts: number; id: number }, order: 'asc' | 'desc'): string {
-  return Buffer.from(JSON.stringify([position.ts, position.id, order])).toString('base64url');
+/**
+ * Opaque pagination cursors: a position (integers: e.g. ts and row id) and the order it belongs to,
+ * so that a cursor of one order is refused in the other rather than misread.
+ */
+export function encodeCursor(position: readonly number[], order: 'asc' | 'desc'): string {
+  return Buffer.from(JSON.stringify([...position, order])).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, order: 'asc' | 'desc'): { ts: number; id: number } {
+export function decodeCursor(cursor: string, order: 'asc' | 'desc', arity: number): number[] {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
     if (
       Array.isArray(v) &&
-      v.length === 3 &&
-      Number.isSafeInteger(v[0]) &&
-      Number.isSafeInteger(v[1]) &&
-      v[2] === order
+      v.length === arity + 1 &&
+      v[arity] === order &&
+      v.slice(0, arity).every((x) => Number.isSafeInteger(x))
     ) {
-      return { ts: v[0] as number, id: v[1] as number };
+      return v.slice(0, arity) as number[];
     }
   } catch {
     // fall through

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
 import type { RuleSpec } from '../model/rule.js';
 import { ConfigError, type ConfigProblem, issuesToProblems } from './problems.js';
 import { checkRules, loadRulesFile } from './rules.js';
 import { configSchema, type GatewayConfig } from './schema.js';
+import { parseYaml, readYaml, type YamlSource } from './yaml-file.js';
 
 export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml';
 
@@ -12,34 +11,16 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** Reads, substitutes, overrides and validates a configuration file; throws ConfigError with every problem. */
 export function loadConfig(file: string, env: Env = process.env): GatewayConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError([{ file, path: [], message: `cannot read the file: ${(err as Error).message}` }]);
-  }
-  return parseConfigText(text, file, env);
+  return configFromYaml(readYaml(file), env);
 }
 
 /** Like loadConfig, for text already in hand (tests, stdin). */
 export function parseConfigText(text: string, file: string, env: Env = process.env): GatewayConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      doc.errors.map((e) => {
-        const pos = lines.linePos(e.pos[0]);
-        return {
-          file,
-          path: [],
-          line: pos.line,
-          column: pos.col,
-          message: `YAML: ${e.message.split('\n')[0]}`,
-        };
-      }),
-    );
-  }
-  const raw = (doc.toJS() ?? {}) as Json;
+  return configFromYaml(parseYaml(text, file), env);
+}
+
+function configFromYaml({ file, doc, lines, data: parsed }: YamlSource, env: Env): GatewayConfig {
+  const raw = (parsed ?? {}) as Json;
   if (typeof raw !== 'object' || Array.isArray(raw) || raw === null) {
     throw new ConfigError([
       { file, path: [], message: 'expected a mapping of sections (gateway, api, broker, …)' },

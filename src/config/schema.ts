@@ -86,7 +86,9 @@ const mqttSourceSchema = z.strictObject({
   /** An external broker (mqtt://, mqtts://, ws://, wss://); absent: the embedded broker. */
   url: z
     .string()
-    .regex(/^(mqtts?|wss?):\/\/[^\s]+$/, { message: 'expected mqtt://, mqtts://, ws:// or wss:// and a host' })
+    .regex(/^(mqtts?|wss?):\/\/[^\s]+$/, {
+      message: 'expected mqtt://, mqtts://, ws:// or wss:// and a host',
+    })
     .optional(),
   username: z.string().optional(),
   password: z.string().optional(),

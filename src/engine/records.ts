@@ -2,7 +2,7 @@
  * Output records (SPEC §2 "Output records"). Each is built with its keys in the SPEC's order so that
  * `JSON.stringify` gives exactly the documented shape; times are ISO-8601 UTC with milliseconds.
  */
-import type { Reading } from '../model/reading.js';
+import { type Reading, type ReadingJson, readingToJson } from '../model/reading.js';
 import { formatTimestamp } from '../model/timestamp.js';
 
 /** A group's identity: each groupBy field → its value; null for a tag the reading lacked (fine print 9). */
@@ -34,14 +34,7 @@ export interface DecisionRecord {
   values: AggregateValues;
 }
 
-export interface LateReading {
-  device: string;
-  metric: string;
-  value: number;
-  ts: string;
-  unit?: string;
-  tags?: Record<string, string>;
-}
+export type LateReading = ReadingJson;
 
 /** A reading that fitted no live window of the rule: the side output of late data. */
 export interface LateRecord {
@@ -102,13 +95,5 @@ export function decisionRecord(
 }
 
 export function lateRecord(rule: string, r: Reading): LateRecord {
-  const reading: LateReading = {
-    device: r.device,
-    metric: r.metric,
-    value: r.value,
-    ts: formatTimestamp(r.ts),
-  };
-  if (r.unit !== undefined) reading.unit = r.unit;
-  if (r.tags !== undefined) reading.tags = r.tags;
-  return { type: 'late', rule, reading };
+  return { type: 'late', rule, reading: readingToJson(r) };
 }

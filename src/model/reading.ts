@@ -1,4 +1,4 @@
-import { parseTimestamp } from './timestamp.js';
+import { formatTimestamp, parseTimestamp } from './timestamp.js';
 
 /** One numeric sample (SPEC §1). `ts` is event time in epoch milliseconds. */
 export interface Reading {
@@ -153,4 +153,29 @@ function validateTags(input: unknown): Record<string, string> | undefined | Read
 /** The identity of a reading for duplicate detection (SPEC §1, fine print 11). */
 export function readingKey(r: Reading): string {
   return `${r.device}\u0000${r.metric}\u0000${r.ts}\u0000${r.value}`;
+}
+
+/** A reading as JSON goes out (API, upstreams, `late` records): ts as ISO UTC with milliseconds. */
+export interface ReadingJson {
+  device: string;
+  metric: string;
+  value: number;
+  ts: string;
+  unit?: string;
+  tags?: Record<string, string>;
+}
+
+/** The JSON form of a reading, keys in the SPEC's order; absent (or null) unit and tags are left out. */
+export function readingToJson(r: {
+  device: string;
+  metric: string;
+  value: number;
+  ts: number;
+  unit?: string | null | undefined;
+  tags?: Record<string, string> | null | undefined;
+}): ReadingJson {
+  const out: ReadingJson = { device: r.device, metric: r.metric, value: r.value, ts: formatTimestamp(r.ts) };
+  if (r.unit) out.unit = r.unit;
+  if (r.tags) out.tags = r.tags;
+  return out;
 }

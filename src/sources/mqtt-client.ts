@@ -4,10 +4,9 @@ import type { Clock } from '../clock.js';
 import type { MqttSourceConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { decodePayload } from './decoders.js';
 import type { Ingest } from './ingest.js';
+import { MqttTopicRoute } from './mqtt-route.js';
 import { type Source, SourceStats, type SourceStatus } from './source.js';
-import { compileTemplate, type TopicTemplate } from './topic-template.js';
 
 /**
  * An `mqtt` source with `url`: subscribes to an external broker (mqtt.js). After every connection
@@ -20,7 +19,7 @@ export class ExternalMqttSource implements Source {
   readonly type = 'mqtt';
   private readonly stats: SourceStats;
   private client: MqttClient | null = null;
-  private readonly routes: { template: TopicTemplate; topic: MqttSourceConfig['topics'][number] }[];
+  private readonly routes: MqttTopicRoute[];
   private reconnectDelay: number;
 
   constructor(
@@ -35,7 +34,7 @@ export class ExternalMqttSource implements Source {
     },
   ) {
     this.stats = new SourceStats(config.id, 'mqtt');
-    this.routes = config.topics.map((topic) => ({ template: compileTemplate(topic.filter), topic }));
+    this.routes = config.topics.map((topic) => new MqttTopicRoute(topic, deps.maxMetricsPerMessage));
     this.reconnectDelay = config.reconnect.min;
   }
 
@@ -115,16 +114,11 @@ export class ExternalMqttSource implements Source {
 
   private async onMessage(packet: IPublishPacket): Promise<void> {
     const topic = packet.topic;
-    for (const { template, topic: t } of this.routes) {
-      const named = template.match(topic);
+    for (const route of this.routes) {
+      const named = route.template.match(topic);
       if (!named) continue;
       const payload = typeof packet.payload === 'string' ? packet.payload : Buffer.from(packet.payload);
-      const decoded = decodePayload(payload, t.payload, {
-        device: named.device ?? t.device,
-        metric: named.metric ?? t.metric,
-        maxMetrics: this.deps.maxMetricsPerMessage,
-      });
-      const outcome = this.deps.ingest.submit(this.config.id, decoded, topic);
+      const outcome = this.deps.ingest.submit(this.config.id, route.decode(named, payload), topic);
       this.stats.delivered(outcome.accepted, this.deps.clock.now());
       if (packet.qos > 0) await outcome.durable();
       return;

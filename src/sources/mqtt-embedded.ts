@@ -1,10 +1,9 @@
 import type { Clock } from '../clock.js';
 import type { MqttSourceConfig } from '../config/schema.js';
-import { decodePayload } from './decoders.js';
 import type { Ingest } from './ingest.js';
 import type { EmbeddedBroker } from './mqtt-broker.js';
+import { MqttTopicRoute } from './mqtt-route.js';
 import { type Source, SourceStats, type SourceStatus } from './source.js';
-import { compileTemplate } from './topic-template.js';
 
 /** An `mqtt` source without `url`: messages published to the embedded broker on its topics. */
 export class EmbeddedMqttSource implements Source {
@@ -30,17 +29,12 @@ export class EmbeddedMqttSource implements Source {
 
   async start(): Promise<void> {
     for (const topic of this.config.topics) {
-      const template = compileTemplate(topic.filter);
+      const route = new MqttTopicRoute(topic, this.deps.maxMetricsPerMessage);
       this.unregister.push(
         this.deps.broker.addRoute({
-          template,
+          template: route.template,
           onMessage: (topicName, named, payload) => {
-            const decoded = decodePayload(payload, topic.payload, {
-              device: named.device ?? topic.device,
-              metric: named.metric ?? topic.metric,
-              maxMetrics: this.deps.maxMetricsPerMessage,
-            });
-            const outcome = this.deps.ingest.submit(this.config.id, decoded, topicName);
+            const outcome = this.deps.ingest.submit(this.config.id, route.decode(named, payload), topicName);
             this.stats.delivered(outcome.accepted, this.deps.clock.now());
             return outcome.durable();
           },

@@ -1,5 +1,5 @@
-import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
+import { StatementCache } from './statements.js';
 
 export interface OutputsFilter {
   rules?: string[];
@@ -60,9 +60,11 @@ interface Row {
  * of key fields) are bound parameters.
  */
 export class OutputsQuery {
-  private readonly statements = new Map<string, Statement>();
+  private readonly statements: StatementCache;
 
-  constructor(private readonly db: Db) {}
+  constructor(db: Db) {
+    this.statements = new StatementCache(db);
+  }
 
   results(filter: OutputsFilter): { items: StoredResult[]; next: number | null } {
     const page = this.page('results', '"end"', filter);
@@ -98,12 +100,14 @@ export class OutputsQuery {
 
   /** (rule, group) pairs whose decision state is `firing` now, with the transition that started it. */
   alerts(rules?: string[]): Alert[] {
-    const rows = this.statement(
-      `SELECT s.rule, s.key,
+    const rows = this.statements
+      .get(
+        `SELECT s.rule, s.key,
          (SELECT d.at FROM decisions d WHERE d.rule = s.rule AND d.key = s.key AND d.state = 'firing' ORDER BY d.id DESC LIMIT 1) AS since,
          (SELECT d."values" FROM decisions d WHERE d.rule = s.rule AND d.key = s.key AND d.state = 'firing' ORDER BY d.id DESC LIMIT 1) AS vals
        FROM decision_state s WHERE json_extract(s.state, '$.state') = 'firing' ORDER BY s.rule, s.key`,
-    ).all() as { rule: string; key: string; since: number | null; vals: string | null }[];
+      )
+      .all() as { rule: string; key: string; since: number | null; vals: string | null }[];
     return rows
       .filter((r) => !rules || rules.includes(r.rule))
       .map((r) => ({
@@ -147,19 +151,9 @@ export class OutputsQuery {
       (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
       ` ORDER BY id ${f.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
     params.push(f.limit + 1);
-    const rows = this.statement(sql).all(...params) as Row[];
+    const rows = this.statements.get(sql).all(...params) as Row[];
     const more = rows.length > f.limit;
     if (more) rows.length = f.limit;
     return { rows, next: more ? ((rows.at(-1) as Row).id ?? null) : null };
-  }
-
-  private statement(sql: string): Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      if (this.statements.size > 256) this.statements.clear();
-      this.statements.set(sql, s);
-    }
-    return s;
   }
 }

@@ -2,8 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Reading } from '../model/reading.js';
-import { formatTimestamp } from '../model/timestamp.js';
+import { type Reading, readingToJson } from '../model/reading.js';
 import type { Db } from './database.js';
 import type { Outbox } from './outbox.js';
 
@@ -218,15 +217,7 @@ export class ReadingWriter {
       if (this.forwardedBucket.get(seriesId) === bucket) return;
       this.forwardedBucket.set(seriesId, bucket);
     }
-    const body = {
-      device: r.device,
-      metric: r.metric,
-      value: r.value,
-      ts: formatTimestamp(r.ts),
-      ...(r.unit ? { unit: r.unit } : {}),
-      ...(r.tags ? { tags: r.tags } : {}),
-    };
-    how.outbox.append('reading', null, JSON.stringify(body), at);
+    how.outbox.append('reading', null, JSON.stringify(readingToJson(r)), at);
   }
 
   private seriesId(r: Reading): number {

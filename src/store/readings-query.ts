@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
+import { StatementCache } from './statements.js';
 
 export interface StoredReading {
   device: string;
@@ -65,13 +66,14 @@ interface ReadingRow {
  * every value is a bound parameter. Statements are cached by their shape.
  */
 export class ReadingsQuery {
-  private readonly statements = new Map<string, Statement>();
+  private readonly statements: StatementCache;
   private readonly latestAll: Statement;
   private readonly latestDevice: Statement;
   private readonly devicesAll: Statement;
   private readonly deviceOne: Statement;
 
-  constructor(private readonly db: Db) {
+  constructor(db: Db) {
+    this.statements = new StatementCache(db);
     const latest = `SELECT device, metric, last_value AS value, last_ts AS ts, unit FROM series WHERE last_ts IS NOT NULL`;
     this.latestAll = db.prepare(`${latest} ORDER BY device, metric`);
     this.latestDevice = db.prepare(`${latest} AND device = ? ORDER BY metric`);
@@ -113,7 +115,7 @@ export class ReadingsQuery {
       (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
       ` ORDER BY r.ts ${dir}, r.id ${dir} LIMIT ?`;
     params.push(filter.limit + 1);
-    const rows = this.statement(sql).all(...params) as ReadingRow[];
+    const rows = this.statements.get(sql).all(...params) as ReadingRow[];
     const more = rows.length > filter.limit;
     if (more) rows.length = filter.limit;
     const last = rows.at(-1);
@@ -150,15 +152,5 @@ export class ReadingsQuery {
   device(id: string): DeviceRow | null {
     const row = this.deviceOne.get(id) as Omit<DeviceRow, 'metrics'> | undefined;
     return row ? { ...row, metrics: this.latest(id) } : null;
-  }
-
-  private statement(sql: string): Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      if (this.statements.size > 256) this.statements.clear();
-      this.statements.set(sql, s);
-    }
-    return s;
   }
 }

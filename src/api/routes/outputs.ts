@@ -5,9 +5,15 @@ import { RULE_ID_RE } from '../../model/rule.js';
 import { formatTimestamp } from '../../model/timestamp.js';
 import type { OutputsFilter, OutputsQuery } from '../../store/outputs-query.js';
 import { ApiError } from '../errors.js';
-import { limitParam, orderParam, parseQuery, timeParam } from '../query.js';
-
-const single = z.string({ error: 'expected one value' });
+import {
+  decodeCursor,
+  encodeCursor,
+  limitParam,
+  orderParam,
+  parseQuery,
+  single,
+  timeParam,
+} from '../query.js';
 
 const rulesParam = single.transform((text, ctx) => {
   const ids = text.split(',').map((s) => s.trim());
@@ -59,24 +65,6 @@ const listParams = z.strictObject({
 
 const alertParams = z.strictObject({ rule: rulesParam.optional() });
 
-function cursorOut(id: number | null, order: string): string | null {
-  return id === null ? null : Buffer.from(JSON.stringify([id, order])).toString('base64url');
-}
-
-function cursorIn(cursor: string, order: string): number {
-  try {
-    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && Number.isSafeInteger(v[0]) && v[1] === order) return v[0] as number;
-  } catch {
-    // fall through
-  }
-  throw new ApiError(
-    'bad_request',
-    'invalid cursor: pass back the `next` value of the previous page with the same order',
-    [{ path: 'cursor', message: 'not a cursor of this listing' }],
-  );
-}
-
 function filterOf(p: z.output<typeof listParams>): OutputsFilter {
   if (p.from !== undefined && p.to !== undefined && p.from >= p.to) {
     throw new ApiError('bad_request', 'from must be before to', [{ path: 'from', message: 'not before to' }]);
@@ -88,7 +76,7 @@ function filterOf(p: z.output<typeof listParams>): OutputsFilter {
     ...(p.to !== undefined ? { to: p.to } : {}),
     order: p.order,
     limit: p.limit,
-    ...(p.cursor !== undefined ? { after: cursorIn(p.cursor, p.order) } : {}),
+    ...(p.cursor !== undefined ? { after: decodeCursor(p.cursor, p.order, 1)[0] as number } : {}),
   };
 }
 
@@ -110,7 +98,7 @@ export function outputsRoutes(query: OutputsQuery): Router {
         values: r.values,
         revision: r.revision,
       })),
-      next: cursorOut(page.next, p.order),
+      next: page.next === null ? null : encodeCursor([page.next], p.order),
     });
   });
 
@@ -126,7 +114,7 @@ export function outputsRoutes(query: OutputsQuery): Router {
         at: formatTimestamp(d.at),
         values: d.values,
       })),
-      next: cursorOut(page.next, p.order),
+      next: page.next === null ? null : encodeCursor([page.next], p.order),
     });
   });
 

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { formatTimestamp } from '../../model/timestamp.js';
-import type { ReadingsQuery, StoredReading } from '../../store/readings-query.js';
+import { readingToJson } from '../../model/reading.js';
+import type { ReadingsQuery } from '../../store/readings-query.js';
 import { ApiError } from '../errors.js';
 import {
   decodeCursor,
@@ -26,16 +26,7 @@ const readingsParams = z.strictObject({
 
 const latestParams = z.strictObject({ device: nameParam.optional() });
 
-export function readingJson(r: StoredReading) {
-  return {
-    device: r.device,
-    metric: r.metric,
-    value: r.value,
-    ts: formatTimestamp(r.ts),
-    ...(r.unit ? { unit: r.unit } : {}),
-    ...(r.tags ? { tags: r.tags } : {}),
-  };
-}
+const toPosition = ([ts, id]: number[]) => ({ ts: ts as number, id: id as number });
 
 export function readingsRoutes(query: ReadingsQuery): Router {
   const router = Router();
@@ -54,17 +45,17 @@ export function readingsRoutes(query: ReadingsQuery): Router {
       ...(p.to !== undefined ? { to: p.to } : {}),
       order: p.order,
       limit: p.limit,
-      ...(p.cursor !== undefined ? { after: decodeCursor(p.cursor, p.order) } : {}),
+      ...(p.cursor !== undefined ? { after: toPosition(decodeCursor(p.cursor, p.order, 2)) } : {}),
     });
     res.json({
-      items: page.items.map(readingJson),
-      next: page.next ? encodeCursor(page.next, p.order) : null,
+      items: page.items.map(readingToJson),
+      next: page.next ? encodeCursor([page.next.ts, page.next.id], p.order) : null,
     });
   });
 
   router.get('/readings/latest', (req, res) => {
     const p = parseQuery(latestParams, req.query);
-    const items = query.latest(p.device).map((s) => readingJson({ ...s, tags: null }));
+    const items = query.latest(p.device).map(readingToJson);
     res.json({ items });
   });
 
