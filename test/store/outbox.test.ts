@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../../src/log.js';
+import { openDatabase } from '../../src/store/database.js';
 import { Forwarder } from '../../src/store/forwarder.js';
 import { StoreMaintenance } from '../../src/store/maintenance.js';
 import { Outbox } from '../../src/store/outbox.js';
 import type { OutboxItem, Upstream } from '../../src/upstreams/upstream.js';
+import { makeTempDir } from '../helpers/tmp.js';
 import { metricValue, reading, type StoreRig, storeRig, T0 } from './rig.js';
 
 /** An upstream of our own interface, scripted: fails while `down`, records what it accepted. */
@@ -151,6 +154,36 @@ describe('Forwarder', () => {
     forwarder.start();
     await settle();
     assert.deepEqual(up.received, [5, 6]);
+  });
+});
+
+describe('StoreMaintenance: space goes back to the file system', () => {
+  it('the database file shrinks after the outbox drains', () => {
+    const tmp = makeTempDir();
+    const path = tmp.file('shrink.db');
+    const s = storeRig({}, openDatabase(path, { synchronous: 'normal' }));
+    try {
+      const outbox = new Outbox(s.db);
+      const body = JSON.stringify({ pad: 'x'.repeat(200) });
+      s.db.transaction(() => {
+        for (let i = 0; i < 20_000; i++) outbox.append('result', 'r', body, T0);
+      })();
+      s.db.pragma('wal_checkpoint(TRUNCATE)');
+      const full = statSync(path).size;
+      assert.ok(full > 4 * 1024 * 1024, `${full} bytes`);
+      const m = new StoreMaintenance(
+        s.db,
+        { retention: 365 * 86_400_000, maxSize: 2 ** 40, maxOutboxRows: 1_000_000 },
+        { clock: s.clock, metrics: s.metrics, log: silentLogger(), outbox, forwardedUpTo: () => 20_000 },
+      );
+      m.retain();
+      assert.equal(outbox.bounds().rows, 0);
+      const drained = statSync(path).size;
+      assert.ok(drained < full / 4, `file ${full} → ${drained} bytes`);
+    } finally {
+      s.close();
+      tmp.remove();
+    }
   });
 });
 
