@@ -11,6 +11,7 @@ import { Metrics } from './metrics.js';
 import { ReadingRejection } from './model/reading.js';
 import { Ingest } from './sources/ingest.js';
 import { EmbeddedBroker } from './sources/mqtt-broker.js';
+import { ModbusSource } from './sources/modbus/source.js';
 import { ExternalMqttSource } from './sources/mqtt-client.js';
 import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
 import { SimulatorSource } from './sources/simulator.js';
@@ -42,6 +43,7 @@ export class Gateway {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly bus = new EventBus();
+  private readonly warn: RateLimitedLog;
   private db: Db | null = null;
   private writer: ReadingWriter | null = null;
   private maintenance: StoreMaintenance | null = null;
@@ -62,6 +64,7 @@ export class Gateway {
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? createLogger(config.log.level);
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? false });
+    this.warn = new RateLimitedLog(this.log, () => this.clock.now());
   }
 
   async start(): Promise<void> {
@@ -80,7 +83,7 @@ export class Gateway {
 
   private async startParts(): Promise<void> {
     const { config, clock, log, metrics } = this;
-    const warn = new RateLimitedLog(log, () => clock.now());
+    const warn = this.warn;
     const db = openDatabase(config.store.path, { synchronous: config.store.synchronous });
     this.db = db;
     // Without upstreams nothing is written to the outbox at all.
@@ -219,6 +222,15 @@ export class Gateway {
         });
       case 'simulator':
         return new SimulatorSource(sc, { ingest, clock: this.clock });
+      case 'modbus':
+        return new ModbusSource(sc, {
+          ingest,
+          clock: this.clock,
+          metrics: this.metrics,
+          log: this.log,
+          warn: this.warn,
+          profiles: this.config.profiles,
+        });
     }
   }
 

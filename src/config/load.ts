@@ -1,5 +1,7 @@
 import type { RuleSpec } from '../model/rule.js';
-import { ConfigError, type ConfigProblem, issuesToProblems } from './problems.js';
+import { checkModbusProfiles } from '../sources/modbus/config.js';
+import { loadProfiles, type Profile } from '../sources/modbus/profile.js';
+import { ConfigError, type ConfigProblem, issuesToProblems, locate } from './problems.js';
 import { checkRules, loadRulesFile } from './rules.js';
 import { configSchema, type GatewayConfig } from './schema.js';
 import { parseYaml, readYaml, type YamlSource } from './yaml-file.js';
@@ -40,8 +42,24 @@ function configFromYaml({ file, doc, lines, data: parsed }: YamlSource, env: Env
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems);
   }
+  // Device profiles are read only when a Modbus source needs them (a missing devices/ is fine otherwise).
+  let profiles = new Map<string, Profile>();
+  const rawSources = Array.isArray(data['sources']) ? data['sources'] : [];
+  if (rawSources.some((s) => typeof s === 'object' && s !== null && (s as { type?: unknown }).type === 'modbus')) {
+    const dir = typeof data['devicesDir'] === 'string' ? data['devicesDir'] : 'devices';
+    try {
+      profiles = loadProfiles(dir);
+      for (const p of checkModbusProfiles(rawSources, profiles)) {
+        const path = ['sources', p.source, ...p.path];
+        problems.push({ file, path, message: p.message, ...locate(doc, lines, path, false) });
+      }
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+    }
+  }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
-  return { ...result.data, rules };
+  return { ...result.data, rules, profiles };
 }
 
 /** `${VAR}` and `${VAR:-default}` inside string values; an unset variable is empty. */

@@ -1,6 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { RuleSpec } from '../model/rule.js';
+import { modbusSourceSchema } from '../sources/modbus/config.js';
+import type { Profile } from '../sources/modbus/profile.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
 import { upstreamSchema } from '../upstreams/config.js';
@@ -121,7 +123,7 @@ const simulatorSourceSchema = z.strictObject({
   late: num(z.number().min(0).max(1)).default(0.005),
 });
 
-const sourceSchema = z.discriminatedUnion('type', [mqttSourceSchema, simulatorSourceSchema]);
+const sourceSchema = z.discriminatedUnion('type', [mqttSourceSchema, simulatorSourceSchema, modbusSourceSchema]);
 
 const storeSchema = z.strictObject({
   path: z.string().min(1).default('data/tidegate.db'),
@@ -161,6 +163,8 @@ export const configSchema = z
     broker: brokerSchema.prefault({}),
     ingest: ingestSchema.prefault({}),
     sources: z.array(sourceSchema).default([]),
+    /** Where the Modbus device profiles are (one YAML file per device model). */
+    devicesDir: z.string().min(1).default('devices'),
     /** A rules file (SPEC §2), or the rules inline; checked by the rule schema in model/rule.ts. */
     rules: z.union([z.string().min(1), z.array(z.unknown())]).default([]),
     store: storeSchema.prefault({}),
@@ -235,11 +239,12 @@ export const configSchema = z
 
 /** The configuration as the schema parses it; `rules` is still a file name or raw rules. */
 export type ParsedConfig = z.output<typeof configSchema>;
-/** The configuration the gateway runs: rules loaded and validated. */
-export type GatewayConfig = Omit<ParsedConfig, 'rules'> & { rules: RuleSpec[] };
+/** The configuration the gateway runs: rules and device profiles loaded and validated. */
+export type GatewayConfig = Omit<ParsedConfig, 'rules'> & { rules: RuleSpec[]; profiles: Map<string, Profile> };
 export type SourceConfig = ParsedConfig['sources'][number];
 export type MqttSourceConfig = Extract<SourceConfig, { type: 'mqtt' }>;
 export type SimulatorSourceConfig = Extract<SourceConfig, { type: 'simulator' }>;
+export type { ModbusSourceConfig } from '../sources/modbus/config.js';
 export type TopicConfig = MqttSourceConfig['topics'][number];
 export type BrokerConfig = GatewayConfig['broker'];
 export type BrokerUser = BrokerConfig['users'][number];
