@@ -10,10 +10,11 @@ import { createLogger, type Logger, RateLimitedLog } from './log.js';
 import { Metrics } from './metrics.js';
 import { ReadingRejection } from './model/reading.js';
 import { Ingest } from './sources/ingest.js';
-import { EmbeddedBroker } from './sources/mqtt-broker.js';
 import { ModbusSource } from './sources/modbus/source.js';
+import { EmbeddedBroker } from './sources/mqtt-broker.js';
 import { ExternalMqttSource } from './sources/mqtt-client.js';
 import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
+import { SerialSource } from './sources/serial/source.js';
 import { SimulatorSource } from './sources/simulator.js';
 import type { Source } from './sources/source.js';
 import { type Db, openDatabase } from './store/database.js';
@@ -222,6 +223,14 @@ export class Gateway {
         });
       case 'simulator':
         return new SimulatorSource(sc, { ingest, clock: this.clock });
+      case 'serial':
+        return new SerialSource(sc, {
+          ingest,
+          clock: this.clock,
+          metrics: this.metrics,
+          log: this.log,
+          maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
+        });
       case 'modbus':
         return new ModbusSource(sc, {
           ingest,

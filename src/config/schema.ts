@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { RuleSpec } from '../model/rule.js';
 import { modbusSourceSchema } from '../sources/modbus/config.js';
 import type { Profile } from '../sources/modbus/profile.js';
+import { serialSourceSchema } from '../sources/serial/config.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
 import { upstreamSchema } from '../upstreams/config.js';
@@ -123,7 +124,12 @@ const simulatorSourceSchema = z.strictObject({
   late: num(z.number().min(0).max(1)).default(0.005),
 });
 
-const sourceSchema = z.discriminatedUnion('type', [mqttSourceSchema, simulatorSourceSchema, modbusSourceSchema]);
+const sourceSchema = z.discriminatedUnion('type', [
+  mqttSourceSchema,
+  simulatorSourceSchema,
+  modbusSourceSchema,
+  serialSourceSchema,
+]);
 
 const storeSchema = z.strictObject({
   path: z.string().min(1).default('data/tidegate.db'),
@@ -240,7 +246,10 @@ export const configSchema = z
 /** The configuration as the schema parses it; `rules` is still a file name or raw rules. */
 export type ParsedConfig = z.output<typeof configSchema>;
 /** The configuration the gateway runs: rules and device profiles loaded and validated. */
-export type GatewayConfig = Omit<ParsedConfig, 'rules'> & { rules: RuleSpec[]; profiles: Map<string, Profile> };
+export type GatewayConfig = Omit<ParsedConfig, 'rules'> & {
+  rules: RuleSpec[];
+  profiles: Map<string, Profile>;
+};
 export type SourceConfig = ParsedConfig['sources'][number];
 export type MqttSourceConfig = Extract<SourceConfig, { type: 'mqtt' }>;
 export type SimulatorSourceConfig = Extract<SourceConfig, { type: 'simulator' }>;
