@@ -256,7 +256,7 @@ describe('parseConfigText: problems', () => {
     /* 10 */ '    type: mqtt',
     /* 11 */ '    topics: [{ filter: "sensors/{device}/{metric}" }]',
     /* 12 */ '  - id: meters',
-    /* 13 */ '    type: modbus',
+    /* 13 */ '    type: zigbee',
     /* 14 */ '  - id: local',
     /* 15 */ '    type: simulator',
     /* 16 */ '    interval: often',
@@ -297,7 +297,10 @@ describe('parseConfigText: problems', () => {
     const problems = problemsOf(broken);
     assert.match(findProblem(problems, 'api.port').message, /expected a number, found "eighty"/);
     assert.match(findProblem(problems, 'api.colour').message, /unknown key/);
-    assert.match(findProblem(problems, 'sources[1].type').message, /"mqtt".*"simulator".*found "modbus"/);
+    assert.match(
+      findProblem(problems, 'sources[1].type').message,
+      /"mqtt".*"simulator".*"modbus".*"serial".*found "zigbee"/,
+    );
     assert.match(findProblem(problems, 'sources[2].id').message, /duplicate source id "local"/);
     assert.match(findProblem(problems, 'sources[2].interval').message, /duration.*found "often"/);
     assert.match(findProblem(problems, 'store.retention').message, /found "7 days"/);

@@ -26,7 +26,7 @@ describe('tidegate CLI', () => {
         '  allowAnonymous: sometimes',
         'sources:',
         '  - { id: sim, type: simulator, interval: soon }',
-        '  - { id: sim, type: modbus }',
+        '  - { id: sim, type: zigbee }',
         'stroe: { path: x.db }',
         '',
       ].join('\n'),
@@ -44,7 +44,9 @@ describe('tidegate CLI', () => {
     expectLine(
       /broken\.yaml:6:19: broker\.allowAnonymous: expected true or false, or "loopback", found "sometimes"/,
     );
-    expectLine(/broken\.yaml:9:\d+: sources\[1\]\.type: expected one of "mqtt", "simulator", found "modbus"/);
+    expectLine(
+      /broken\.yaml:9:\d+: sources\[1\]\.type: expected one of "mqtt", "simulator", "modbus", "serial", found "zigbee"/,
+    );
     expectLine(/broken\.yaml:9:\d+: sources\[1\]\.id: duplicate source id "sim"$/);
     expectLine(
       /broken\.yaml:\d+:\d+: api\.token: the API binds to 0\.0\.0\.0, beyond loopback: set api\.token/,

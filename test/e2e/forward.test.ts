@@ -221,10 +221,10 @@ ${extra}
     const devices = ['c-1', 'c-2', 'c-3'];
     let gw = await startGateway(file);
     await pub.connect(port);
-    let round = 0;
     for (let kill = 0; kill < 20; kill++) {
+      // Killed at a random moment: after 5–24 rounds of readings.
       const rounds = 5 + Math.floor(Math.random() * 20);
-      for (let i = 0; i < rounds; i++, round++) {
+      for (let i = 0; i < rounds; i++) {
         pub.round(devices, 50);
         await sleep(5 + Math.random() * 10);
       }
