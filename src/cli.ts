@@ -13,6 +13,7 @@ import { Gateway } from './gateway.js';
 import { createLogger } from './log.js';
 import { hashPassword } from './sources/password.js';
 import { StoreOpenError } from './store/database.js';
+import { createNotifier } from './systemd/notify.js';
 import { VERSION } from './version.js';
 
 /** Exit codes: 0 ok, 1 problems found (validate) or runtime failure, 2 usage, 74 store unusable, 78 bad config. */
@@ -64,25 +65,34 @@ async function run(file: string): Promise<number> {
     process.stderr.write(`tidegate: failed to start: ${(err as Error).message}\n`);
     return EXIT.failure;
   }
+  // systemd: READY=1 now, WATCHDOG=1 from the event loop (a blocked loop gets restarted); no-ops elsewhere.
+  const notifier = createNotifier(process.env, log);
+  notifier.ready(`gateway ${config.gateway.id} running`);
+  notifier.startWatchdog();
   return new Promise<number>((resolve) => {
     let stopping = false;
+    const finish = (code: number) => {
+      notifier.close();
+      resolve(code);
+    };
     const shutdown = (signal: string) => {
       if (stopping) return;
       stopping = true;
+      notifier.stopping();
       log.info({ signal }, 'stopping');
       const limit = setTimeout(() => {
         log.error('shutdown took longer than 5 s; exiting');
-        resolve(EXIT.failure);
+        finish(EXIT.failure);
       }, SHUTDOWN_LIMIT_MS);
       limit.unref();
       gateway.stop().then(
         () => {
           clearTimeout(limit);
-          resolve(EXIT.ok);
+          finish(EXIT.ok);
         },
         (err: unknown) => {
           log.error({ err }, 'stop failed');
-          resolve(EXIT.failure);
+          finish(EXIT.failure);
         },
       );
     };

@@ -83,72 +83,28 @@ export class Gateway {
   }
 
   private async startParts(): Promise<void> {
-    const { config, clock, log, metrics } = this;
-    const warn = this.warn;
+    const { config } = this;
     const db = openDatabase(config.store.path, { synchronous: config.store.synchronous });
     this.db = db;
     // Without upstreams nothing is written to the outbox at all.
     const outbox = new Outbox(db);
     this.outbox = outbox;
     const forwarding = config.upstreams.length > 0 ? outbox : undefined;
-    const writer = new ReadingWriter(
-      db,
-      {
-        batchSize: config.store.batchSize,
-        flushInterval: config.store.flushInterval,
-        maxPending: config.store.maxPending,
-        storeReadings: config.store.readings,
-        forwardReadings:
-          forwarding && config.outbox.readings
-            ? { outbox: forwarding, interval: config.outbox.readingsInterval }
-            : undefined,
-      },
-      { clock, metrics, log },
-    );
-    this.writer = writer;
-    writer.start();
-    this.maintenance = new StoreMaintenance(
-      db,
-      {
-        retention: config.store.retention,
-        maxSize: config.store.maxSize,
-        maxOutboxRows: config.outbox.maxRows,
-        capInterval: config.store.maintenanceInterval,
-      },
-      {
-        clock,
-        metrics,
-        log,
-        outbox,
-        forwardedUpTo: () =>
-          this.forwarders.length ? Math.min(...this.forwarders.map((f) => f.cursor)) : null,
-      },
-    );
-
+    const writer = this.startWriter(db, forwarding);
     const rules = compileRules(config.rules);
     const duplicates = new DuplicateFilter(dedupeHorizon(rules));
     if (rules.length > 0) {
-      this.rules = new LiveRules(rules, {
-        db,
-        writer,
-        bus: this.bus,
-        clock,
-        metrics,
-        log,
-        outbox: forwarding,
-      });
+      this.rules = new LiveRules(rules, { ...this.parts(), db, writer, bus: this.bus, outbox: forwarding });
       this.rules.start(duplicates);
     }
-    this.maintenance.start();
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew },
-      { clock, metrics, warn, bus: this.bus, writer, duplicates },
+      { ...this.parts(), warn: this.warn, bus: this.bus, writer, duplicates },
     );
     if (config.broker.enabled) {
       this.broker = new EmbeddedBroker(config.broker, {
-        metrics,
-        log,
-        warn,
+        ...this.parts(),
+        warn: this.warn,
         onUnknownTopic: (topic) =>
           ingest.reject(
             'broker',
@@ -158,11 +114,82 @@ export class Gateway {
       });
       await this.broker.start();
     }
-    for (const uc of config.upstreams) {
-      const broker = this.broker;
+    await this.startUpstreams(outbox);
+    writer.onCommit(() => {
+      for (const f of this.forwarders) f.kick();
+    });
+    this.startMaintenance(db, outbox);
+    for (const sc of config.sources) {
+      const source = this.createSource(sc, ingest);
+      this.sources.push(source);
+      await source.start();
+    }
+    if (config.api.enabled) {
+      const app = createApp(config.api, {
+        query: new ReadingsQuery(db),
+        outputs: new OutputsQuery(db),
+        metrics: this.metrics,
+        log: this.log,
+        view: this.view(),
+      });
+      this.api = new ApiServer(config.api, app, this.log);
+      await this.api.start();
+    }
+  }
+
+  /** The collaborators most parts take. */
+  private parts() {
+    return { clock: this.clock, metrics: this.metrics, log: this.log };
+  }
+
+  private startWriter(db: Db, forwarding: Outbox | undefined): ReadingWriter {
+    const { store, outbox } = this.config;
+    const writer = new ReadingWriter(
+      db,
+      {
+        batchSize: store.batchSize,
+        flushInterval: store.flushInterval,
+        maxPending: store.maxPending,
+        storeReadings: store.readings,
+        forwardReadings:
+          forwarding && outbox.readings
+            ? { outbox: forwarding, interval: outbox.readingsInterval }
+            : undefined,
+      },
+      this.parts(),
+    );
+    this.writer = writer;
+    writer.start();
+    return writer;
+  }
+
+  /** After the forwarders exist, so that the caps know which outbox rows were forwarded. */
+  private startMaintenance(db: Db, outbox: Outbox): void {
+    const { store } = this.config;
+    this.maintenance = new StoreMaintenance(
+      db,
+      {
+        retention: store.retention,
+        maxSize: store.maxSize,
+        maxOutboxRows: this.config.outbox.maxRows,
+        capInterval: store.maintenanceInterval,
+      },
+      {
+        ...this.parts(),
+        outbox,
+        forwardedUpTo: () =>
+          this.forwarders.length ? Math.min(...this.forwarders.map((f) => f.cursor)) : null,
+      },
+    );
+    this.maintenance.start();
+  }
+
+  private async startUpstreams(outbox: Outbox): Promise<void> {
+    const broker = this.broker;
+    for (const uc of this.config.upstreams) {
       const upstream = createUpstream(uc, {
-        gatewayId: config.gateway.id,
-        log,
+        gatewayId: this.config.gateway.id,
+        log: this.log,
         ...(broker
           ? {
               embeddedPublish: (topic: string, payload: Buffer, qos: 0 | 1) =>
@@ -175,26 +202,11 @@ export class Gateway {
       const forwarder = new Forwarder(
         upstream,
         outbox,
-        { gatewayId: config.gateway.id, batchSize: uc.batchSize },
-        { clock, metrics, log },
+        { gatewayId: this.config.gateway.id, batchSize: uc.batchSize },
+        this.parts(),
       );
       this.forwarders.push(forwarder);
       forwarder.start();
-    }
-    writer.onCommit(() => {
-      for (const f of this.forwarders) f.kick();
-    });
-    for (const sc of config.sources) {
-      const source = this.createSource(sc, ingest);
-      this.sources.push(source);
-      await source.start();
-    }
-    if (config.api.enabled) {
-      const query = new ReadingsQuery(db);
-      const outputs = new OutputsQuery(db);
-      const app = createApp(config.api, { query, outputs, metrics, log, view: this.view() });
-      this.api = new ApiServer(config.api, app, log);
-      await this.api.start();
     }
   }
 

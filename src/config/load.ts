@@ -45,7 +45,9 @@ function configFromYaml({ file, doc, lines, data: parsed }: YamlSource, env: Env
   // Device profiles are read only when a Modbus source needs them (a missing devices/ is fine otherwise).
   let profiles = new Map<string, Profile>();
   const rawSources = Array.isArray(data['sources']) ? data['sources'] : [];
-  if (rawSources.some((s) => typeof s === 'object' && s !== null && (s as { type?: unknown }).type === 'modbus')) {
+  if (
+    rawSources.some((s) => typeof s === 'object' && s !== null && (s as { type?: unknown }).type === 'modbus')
+  ) {
     const dir = typeof data['devicesDir'] === 'string' ? data['devicesDir'] : 'devices';
     try {
       profiles = loadProfiles(dir);
