@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, type ConfigProblem, issuesToProblems, locate } from '../../config/problems.js';
 import { name, num } from '../../config/types.js';
+import { parseYaml } from '../../config/yaml-file.js';
 
 /**
  * Device profiles (SPEC §3): which Modbus registers of a device model hold which metric, and how
@@ -110,23 +110,8 @@ export type RegisterFormat = Pick<
 
 /** Parses one profile file's text; throws ConfigError with every problem, located in the file. */
 export function parseProfileText(text: string, file: string): Profile {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      doc.errors.map((e) => {
-        const pos = lines.linePos(e.pos[0]);
-        return {
-          file,
-          path: [],
-          line: pos.line,
-          column: pos.col,
-          message: `YAML: ${e.message.split('\n')[0]}`,
-        };
-      }),
-    );
-  }
-  const result = profileSchema.safeParse(doc.toJS() ?? {}, { reportInput: true });
+  const { doc, lines, data } = parseYaml(text, file);
+  const result = profileSchema.safeParse(data ?? {}, { reportInput: true });
   if (!result.success) throw new ConfigError(issuesToProblems(result.error.issues, file, doc, lines));
   return result.data;
 }
@@ -166,8 +151,7 @@ export function loadProfiles(dir: string): Map<string, Profile> {
       const profile = parseProfileText(text, file);
       const other = origin.get(profile.profile);
       if (other !== undefined) {
-        const lines = new LineCounter();
-        const doc = parseDocument(text, { lineCounter: lines });
+        const { doc, lines } = parseYaml(text, file);
         problems.push({
           file,
           path: ['profile'],
