@@ -10,11 +10,8 @@ import { createLogger, type Logger, RateLimitedLog } from './log.js';
 import { Metrics } from './metrics.js';
 import { ReadingRejection } from './model/reading.js';
 import { Ingest } from './sources/ingest.js';
-import { ModbusSource } from './sources/modbus/source.js';
 import { EmbeddedBroker } from './sources/mqtt-broker.js';
-import { ExternalMqttSource } from './sources/mqtt-client.js';
 import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
-import { SerialSource } from './sources/serial/source.js';
 import { SimulatorSource } from './sources/simulator.js';
 import type { Source } from './sources/source.js';
 import { type Db, openDatabase } from './store/database.js';
@@ -120,7 +117,7 @@ export class Gateway {
     });
     this.startMaintenance(db, outbox);
     for (const sc of config.sources) {
-      const source = this.createSource(sc, ingest);
+      const source = await this.createSource(sc, ingest);
       this.sources.push(source);
       await source.start();
     }
@@ -187,7 +184,7 @@ export class Gateway {
   private async startUpstreams(outbox: Outbox): Promise<void> {
     const broker = this.broker;
     for (const uc of this.config.upstreams) {
-      const upstream = createUpstream(uc, {
+      const upstream = await createUpstream(uc, {
         gatewayId: this.config.gateway.id,
         log: this.log,
         ...(broker
@@ -210,10 +207,12 @@ export class Gateway {
     }
   }
 
-  private createSource(sc: SourceConfig, ingest: Ingest): Source {
+  /** Drivers are loaded only when configured (serialport, modbus-serial, mqtt.js weigh 15–20 MB each). */
+  private async createSource(sc: SourceConfig, ingest: Ingest): Promise<Source> {
     switch (sc.type) {
       case 'mqtt':
         if (sc.url !== undefined) {
+          const { ExternalMqttSource } = await import('./sources/mqtt-client.js');
           return new ExternalMqttSource(
             { ...sc, url: sc.url },
             {
@@ -235,7 +234,8 @@ export class Gateway {
         });
       case 'simulator':
         return new SimulatorSource(sc, { ingest, clock: this.clock });
-      case 'serial':
+      case 'serial': {
+        const { SerialSource } = await import('./sources/serial/source.js');
         return new SerialSource(sc, {
           ingest,
           clock: this.clock,
@@ -243,7 +243,9 @@ export class Gateway {
           log: this.log,
           maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
         });
-      case 'modbus':
+      }
+      case 'modbus': {
+        const { ModbusSource } = await import('./sources/modbus/source.js');
         return new ModbusSource(sc, {
           ingest,
           clock: this.clock,
@@ -252,6 +254,7 @@ export class Gateway {
           warn: this.warn,
           profiles: this.config.profiles,
         });
+      }
     }
   }
 

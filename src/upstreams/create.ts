@@ -1,7 +1,7 @@
 import type { Logger } from '../log.js';
 import type { UpstreamConfig } from './config.js';
+import { EmbeddedMqttUpstream, type EmbeddedPublish } from './embedded.js';
 import { HttpUpstream } from './http.js';
-import { EmbeddedMqttUpstream, type EmbeddedPublish, MqttUpstream } from './mqtt.js';
 import type { Upstream } from './upstream.js';
 
 export interface UpstreamDeps {
@@ -11,14 +11,20 @@ export interface UpstreamDeps {
   log: Logger;
 }
 
-/** The upstream a configuration entry describes (not started). */
-export function createUpstream(config: UpstreamConfig, deps: UpstreamDeps): Upstream {
+/**
+ * The upstream a configuration entry describes (not started). mqtt.js is loaded only when an
+ * upstream needs it: on a small board every module not loaded is memory kept.
+ */
+export async function createUpstream(config: UpstreamConfig, deps: UpstreamDeps): Promise<Upstream> {
   switch (config.type) {
     case 'http':
       return new HttpUpstream(config, { log: deps.log });
     case 'mqtt': {
       const { url } = config;
-      if (url !== undefined) return new MqttUpstream({ ...config, url }, deps);
+      if (url !== undefined) {
+        const { MqttUpstream } = await import('./mqtt.js');
+        return new MqttUpstream({ ...config, url }, deps);
+      }
       if (!deps.embeddedPublish) {
         throw new Error(
           `upstream "${config.id}" has no url, so it publishes to the embedded broker, but broker.enabled is false`,

@@ -147,8 +147,8 @@ describe('HttpUpstream', () => {
     await assert.rejects(up.deliver(outboxItems(1)), /closed/);
   });
 
-  it('is what createUpstream makes of an http entry', () => {
-    const up = createUpstream(httpUpstreamSchema.parse({ id: 'x', type: 'http', url: sink.url }), {
+  it('is what createUpstream makes of an http entry', async () => {
+    const up = await createUpstream(httpUpstreamSchema.parse({ id: 'x', type: 'http', url: sink.url }), {
       gatewayId: 'gw-1',
       log,
     });

@@ -5,7 +5,8 @@ import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { silentLogger } from '../../src/log.js';
 import { mqttUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
-import { EmbeddedMqttUpstream, MqttUpstream } from '../../src/upstreams/mqtt.js';
+import { EmbeddedMqttUpstream } from '../../src/upstreams/embedded.js';
+import { MqttUpstream } from '../../src/upstreams/mqtt.js';
 import { UpstreamUnavailableError } from '../../src/upstreams/upstream.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
@@ -260,7 +261,7 @@ describe('EmbeddedMqttUpstream', () => {
 
   it('publishes each envelope in order through the injected publish', TEST, async () => {
     const calls: { topic: string; payload: string; qos: 0 | 1 }[] = [];
-    const up = createUpstream(config, {
+    const up = await createUpstream(config, {
       gatewayId: 'gw-1',
       log,
       embeddedPublish: async (topic, payload, qos) => {
@@ -328,9 +329,9 @@ describe('EmbeddedMqttUpstream', () => {
     assert.ok(outcome.ms >= 150 && outcome.ms < 1500, `rejected after ${outcome.ms} ms`);
   });
 
-  it('cannot be created without the embedded broker', () => {
-    assert.throws(
-      () => createUpstream(config, { gatewayId: 'gw-1', log }),
+  it('cannot be created without the embedded broker', async () => {
+    await assert.rejects(
+      createUpstream(config, { gatewayId: 'gw-1', log }),
       /upstream "local" has no url, so it publishes to the embedded broker, but broker.enabled is false/,
     );
   });
