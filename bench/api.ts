@@ -46,7 +46,7 @@ const dbPath = join(dir, 'api.db');
 const port = await freePortFor();
 writeFileSync(
   join(dir, 'gw.yaml'),
-  `api: { port: ${port} }\nbroker: { enabled: false }\nstore: { path: ${dbPath}, retention: 3650d }\nlog: { level: warn }\n`,
+  `api: { port: ${port}, rateLimit: 0 }\nbroker: { enabled: false }\nstore: { path: ${dbPath}, retention: 3650d }\nlog: { level: warn }\n`,
 );
 const child: ChildProcess = spawn(process.execPath, [CLI, 'run', '--config', join(dir, 'gw.yaml')], {
   stdio: 'inherit',

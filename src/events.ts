@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { DecisionRecord, LateRecord, ResultRecord } from './engine/records.js';
 import type { Reading, RejectReason } from './model/reading.js';
 
 /** Every event of the gateway, in one typed map. */
@@ -7,6 +8,12 @@ export interface GatewayEvents {
   reading: [reading: Reading, source: string];
   /** Something was refused. */
   rejected: [reason: RejectReason, source: string, message: string];
+  /** A rule emitted a window's result (revision 0 on close, more for late readings within lateness). */
+  result: [record: ResultRecord];
+  /** A rule's decision changed state for a group. */
+  decision: [record: DecisionRecord];
+  /** A reading fitted no live window of a rule (the late side output). */
+  late: [record: LateRecord];
 }
 
 /** A typed event bus: listeners and emitters agree on the payload of each event. */

@@ -2,7 +2,6 @@ import { statSync } from 'node:fs';
 import { ApiServer, createApp } from './api/server.js';
 import { type Clock, systemClock } from './clock.js';
 import type { GatewayConfig, SourceConfig } from './config/schema.js';
-import { compileRules } from './engine/compile.js';
 import { DuplicateFilter, dedupeHorizon } from './engine/dedupe.js';
 import { EventBus } from './events.js';
 import { LiveRules } from './live-rules.js';
@@ -21,6 +20,7 @@ import { Outbox } from './store/outbox.js';
 import { OutputsQuery } from './store/outputs-query.js';
 import { ReadingWriter } from './store/reading-writer.js';
 import { ReadingsQuery } from './store/readings-query.js';
+import { RuleStore } from './store/rule-store.js';
 import { createUpstream } from './upstreams/create.js';
 import type { Upstream } from './upstreams/upstream.js';
 import { VERSION } from './version.js';
@@ -62,6 +62,11 @@ export class Gateway {
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? createLogger(config.log.level);
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? false });
+    // Gauges of state are read when Prometheus scrapes, not only when someone asks /health.
+    this.metrics.onCollect(() => {
+      this.metrics.storeBytes.set(this.storeBytes());
+      for (const f of this.forwarders) f.status();
+    });
     this.warn = new RateLimitedLog(this.log, () => this.clock.now());
   }
 
@@ -88,12 +93,18 @@ export class Gateway {
     this.outbox = outbox;
     const forwarding = config.upstreams.length > 0 ? outbox : undefined;
     const writer = this.startWriter(db, forwarding);
-    const rules = compileRules(config.rules);
-    const duplicates = new DuplicateFilter(dedupeHorizon(rules));
-    if (rules.length > 0) {
-      this.rules = new LiveRules(rules, { ...this.parts(), db, writer, bus: this.bus, outbox: forwarding });
-      this.rules.start(duplicates);
-    }
+    // Always running, even without rules: rules can be created through the API at any time.
+    const rules = new LiveRules(config.rules, {
+      ...this.parts(),
+      db,
+      writer,
+      bus: this.bus,
+      store: new RuleStore(db),
+      outbox: forwarding,
+    });
+    this.rules = rules;
+    const duplicates = new DuplicateFilter(dedupeHorizon(rules.rules));
+    rules.start(duplicates);
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew },
       { ...this.parts(), warn: this.warn, bus: this.bus, writer, duplicates },
@@ -128,6 +139,8 @@ export class Gateway {
         metrics: this.metrics,
         log: this.log,
         view: this.view(),
+        bus: this.bus,
+        rules,
       });
       this.api = new ApiServer(config.api, app, this.log);
       await this.api.start();

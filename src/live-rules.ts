@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from './clock.js';
-import type { CompiledRule } from './engine/compile.js';
+import { writtenRule } from './config/rules.js';
+import { type CompiledRule, compileRule } from './engine/compile.js';
 import type { DuplicateFilter } from './engine/dedupe.js';
 import { RuleEngine } from './engine/engine.js';
 import type { OutputRecord } from './engine/records.js';
@@ -7,13 +8,57 @@ import type { EventBus } from './events.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Reading } from './model/reading.js';
+import { type RuleProblem, type RuleSpec, validateRule } from './model/rule.js';
+import { formatTimestamp } from './model/timestamp.js';
 import type { Db } from './store/database.js';
 import type { Outbox } from './store/outbox.js';
 import { loadDecisionStates, OutputWriter } from './store/output-writer.js';
 import type { ReadingWriter } from './store/reading-writer.js';
+import type { RuleStore, StoredRule } from './store/rule-store.js';
 
 /** How often idleness is applied (SPEC §2 "Idleness"): the last window of a silent sensor still closes. */
 const TICK_MS = 1_000;
+
+/** A rule as the API shows it: where it comes from and its spec as the user wrote it. */
+export interface RuleView {
+  id: string;
+  origin: 'config' | 'api';
+  spec: unknown;
+  /** API rules only, ISO-8601 UTC. */
+  createdAt?: string;
+  updatedAt?: string;
+}
+
+/** What a change did: the rule now running, and what became of its open windows. */
+export interface RuleChange {
+  rule: RuleView;
+  created: boolean;
+  /** `empty`: a new rule starts with no windows; `discarded`: the old rule's windows and decision state are gone. */
+  windows: 'empty' | 'discarded';
+  /** Groups (open windows, decision state) of the old rule that were discarded. */
+  discardedGroups: number;
+}
+
+export type RuleChangeFailure = 'invalid' | 'exists' | 'unknown' | 'read_only';
+
+/** A change refused before anything changed. */
+export class RuleChangeError extends Error {
+  constructor(
+    readonly reason: RuleChangeFailure,
+    message: string,
+    readonly problems: RuleProblem[] = [],
+  ) {
+    super(message);
+    this.name = 'RuleChangeError';
+  }
+}
+
+interface RuleEntry {
+  origin: 'config' | 'api';
+  spec: unknown;
+  createdAt: number | null;
+  updatedAt: number | null;
+}
 
 /**
  * The engine in live mode: every reading the bus announces runs through the rules; results,
@@ -22,6 +67,11 @@ const TICK_MS = 1_000;
  */
 export class LiveRules {
   readonly engine: RuleEngine;
+  /** The rules at start (config rules in file order, then API rules in creation order): what the rebuild runs. */
+  readonly rules: CompiledRule[];
+  private readonly entries = new Map<string, RuleEntry>();
+  /** Which record types each rule forwards; shared with the OutputWriter, updated on changes. */
+  private readonly forward = new Map<string, Set<OutputRecord['type']>>();
   private readonly output: OutputWriter;
   private unsubscribe: (() => void) | null = null;
   private timer: TimerHandle | null = null;
@@ -29,7 +79,7 @@ export class LiveRules {
   private readonly emitted = new Map<string, number>();
 
   constructor(
-    readonly rules: CompiledRule[],
+    configRules: readonly RuleSpec[],
     private readonly deps: {
       db: Db;
       writer: ReadingWriter;
@@ -37,17 +87,187 @@ export class LiveRules {
       clock: Clock;
       metrics: Metrics;
       log: Logger;
+      /** The rules created through the API. */
+      store: RuleStore;
       /** Present when there are upstreams: each rule's `forward` kinds go there. */
       outbox?: Outbox | undefined;
     },
   ) {
-    this.engine = new RuleEngine(rules, { clock: deps.clock, live: true });
-    const forward = new Map(rules.map((r) => [r.id, new Set(r.forward.map(recordType))]));
+    this.rules = configRules.map(compileRule);
+    for (const spec of configRules) {
+      this.entries.set(spec.id, {
+        origin: 'config',
+        spec: writtenRule(spec),
+        createdAt: null,
+        updatedAt: null,
+      });
+    }
+    for (const stored of deps.store.list()) {
+      const compiled = this.loadStored(stored);
+      if (compiled === null) continue;
+      this.rules.push(compiled);
+      this.entries.set(stored.id, {
+        origin: 'api',
+        spec: stored.spec,
+        createdAt: stored.createdAt,
+        updatedAt: stored.updatedAt,
+      });
+    }
+    for (const r of this.rules) this.forward.set(r.id, new Set(r.forward.map(recordType)));
+    this.engine = new RuleEngine([...this.rules], { clock: deps.clock, live: true });
     this.output = new OutputWriter(deps.db, {
       clock: deps.clock,
       decisionStates: () => this.engine.decisionStates(),
-      outbox: deps.outbox ? { outbox: deps.outbox, forward } : undefined,
+      outbox: deps.outbox ? { outbox: deps.outbox, forward: this.forward } : undefined,
     });
+  }
+
+  /** A stored API rule, compiled; null (and logged) when the config uses its id or it no longer validates. */
+  private loadStored(stored: StoredRule): CompiledRule | null {
+    const { log } = this.deps;
+    if (this.entries.has(stored.id)) {
+      log.warn(
+        { rule: stored.id },
+        'a rule created through the API has the id of a config-file rule: the config-file rule runs, the API rule is ignored',
+      );
+      return null;
+    }
+    const checked = validateRule(stored.spec);
+    if (!checked.ok) {
+      log.error(
+        { rule: stored.id, problems: checked.problems },
+        'a stored API rule is no longer valid: not running it',
+      );
+      return null;
+    }
+    return compileRule(checked.rule);
+  }
+
+  /** Every rule, in the order they run: config rules in file order, then API rules in creation order. */
+  list(): RuleView[] {
+    return this.engine.ruleIds.map((id) => this.view(id, this.entries.get(id) as RuleEntry));
+  }
+
+  get(id: string): RuleView | null {
+    const entry = this.entries.get(id);
+    return entry && this.engine.has(id) ? this.view(id, entry) : null;
+  }
+
+  /** Every problem of a rule (empty when it is valid); changes nothing. */
+  validate(input: unknown): RuleProblem[] {
+    const checked = this.check(input);
+    return 'problems' in checked ? checked.problems : [];
+  }
+
+  /** Creates an API rule; it runs from the next reading on, after the other rules. */
+  create(input: unknown): RuleChange {
+    const compiled = this.compile(input);
+    if (this.entries.has(compiled.id)) {
+      const origin = (this.entries.get(compiled.id) as RuleEntry).origin;
+      throw new RuleChangeError('exists', `rule ${compiled.id} already exists (${origin})`);
+    }
+    return this.save(compiled, input, false);
+  }
+
+  /**
+   * Creates or replaces an API rule. A replaced rule keeps its place in the run order and starts
+   * fresh: its open windows and decision state are discarded. Config-file rules are read-only.
+   */
+  put(id: string, input: unknown): RuleChange {
+    const entry = this.entries.get(id);
+    if (entry?.origin === 'config') {
+      throw new RuleChangeError(
+        'read_only',
+        `rule ${id} comes from the config file and is read-only through the API`,
+      );
+    }
+    const body = withId(id, input);
+    const compiled = this.compile(body);
+    return this.save(compiled, body, entry !== undefined);
+  }
+
+  /** Deletes an API rule with its windows and decision state; returns how many groups were discarded. */
+  remove(id: string): number {
+    const entry = this.entries.get(id);
+    if (entry === undefined) throw new RuleChangeError('unknown', `no rule ${id}`);
+    if (entry.origin === 'config') {
+      throw new RuleChangeError(
+        'read_only',
+        `rule ${id} comes from the config file and is read-only through the API`,
+      );
+    }
+    // The store first: if it fails, the rule keeps running unchanged.
+    this.deps.store.delete(id);
+    const { groups } = this.engine.removeRule(id);
+    this.entries.delete(id);
+    this.forward.delete(id);
+    this.forgetEmitted(id);
+    this.deps.log.info({ rule: id, discardedGroups: groups }, 'rule deleted through the API');
+    return groups;
+  }
+
+  private check(input: unknown): { spec: RuleSpec } | { problems: RuleProblem[] } {
+    const checked = validateRule(input);
+    return checked.ok ? { spec: checked.rule } : { problems: checked.problems };
+  }
+
+  /** Validates and compiles, so that nothing changes unless the rule can run. */
+  private compile(input: unknown): CompiledRule {
+    const checked = this.check(input);
+    if ('problems' in checked) {
+      throw new RuleChangeError('invalid', 'the rule is not valid', checked.problems);
+    }
+    try {
+      return compileRule(checked.spec);
+    } catch (err) {
+      throw new RuleChangeError('invalid', 'the rule does not compile', [
+        { path: [], message: (err as Error).message },
+      ]);
+    }
+  }
+
+  private save(compiled: CompiledRule, input: unknown, replacing: boolean): RuleChange {
+    const id = compiled.id;
+    // The store first (one transaction, which also drops the rule's decision state): if it
+    // fails, the engine is untouched and the old rule keeps running.
+    const stored = this.deps.store.save(id, input, this.deps.clock.now());
+    const groups = replacing ? this.engine.replaceRule(compiled).groups : 0;
+    if (!replacing) this.engine.addRule(compiled);
+    this.entries.set(id, {
+      origin: 'api',
+      spec: stored.spec,
+      createdAt: stored.createdAt,
+      updatedAt: stored.updatedAt,
+    });
+    this.forward.set(id, new Set(compiled.forward.map(recordType)));
+    this.forgetEmitted(id);
+    this.deps.log.info(
+      { rule: id, discardedGroups: groups },
+      replacing ? 'rule replaced through the API' : 'rule created through the API',
+    );
+    return {
+      rule: this.view(id, this.entries.get(id) as RuleEntry),
+      created: !replacing,
+      windows: replacing ? 'discarded' : 'empty',
+      discardedGroups: groups,
+    };
+  }
+
+  /** Results stored before the restart by a rule of the same id say nothing about the new rule's windows. */
+  private forgetEmitted(id: string): void {
+    if (this.emitted.size === 0) return;
+    const prefix = `${id}\u0000`;
+    for (const k of this.emitted.keys()) if (k.startsWith(prefix)) this.emitted.delete(k);
+  }
+
+  private view(id: string, e: RuleEntry): RuleView {
+    return {
+      id,
+      origin: e.origin,
+      spec: e.spec,
+      ...(e.createdAt !== null ? { createdAt: formatTimestamp(e.createdAt) } : {}),
+      ...(e.updatedAt !== null ? { updatedAt: formatTimestamp(e.updatedAt) } : {}),
+    };
   }
 
   /**
@@ -57,7 +277,7 @@ export class LiveRules {
    */
   start(duplicates?: DuplicateFilter): void {
     const rebuilt = this.rebuild(duplicates);
-    const known = new Set(this.rules.map((r) => r.id));
+    const known = new Set(this.engine.ruleIds);
     const states = loadDecisionStates(this.deps.db).filter((s) => known.has(s.rule));
     this.engine.restoreDecisionStates(states);
     this.deps.writer.attach(this.output);
@@ -78,7 +298,7 @@ export class LiveRules {
   private rebuild(duplicates?: DuplicateFilter): number {
     const { db } = this.deps;
     const maxTs = db.prepare('SELECT max(ts) FROM readings').pluck().get() as number | null;
-    if (maxTs === null) return 0;
+    if (maxTs === null || this.rules.length === 0) return 0;
     const from = maxTs - rebuildHorizon(this.rules);
     const emitted = db
       .prepare(
@@ -130,14 +350,39 @@ export class LiveRules {
     if (all.length === 0) return;
     const records = this.emitted.size === 0 ? all : all.filter((r) => !this.alreadyEmitted(r));
     const m = this.deps.metrics;
+    const bus = this.deps.bus;
     for (const r of records) {
-      if (r.type === 'result') (r.revision === 0 ? m.windowsClosed : m.resultRevisions).inc({ rule: r.rule });
-      else if (r.type === 'decision') m.decisions.inc({ rule: r.rule, state: r.state });
-      else m.lateDropped.inc({ rule: r.rule });
+      // Counted, then announced (the API's /stream), then stored with the readings' commit.
+      if (r.type === 'result') {
+        (r.revision === 0 ? m.windowsClosed : m.resultRevisions).inc({ rule: r.rule });
+        bus.emit('result', r);
+      } else if (r.type === 'decision') {
+        m.decisions.inc({ rule: r.rule, state: r.state });
+        bus.emit('decision', r);
+      } else {
+        m.lateDropped.inc({ rule: r.rule });
+        bus.emit('late', r);
+      }
     }
     this.output.add(records);
     this.deps.writer.queued();
   }
+}
+
+/** The body of a PUT with the id of its path: the body's id must be that id or absent. */
+function withId(id: string, input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
+  const body = input as Record<string, unknown>;
+  if (body.id === undefined) return { id, ...body };
+  if (body.id !== id) {
+    throw new RuleChangeError('invalid', 'the body names another rule than the path', [
+      {
+        path: ['id'],
+        message: `expected ${JSON.stringify(id)} (the id in the path) or no id, found ${JSON.stringify(body.id)}`,
+      },
+    ]);
+  }
+  return body;
 }
 
 /** A rule's `forward` kind → the record type it forwards. */

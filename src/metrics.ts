@@ -7,6 +7,11 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 export class Metrics {
   readonly registry = new Registry();
 
+  /** Run when the registry is scraped, so that gauges of state (store size, backlog) are current. */
+  private readonly collectHooks: (() => void)[] = [];
+  private collecting = false;
+  private readonly refresh = () => this.runCollectHooks();
+
   readonly readingsIngested = new Counter({
     name: 'tidegate_readings_ingested_total',
     help: 'Readings accepted from a source',
@@ -55,6 +60,7 @@ export class Metrics {
     name: 'tidegate_store_bytes',
     help: 'Size of the SQLite database file and its WAL',
     registers: [this.registry],
+    collect: this.refresh,
   });
 
   readonly retentionDeleted = new Counter({
@@ -110,6 +116,7 @@ export class Metrics {
     help: 'Outbox rows an upstream has not acknowledged yet',
     labelNames: ['upstream'] as const,
     registers: [this.registry],
+    collect: this.refresh,
   });
 
   readonly outboxOldestAge = new Gauge({
@@ -117,6 +124,7 @@ export class Metrics {
     help: 'Age of the oldest outbox row an upstream has not acknowledged',
     labelNames: ['upstream'] as const,
     registers: [this.registry],
+    collect: this.refresh,
   });
 
   readonly outboxDropped = new Counter({
@@ -166,7 +174,58 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly streamClients = new Gauge({
+    name: 'tidegate_stream_clients',
+    help: 'Clients connected to the /api/v1/stream Server-Sent Events',
+    registers: [this.registry],
+    collect: this.refresh,
+  });
+
+  readonly streamPendingBytes = new Gauge({
+    name: 'tidegate_stream_pending_bytes',
+    help: 'Bytes written to stream clients and not yet taken by their sockets',
+    registers: [this.registry],
+    collect: this.refresh,
+  });
+
+  readonly streamDropped = new Counter({
+    name: 'tidegate_stream_dropped_total',
+    help: 'Stream clients disconnected for not reading fast enough (over the pending-bytes cap)',
+    registers: [this.registry],
+  });
+
+  readonly apiRequests = new Counter({
+    name: 'tidegate_api_requests_total',
+    help: 'API requests answered, by route pattern and status code',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tidegate_' });
+  }
+
+  /** Registers a refresh of gauges that describe state rather than count events; run at each scrape. */
+  onCollect(hook: () => void): void {
+    this.collectHooks.push(hook);
+  }
+
+  /**
+   * prom-client calls each metric's `collect` synchronously at the start of a scrape; several gauges
+   * share these hooks, so they run once per scrape (the flag clears after the current tick).
+   */
+  private runCollectHooks(): void {
+    if (this.collecting) return;
+    this.collecting = true;
+    queueMicrotask(() => {
+      this.collecting = false;
+    });
+    for (const hook of this.collectHooks) {
+      try {
+        hook();
+      } catch {
+        // A part that cannot report now (e.g. stopping) keeps its last value; the scrape goes on.
+      }
+    }
   }
 }

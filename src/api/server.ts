@@ -3,16 +3,21 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { ApiConfig } from '../config/schema.js';
 import { isLoopbackHost } from '../config/schema.js';
+import { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { OutputsQuery } from '../store/outputs-query.js';
 import type { ReadingsQuery } from '../store/readings-query.js';
 import { bearerAuth } from './auth.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
+import { openApiDocument } from './openapi.js';
 import { type DevicesView, devicesRoutes } from './routes/devices.js';
 import { type HealthView, healthRoutes } from './routes/health.js';
 import { outputsRoutes } from './routes/outputs.js';
 import { readingsRoutes } from './routes/readings.js';
+import { RULES_ROUTE_DOCS, type RulesService, rulesRoutes } from './routes/rules.js';
+import { STREAM_ROUTE_DOCS, StreamHub, type StreamOptions } from './routes/stream.js';
+import { rateLimiter, requestMetrics, securityHeaders } from './security.js';
 
 export const API_PREFIX = '/api/v1';
 
@@ -21,24 +26,49 @@ export type ApiView = HealthView & DevicesView;
 /** The express application: routes under /api/v1, /metrics at the root, SPEC §5 errors. */
 export function createApp(
   config: ApiConfig,
-  deps: { query: ReadingsQuery; outputs: OutputsQuery; view: ApiView; metrics: Metrics; log: Logger },
+  deps: {
+    query: ReadingsQuery;
+    outputs: OutputsQuery;
+    view: ApiView;
+    metrics: Metrics;
+    log: Logger;
+    /** The running rules; without it /rules is not served. */
+    rules?: RulesService;
+    /** What /stream publishes; without it the stream stays silent. */
+    bus?: EventBus;
+    stream?: Partial<StreamOptions>;
+    rateLimit?: { requestsPerMinute?: number; windowMs?: number };
+  },
 ) {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
-  app.use((_req, res, next) => {
-    res.set({ 'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store', 'X-Frame-Options': 'DENY' });
-    next();
-  });
+  app.use(requestMetrics(deps.metrics));
+  app.use(securityHeaders());
+  app.use(
+    rateLimiter({
+      requestsPerMinute: deps.rateLimit?.requestsPerMinute ?? config.rateLimit,
+      ...(deps.rateLimit?.windowMs !== undefined ? { windowMs: deps.rateLimit.windowMs } : {}),
+    }),
+  );
   app.use(bearerAuth(config.token, [`${API_PREFIX}/health`]));
   app.use(express.json({ limit: config.maxBodySize }));
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
+  const openapi = openApiDocument(deps.view.version, [
+    ...(deps.rules ? RULES_ROUTE_DOCS : []),
+    ...STREAM_ROUTE_DOCS,
+  ]);
+  app.get(`${API_PREFIX}/openapi.json`, (_req, res) => {
+    res.json(openapi);
+  });
   app.use(API_PREFIX, healthRoutes(deps.view));
   app.use(API_PREFIX, devicesRoutes(deps.query, deps.view));
   app.use(API_PREFIX, readingsRoutes(deps.query));
   app.use(API_PREFIX, outputsRoutes(deps.outputs));
+  if (deps.rules) app.use(API_PREFIX, rulesRoutes(deps.rules));
+  app.use(API_PREFIX, new StreamHub(deps.bus ?? new EventBus(), deps.metrics, deps.stream).routes());
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

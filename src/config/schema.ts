@@ -34,6 +34,8 @@ const apiSchema = z.strictObject({
     }),
   insecure: bool().default(false),
   maxBodySize: size({ min: 1024 }).default(1024 * 1024),
+  /** Requests per minute per client address; 0 turns rate limiting off. */
+  rateLimit: num(z.number().int().min(0)).default(600),
 });
 
 const userSchema = z.strictObject({

@@ -2,6 +2,9 @@
  * The rule engine (SPEC §2): pure, no I/O; time comes only from the injected Clock, and only for
  * idleness in live mode. Rules run in file order on each reading; a per-metric index of the rules
  * whose metric glob accepts the name spares a reading the rules that cannot see it.
+ *
+ * Rules can change at run time (the REST API): each runner owns a *slot* in the per-device arrays,
+ * stable while the rule lives, so that a change never disturbs the state of the other rules.
  */
 import type { Clock } from '../clock.js';
 import type { Reading } from '../model/reading.js';
@@ -17,7 +20,7 @@ export interface EngineOptions {
   live: boolean;
 }
 
-/** Per device name, per rule (by index): its clock in that rule and whether the rule's device glob matches. */
+/** Per device name, per rule (by slot): its clock in that rule and whether the rule's device glob matches. */
 interface DeviceEntry {
   clocks: (DeviceClock | undefined)[];
   /** 0 not yet tested, 1 matches, 2 does not. */
@@ -27,8 +30,19 @@ interface DeviceEntry {
 const NOTHING: OutputRecord[] = Object.freeze([]) as unknown as OutputRecord[];
 const METRIC_INDEX_LIMIT = 10_000;
 
+/** What a rule change did to the state of the rule it replaced or removed. */
+export interface RuleStateDiscarded {
+  /** Groups (each with its open windows and decision state) the old rule had; discarded. */
+  groups: number;
+}
+
 export class RuleEngine {
+  /** File order; rules added at run time go last. */
   private readonly runners: RuleRunner[];
+  /** Length of every device entry's arrays: the number of slots ever needed at once. */
+  private slots: number;
+  /** Slots of removed rules, cleared in every device entry, to reuse. */
+  private readonly freeSlots: number[] = [];
   private byMetric = new Map<string, RuleRunner[]>();
   private readonly devices = new Map<string, DeviceEntry>();
   private readonly valueEnv = new Float64Array(1);
@@ -40,6 +54,78 @@ export class RuleEngine {
     private readonly options: EngineOptions,
   ) {
     this.runners = rules.map((r, i) => new RuleRunner(r, i, options.live));
+    this.slots = this.runners.length;
+  }
+
+  /** The ids of the rules, in the order they run. */
+  get ruleIds(): string[] {
+    return this.runners.map((r) => r.id);
+  }
+
+  has(id: string): boolean {
+    return this.runners.some((r) => r.id === id);
+  }
+
+  /** Adds a rule after the others; it starts with no windows and no decision state. */
+  addRule(rule: CompiledRule): void {
+    if (this.has(rule.id)) throw new Error(`rule ${rule.id} already exists`);
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      slot = this.slots++;
+      for (const entry of this.devices.values()) {
+        const matches = new Int8Array(this.slots);
+        matches.set(entry.matches);
+        entry.matches = matches;
+      }
+    }
+    this.runners.push(new RuleRunner(rule, slot, this.options.live));
+    this.byMetric = new Map();
+  }
+
+  /**
+   * Replaces a rule in its position. The new rule starts fresh: the old one's device clocks,
+   * groups, open windows and decision states are discarded.
+   */
+  replaceRule(rule: CompiledRule): RuleStateDiscarded {
+    const i = this.position(rule.id);
+    const old = this.runners[i] as RuleRunner;
+    const discarded = this.clearSlot(old.index);
+    this.runners[i] = new RuleRunner(rule, old.index, this.options.live);
+    this.byMetric = new Map();
+    return discarded;
+  }
+
+  /** Removes a rule with all its state. */
+  removeRule(id: string): RuleStateDiscarded {
+    const i = this.position(id);
+    const old = this.runners[i] as RuleRunner;
+    const discarded = this.clearSlot(old.index);
+    this.runners.splice(i, 1);
+    this.freeSlots.push(old.index);
+    this.byMetric = new Map();
+    return discarded;
+  }
+
+  private position(id: string): number {
+    const i = this.runners.findIndex((r) => r.id === id);
+    if (i < 0) throw new Error(`no rule ${id}`);
+    return i;
+  }
+
+  /** Forgets every device's clock and match result in a slot; counts the groups they fed. */
+  private clearSlot(slot: number): RuleStateDiscarded {
+    const groups = new Set<unknown>();
+    for (const entry of this.devices.values()) {
+      const d = entry.clocks[slot];
+      if (d !== undefined) {
+        for (const g of d.feeds) groups.add(g);
+        // Count windows do not track feeders; a device's own group is still known.
+        if (d.ownGroup !== null) groups.add(d.ownGroup);
+      }
+      entry.clocks[slot] = undefined;
+      entry.matches[slot] = 0;
+    }
+    return { groups: groups.size };
   }
 
   /**
@@ -53,7 +139,7 @@ export class RuleEngine {
     if (runners.length === 0) return NOTHING;
     let entry = this.devices.get(reading.device);
     if (entry === undefined) {
-      entry = { clocks: new Array(this.runners.length), matches: new Int8Array(this.runners.length) };
+      entry = { clocks: new Array(this.slots), matches: new Int8Array(this.slots) };
       this.devices.set(reading.device, entry);
     }
     const out = this.out;

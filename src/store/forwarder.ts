@@ -51,6 +51,9 @@ export class Forwarder {
   ) {
     this.acked = outbox.cursor(upstream.id);
     this.random = deps.random ?? Math.random;
+    // Series from the start (at 0), so rates and alerts work before the first send or failure.
+    deps.metrics.upstreamSent.inc({ upstream: upstream.id }, 0);
+    deps.metrics.upstreamErrors.inc({ upstream: upstream.id }, 0);
   }
 
   get id(): string {

@@ -114,6 +114,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX late_readings_ts ON late_readings (ts);
     `,
   },
+  {
+    version: 4,
+    description: 'rules created through the API',
+    sql: `
+      -- The spec is stored as the user wrote it (JSON). A rowid table: rowid is creation order,
+      -- which an upsert (PUT replacing a rule) keeps.
+      CREATE TABLE rules (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export function schemaVersion(db: Database.Database): number {

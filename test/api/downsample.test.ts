@@ -9,6 +9,7 @@ import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { openApi } from '../helpers/openapi.js';
 
 const DAY0 = Date.parse('2026-11-23T00:00:00.000Z');
 
@@ -77,7 +78,9 @@ describe('GET /readings with step and agg: downsampling in SQLite', () => {
   const get = async <T>(query: string, status = 200): Promise<T> => {
     const res = await fetch(`${base}?${query}`);
     assert.equal(res.status, status, query);
-    return (await res.json()) as T;
+    const body = (await res.json()) as T;
+    openApi.check('GET', `${base}?${query}`, res.status, body);
+    return body;
   };
 
   it('one device, 24 h at 1 reading/s, to 1-minute averages: 1,440 points', async () => {

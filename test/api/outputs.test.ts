@@ -11,6 +11,7 @@ import { OutputWriter } from '../../src/store/output-writer.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { openApi } from '../helpers/openapi.js';
 
 const iso = (s: number) => new Date(Date.parse('2026-11-24T10:00:00.000Z') + s * 1000).toISOString();
 
@@ -99,7 +100,9 @@ describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
   const get = async <T>(path: string, status = 200): Promise<T> => {
     const res = await fetch(base + path);
     assert.equal(res.status, status, path);
-    return (await res.json()) as T;
+    const body = (await res.json()) as T;
+    openApi.check('GET', base + path, res.status, body);
+    return body;
   };
 
   it('lists results as SPEC records, in emission order, filtered by rule, key and window end', async () => {

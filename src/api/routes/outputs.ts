@@ -53,7 +53,7 @@ const keyParam = single.transform((text, ctx) => {
   return v as Record<string, string | null>;
 });
 
-const listParams = z.strictObject({
+export const listParams = z.strictObject({
   rule: rulesParam.optional(),
   key: keyParam.optional(),
   from: timeParam.optional(),
@@ -63,7 +63,7 @@ const listParams = z.strictObject({
   cursor: z.string().optional(),
 });
 
-const alertParams = z.strictObject({ rule: rulesParam.optional() });
+export const alertParams = z.strictObject({ rule: rulesParam.optional() });
 
 function filterOf(p: z.output<typeof listParams>): OutputsFilter {
   if (p.from !== undefined && p.to !== undefined && p.from >= p.to) {

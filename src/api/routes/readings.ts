@@ -17,7 +17,7 @@ import {
   timeParam,
 } from '../query.js';
 
-const readingsParams = z.strictObject({
+export const readingsParams = z.strictObject({
   device: namesParam.optional(),
   metric: namesParam.optional(),
   from: timeParam.optional(),
@@ -43,7 +43,7 @@ const readingsParams = z.strictObject({
   agg: z.enum(['avg', 'min', 'max', 'sum', 'count', 'first', 'last']).optional(),
 });
 
-const latestParams = z.strictObject({ device: nameParam.optional() });
+export const latestParams = z.strictObject({ device: nameParam.optional() });
 
 const toPosition = ([ts, id]: number[]) => ({ ts: ts as number, id: id as number });
 
