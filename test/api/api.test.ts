@@ -69,6 +69,8 @@ describe('REST API over real HTTP', () => {
     writer.flush();
     const config = parseConfigText('api: { port: 0 }\n', 'test.yaml', {});
     const app = createApp(config.api, {
+      // The property test below sends more than a minute's worth of the default rate limit.
+      rateLimit: { requestsPerMinute: 0 },
       query: new ReadingsQuery(db),
       outputs: new OutputsQuery(db),
       metrics,
@@ -274,7 +276,21 @@ describe('REST API over real HTTP', () => {
   });
 
   it('random query strings never produce a 500', async () => {
-    const keys = ['device', 'metric', 'from', 'to', 'limit', 'order', 'cursor', 'x', ''];
+    const keys = [
+      'device',
+      'metric',
+      'from',
+      'to',
+      'limit',
+      'order',
+      'cursor',
+      'step',
+      'agg',
+      'rule',
+      'key',
+      'x',
+      '',
+    ];
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -288,7 +304,14 @@ describe('REST API over real HTTP', () => {
         ),
         async (pairs) => {
           const qs = pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
-          for (const path of ['/api/v1/readings', '/api/v1/readings/latest', '/api/v1/devices']) {
+          for (const path of [
+            '/api/v1/readings',
+            '/api/v1/readings/latest',
+            '/api/v1/devices',
+            '/api/v1/results',
+            '/api/v1/decisions',
+            '/api/v1/alerts',
+          ]) {
             const res = await fetch(`${base}${path}?${qs}`);
             assert.ok(res.status === 200 || res.status === 400, `${path}?${qs} → ${res.status}`);
             openApi.check('GET', `${base}${path}?${qs}`, res.status, await res.json());

@@ -7,6 +7,7 @@ import { Metrics } from '../../src/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { openApi } from '../helpers/openapi.js';
 
 const T0 = Date.parse('2026-11-24T10:00:00.000Z');
 const TOKEN = 'a-very-secret-token-1234';
@@ -62,7 +63,7 @@ describe('API security: rate limiting per client and security headers', () => {
       const res = await fetch(`${base}/api/v1/devices`);
       assert.equal(res.status, 200, `request ${i + 1}`);
       assert.ok(res.headers.get('ratelimit'), 'RateLimit header');
-      await res.arrayBuffer();
+      openApi.check('GET', `${base}/api/v1/devices`, res.status, await res.json());
     }
     for (const path of ['/api/v1/devices', '/api/v1/health', '/metrics', '/api/v1/stream']) {
       const res = await fetch(base + path);
@@ -70,6 +71,7 @@ describe('API security: rate limiting per client and security headers', () => {
       assert.match(res.headers.get('content-type') ?? '', /application\/json/);
       assert.ok(res.headers.get('retry-after'), 'Retry-After');
       const body = (await res.json()) as ErrorBody;
+      openApi.check('GET', base + path, res.status, body);
       assert.equal(body.error.code, 'rate_limited');
       assert.match(body.error.message, /more than 5 requests per 60 s/);
       assert.deepEqual(body.error.details, []);

@@ -13,6 +13,7 @@ import { type Reading, readingToJson } from '../../src/model/reading.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { openApi } from '../helpers/openapi.js';
 
 const T0 = Date.parse('2026-11-24T10:00:00.000Z');
 
@@ -258,6 +259,7 @@ describe('GET /api/v1/stream (Server-Sent Events)', () => {
       const res = await fetch(`${base}/api/v1/stream${query}`);
       assert.equal(res.status, 400, query);
       const body = (await res.json()) as { error: { code: string; details: { path: string }[] } };
+      openApi.check('GET', `${base}/api/v1/stream${query}`, res.status, body);
       assert.equal(body.error.code, 'bad_request');
       assert.equal(body.error.details[0]?.path, path, query);
     }
@@ -274,6 +276,7 @@ describe('GET /api/v1/stream (Server-Sent Events)', () => {
     assert.equal(refused.status, 503);
     assert.ok(refused.headers.get('retry-after'));
     const body = (await refused.json()) as { error: { code: string; message: string; details: unknown[] } };
+    openApi.check('GET', `${base}/api/v1/stream`, refused.status, body);
     assert.equal(body.error.code, 'unavailable');
     assert.deepEqual(body.error.details, []);
     await Promise.all(clients.map((c) => c.close()));
