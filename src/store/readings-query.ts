@@ -92,6 +92,32 @@ interface ReadingRow {
   tags: string | null;
 }
 
+/** The WHERE fragments (and their parameters) of the device, metric and time filters. */
+function seriesAndTime(filter: Pick<ReadingsFilter, 'devices' | 'metrics' | 'from' | 'to'>): {
+  where: string[];
+  params: (string | number)[];
+} {
+  const where: string[] = [];
+  const params: (string | number)[] = [];
+  if (filter.devices?.length) {
+    where.push(`s.device IN (${filter.devices.map(() => '?').join(',')})`);
+    params.push(...filter.devices);
+  }
+  if (filter.metrics?.length) {
+    where.push(`s.metric IN (${filter.metrics.map(() => '?').join(',')})`);
+    params.push(...filter.metrics);
+  }
+  if (filter.from !== undefined) {
+    where.push('r.ts >= ?');
+    params.push(filter.from);
+  }
+  if (filter.to !== undefined) {
+    where.push('r.ts < ?');
+    params.push(filter.to);
+  }
+  return { where, params };
+}
+
 /**
  * Read-side queries of raw readings and devices. SQL is assembled only from fixed fragments;
  * every value is a bound parameter. Statements are cached by their shape.
@@ -117,24 +143,7 @@ export class ReadingsQuery {
   }
 
   readings(filter: ReadingsFilter): ReadingsPage {
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    if (filter.devices?.length) {
-      where.push(`s.device IN (${filter.devices.map(() => '?').join(',')})`);
-      params.push(...filter.devices);
-    }
-    if (filter.metrics?.length) {
-      where.push(`s.metric IN (${filter.metrics.map(() => '?').join(',')})`);
-      params.push(...filter.metrics);
-    }
-    if (filter.from !== undefined) {
-      where.push('r.ts >= ?');
-      params.push(filter.from);
-    }
-    if (filter.to !== undefined) {
-      where.push('r.ts < ?');
-      params.push(filter.to);
-    }
+    const { where, params } = seriesAndTime(filter);
     const cmp = filter.order === 'asc' ? '>' : '<';
     if (filter.after) {
       where.push(`(r.ts, r.id) ${cmp} (?, ?)`);
@@ -171,24 +180,10 @@ export class ReadingsQuery {
     items: DownsampledPoint[];
     next: { bucket: number; series: number } | null;
   } {
-    const where: string[] = [];
-    const params: (string | number)[] = [filter.step, filter.step, filter.step];
-    if (filter.devices?.length) {
-      where.push(`s.device IN (${filter.devices.map(() => '?').join(',')})`);
-      params.push(...filter.devices);
-    }
-    if (filter.metrics?.length) {
-      where.push(`s.metric IN (${filter.metrics.map(() => '?').join(',')})`);
-      params.push(...filter.metrics);
-    }
-    if (filter.from !== undefined) {
-      where.push('r.ts >= ?');
-      params.push(filter.from);
-    }
-    if (filter.to !== undefined) {
-      where.push('r.ts < ?');
-      params.push(filter.to);
-    }
+    const filtered = seriesAndTime(filter);
+    const where = filtered.where;
+    // The bucket expression's three placeholders come first in the statement.
+    const params: (string | number)[] = [filter.step, filter.step, filter.step, ...filtered.params];
     const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
     const outer: string[] = [];
     if (filter.after) {

@@ -12,6 +12,7 @@ import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { testView } from '../helpers/api-view.js';
 import { openApi } from '../helpers/openapi.js';
 
 const T0 = Date.parse('2026-11-24T10:00:00.000Z');
@@ -75,18 +76,13 @@ describe('REST API over real HTTP', () => {
       outputs: new OutputsQuery(db),
       metrics,
       log,
-      view: {
-        gatewayId: 'gw-test',
-        version: '9.9.9',
+      view: testView({
         startedAt: T0,
         staleAfter: 5 * 60_000,
         now: () => clock.now(),
         sources: () => sourceStates,
-        broker: () => null,
         store: () => ({ path: ':memory:', bytes: 0, pendingWrites: writer.pendingCount, lastError: null }),
-        upstreams: () => [],
-        outbox: () => ({ rows: 0, lastSeq: null }),
-      },
+      }),
     });
     server = new ApiServer(config.api, app, log);
     await server.start();

@@ -9,6 +9,7 @@ import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { testView } from '../helpers/api-view.js';
 import { openApi } from '../helpers/openapi.js';
 
 const DAY0 = Date.parse('2026-11-23T00:00:00.000Z');
@@ -52,18 +53,7 @@ describe('GET /readings with step and agg: downsampling in SQLite', () => {
       outputs: new OutputsQuery(db),
       metrics,
       log: silentLogger(),
-      view: {
-        gatewayId: 'gw',
-        version: '0',
-        startedAt: 0,
-        staleAfter: 1,
-        now: () => clock.now(),
-        sources: () => [],
-        broker: () => null,
-        store: () => ({ path: ':memory:', bytes: 0, pendingWrites: 0, lastError: null }),
-        upstreams: () => [],
-        outbox: () => ({ rows: 0, lastSeq: null }),
-      },
+      view: testView({ gatewayId: 'gw', version: '0', staleAfter: 1, now: () => clock.now() }),
     });
     server = new ApiServer(config.api, app, silentLogger());
     await server.start();

@@ -12,6 +12,7 @@ import { Metrics } from '../../src/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { testView } from '../helpers/api-view.js';
 import { openApi } from '../helpers/openapi.js';
 
 interface Layer {
@@ -56,18 +57,7 @@ describe('the OpenAPI document', () => {
       outputs: new OutputsQuery(db),
       metrics: new Metrics(),
       log: silentLogger(),
-      view: {
-        gatewayId: 'gw',
-        version: '1.2.3',
-        startedAt: 0,
-        staleAfter: 1,
-        now: () => clock.now(),
-        sources: () => [],
-        broker: () => null,
-        store: () => ({ path: ':memory:', bytes: 0, pendingWrites: 0, lastError: null }),
-        upstreams: () => [],
-        outbox: () => ({ rows: 0, lastSeq: null }),
-      },
+      view: testView({ gatewayId: 'gw', version: '1.2.3', staleAfter: 1, now: () => clock.now() }),
     });
     server = new ApiServer(config.api, app, silentLogger());
     await server.start();
@@ -110,18 +100,7 @@ describe('the OpenAPI document', () => {
         put: unused,
         remove: unused,
       },
-      view: {
-        gatewayId: 'gw',
-        version: '1',
-        startedAt: 0,
-        staleAfter: 1,
-        now: () => 0,
-        sources: () => [],
-        broker: () => null,
-        store: () => ({ path: ':memory:', bytes: 0, pendingWrites: 0, lastError: null }),
-        upstreams: () => [],
-        outbox: () => ({ rows: 0, lastSeq: null }),
-      },
+      view: testView({ gatewayId: 'gw', version: '1', staleAfter: 1 }),
     });
     const documented = apiRoutes([...RULES_ROUTE_DOCS, ...STREAM_ROUTE_DOCS])
       .map((r) => `${r.method.toUpperCase()} ${r.path}`)

@@ -11,6 +11,7 @@ import { OutputWriter } from '../../src/store/output-writer.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { testView } from '../helpers/api-view.js';
 import { openApi } from '../helpers/openapi.js';
 
 const iso = (s: number) => new Date(Date.parse('2026-11-24T10:00:00.000Z') + s * 1000).toISOString();
@@ -74,18 +75,7 @@ describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
       outputs: new OutputsQuery(db),
       metrics,
       log: silentLogger(),
-      view: {
-        gatewayId: 'gw',
-        version: '0',
-        startedAt: 0,
-        staleAfter: 1,
-        now: () => clock.now(),
-        sources: () => [],
-        broker: () => null,
-        store: () => ({ path: ':memory:', bytes: 0, pendingWrites: 0, lastError: null }),
-        upstreams: () => [],
-        outbox: () => ({ rows: 0, lastSeq: null }),
-      },
+      view: testView({ gatewayId: 'gw', version: '0', staleAfter: 1, now: () => clock.now() }),
     });
     server = new ApiServer(config.api, app, silentLogger());
     await server.start();

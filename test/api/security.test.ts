@@ -7,6 +7,7 @@ import { Metrics } from '../../src/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { testView } from '../helpers/api-view.js';
 import { openApi } from '../helpers/openapi.js';
 
 const T0 = Date.parse('2026-11-24T10:00:00.000Z');
@@ -29,18 +30,7 @@ describe('API security: rate limiting per client and security headers', () => {
       metrics: new Metrics(),
       log,
       rateLimit: { requestsPerMinute },
-      view: {
-        gatewayId: 'gw-test',
-        version: '9.9.9',
-        startedAt: T0,
-        staleAfter: 60_000,
-        now: () => T0,
-        sources: () => [],
-        broker: () => null,
-        store: () => ({ path: ':memory:', bytes: 0, pendingWrites: 0, lastError: null }),
-        upstreams: () => [],
-        outbox: () => ({ rows: 0, lastSeq: null }),
-      },
+      view: testView({ startedAt: T0, now: () => T0 }),
     });
     const server = new ApiServer(config.api, app, log);
     await server.start();

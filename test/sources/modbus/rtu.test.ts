@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type PtyPair, startPtyPair } from '../../helpers/pty.js';
+import { type SocatPty, startSocatPty } from '../../helpers/socat-pty.js';
 import { waitFor } from '../../upstreams/wait.js';
 import { encode } from './encode.js';
 import { counterValue, modbusConfig, modbusRig, profile } from './rig.js';
@@ -16,10 +16,10 @@ const sensor = profile({
 });
 
 describe('modbus source over RTU on a pty pair', () => {
-  let pty: PtyPair;
+  let pty: SocatPty;
   let responder: RtuResponder;
   before(async () => {
-    pty = await startPtyPair();
+    pty = await startSocatPty();
     responder = new RtuResponder(pty.b);
     await responder.open();
   });
@@ -118,10 +118,10 @@ describe('modbus source over RTU on a pty pair', () => {
 
       // Unplug: the pty pair disappears, then comes back at the same path.
       await responder.close();
-      await pty.remove();
+      await pty.stop();
       await waitFor('th-1 offline', () => rig.source.status().devices?.['th-1']?.state === 'offline', 5000);
       const before = rig.of('th-1').length;
-      await pty.recreate();
+      await pty.restart();
       await responder.open();
       await waitFor('readings resume after replug', () => rig.of('th-1').length > before + 2, 10_000);
       assert.equal(rig.source.status().devices?.['th-1']?.state, 'connected');
