@@ -120,18 +120,20 @@ export class Gateway {
             topic,
           ),
       });
-      await this.broker.start();
     }
-    await this.startUpstreams(outbox);
-    writer.onCommit(() => {
-      for (const f of this.forwarders) f.kick();
-    });
-    this.startMaintenance(db, outbox);
+    // Sources first, then the broker listens: a publish must never arrive before the mqtt source
+    // that owns its topic has registered (it would be acknowledged as an unknown topic, and lost).
     for (const sc of config.sources) {
       const source = await this.createSource(sc, ingest);
       this.sources.push(source);
       await source.start();
     }
+    await this.broker?.start();
+    await this.startUpstreams(outbox);
+    writer.onCommit(() => {
+      for (const f of this.forwarders) f.kick();
+    });
+    this.startMaintenance(db, outbox);
     if (config.api.enabled) {
       const app = createApp(config.api, {
         query: new ReadingsQuery(db),

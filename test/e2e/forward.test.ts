@@ -28,21 +28,75 @@ async function receiver(url: string, clientId: string): Promise<{ seqs: number[]
   return { seqs, client };
 }
 
+interface Sent {
+  device: string;
+  metric: string;
+  value: number;
+  ts: number;
+}
+
 /**
  * Publishes readings (QoS 1) to the gateway's broker, one device after another in ts order, and
- * remembers which ones the broker acknowledged. mqtt.js resends unacknowledged ones after a reconnect.
+ * remembers which ones the broker acknowledged. After a lost connection it opens a new client and
+ * resends what was not acknowledged itself: a fresh client per connection, because mqtt.js's own
+ * resend reuses message ids, and a PUBACK for a resent message could then be taken as the PUBACK
+ * of a new message with the same id (a client-side confusion, not what the test is about).
  */
 class Publisher {
-  readonly acked: { device: string; metric: string; value: number; ts: number }[] = [];
+  readonly acked: Sent[] = [];
   private client: MqttClient | null = null;
+  private port = 0;
   private n = 0;
-  private pending = 0;
+  private readonly queue: Sent[] = [];
+  /** Messages sent on the current client and not yet acknowledged. */
+  private inflight = new Set<Sent>();
+  private ended = false;
 
   async connect(port: number): Promise<void> {
-    this.client = await connectAsync(`mqtt://127.0.0.1:${port}`, {
-      reconnectPeriod: 100,
-      connectTimeout: 2000,
-    });
+    this.port = port;
+    await this.open();
+  }
+
+  private async open(): Promise<void> {
+    for (let attempt = 0; !this.ended && attempt < 600; attempt++) {
+      try {
+        const client = await connectAsync(`mqtt://127.0.0.1:${this.port}`, {
+          reconnectPeriod: 0,
+          connectTimeout: 2000,
+        });
+        client.on('close', () => {
+          if (this.client !== client) return;
+          this.client = null;
+          // Whatever this connection did not acknowledge goes again, on the next one.
+          this.queue.unshift(...this.inflight);
+          this.inflight = new Set();
+          if (!this.ended) setTimeout(() => void this.open(), 50);
+        });
+        this.client = client;
+        this.pump();
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private pump(): void {
+    const client = this.client;
+    while (client && this.queue.length > 0) {
+      const r = this.queue.shift() as Sent;
+      const inflight = this.inflight;
+      inflight.add(r);
+      client.publish(
+        `sensors/${r.device}/temperature`,
+        JSON.stringify({ value: r.value, ts: r.ts }),
+        { qos: 1 },
+        (err) => {
+          // Only an acknowledgement on the client that sent it counts; a failure waits for the close.
+          if (!err && inflight.delete(r)) this.acked.push(r);
+        },
+      );
+    }
   }
 
   /** One reading per device, each `stepMs` of event time after the previous round. */
@@ -50,30 +104,20 @@ class Publisher {
     const ts = T0 + this.n * stepMs;
     const value = this.n % 97;
     this.n++;
-    for (const device of devices) {
-      const r = { device, metric: 'temperature', value, ts };
-      this.pending++;
-      this.client?.publish(
-        `sensors/${device}/temperature`,
-        JSON.stringify({ value, ts }),
-        { qos: 1 },
-        (err) => {
-          this.pending--;
-          if (!err) this.acked.push(r);
-        },
-      );
-    }
+    for (const device of devices) this.queue.push({ device, metric: 'temperature', value, ts });
+    this.pump();
   }
 
   async drained(timeoutMs = 20_000): Promise<void> {
     await eventually(
-      async () => (this.pending === 0 ? true : undefined),
+      async () => (this.queue.length === 0 && this.inflight.size === 0 && this.client ? true : undefined),
       timeoutMs,
       'every publish acknowledged',
     );
   }
 
   async end(): Promise<void> {
+    this.ended = true;
     await this.client?.endAsync(true);
   }
 }
