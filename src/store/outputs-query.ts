@@ -1,5 +1,5 @@
 import type { Db } from './database.js';
-import { StatementCache } from './statements.js';
+import { StatementCache, trimPage } from './statements.js';
 
 export interface OutputsFilter {
   rules?: string[];
@@ -152,8 +152,7 @@ export class OutputsQuery {
       ` ORDER BY id ${f.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
     params.push(f.limit + 1);
     const rows = this.statements.get(sql).all(...params) as Row[];
-    const more = rows.length > f.limit;
-    if (more) rows.length = f.limit;
-    return { rows, next: more ? ((rows.at(-1) as Row).id ?? null) : null };
+    const last = trimPage(rows, f.limit);
+    return { rows, next: last ? last.id : null };
   }
 }

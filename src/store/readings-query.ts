@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
-import { StatementCache } from './statements.js';
+import { StatementCache, trimPage } from './statements.js';
 
 export interface StoredReading {
   device: string;
@@ -156,9 +156,7 @@ export class ReadingsQuery {
       ` ORDER BY r.ts ${dir}, r.id ${dir} LIMIT ?`;
     params.push(filter.limit + 1);
     const rows = this.statements.get(sql).all(...params) as ReadingRow[];
-    const more = rows.length > filter.limit;
-    if (more) rows.length = filter.limit;
-    const last = rows.at(-1);
+    const last = trimPage(rows, filter.limit);
     return {
       items: rows.map((r) => ({
         device: r.device,
@@ -168,7 +166,7 @@ export class ReadingsQuery {
         unit: r.unit,
         tags: r.tags ? (JSON.parse(r.tags) as Record<string, string>) : null,
       })),
-      next: more && last ? { ts: last.ts, id: last.id } : null,
+      next: last ? { ts: last.ts, id: last.id } : null,
     };
   }
 
@@ -209,9 +207,7 @@ export class ReadingsQuery {
       value: number;
       n: number;
     }[];
-    const more = rows.length > filter.limit;
-    if (more) rows.length = filter.limit;
-    const last = rows.at(-1);
+    const last = trimPage(rows, filter.limit);
     return {
       items: rows.map((r) => ({
         device: r.device,
@@ -221,7 +217,7 @@ export class ReadingsQuery {
         value: r.value,
         count: r.n,
       })),
-      next: more && last ? { bucket: last.bucket, series: last.series } : null,
+      next: last ? { bucket: last.bucket, series: last.series } : null,
     };
   }
 

@@ -23,3 +23,13 @@ export class StatementCache {
     return s;
   }
 }
+
+/**
+ * A page from rows fetched with `LIMIT limit + 1`: the extra row only says there is more. Returns
+ * the last row of the page when there is a next one (the caller's cursor), else null.
+ */
+export function trimPage<T>(rows: T[], limit: number): T | null {
+  if (rows.length <= limit) return null;
+  rows.length = limit;
+  return rows[limit - 1] as T;
+}
