@@ -9,7 +9,7 @@ import { silentLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { openDatabase } from '../src/store/database.js';
 import { ReadingWriter } from '../src/store/reading-writer.js';
-import { freePortFor } from './free-port.js';
+import { freePort } from '../test/helpers/net.js';
 import { machine } from './machine.js';
 
 /**
@@ -43,7 +43,7 @@ const dbPath = join(dir, 'api.db');
   writer.stop();
   db.close();
 }
-const port = await freePortFor();
+const port = await freePort();
 writeFileSync(
   join(dir, 'gw.yaml'),
   `api: { port: ${port}, rateLimit: 0 }\nbroker: { enabled: false }\nstore: { path: ${dbPath}, retention: 3650d }\nlog: { level: warn }\n`,

@@ -9,7 +9,7 @@ import { type Profile, parseProfileText } from '../src/sources/modbus/profile.js
 import { ModbusSource } from '../src/sources/modbus/source.js';
 import { openDatabase } from '../src/store/database.js';
 import { ReadingWriter } from '../src/store/reading-writer.js';
-import { freePortFor } from './free-port.js';
+import { freePort } from '../test/helpers/net.js';
 import { machine, rssMiB } from './machine.js';
 
 /**
@@ -83,7 +83,7 @@ async function run(label: string, profile: Profile, port: number, requests: { n:
   db.close();
 }
 
-const port = await freePortFor();
+const port = await freePort();
 const requests = { n: 0 };
 const server = new ServerTCP(
   {

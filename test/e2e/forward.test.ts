@@ -7,7 +7,8 @@ import Database from 'better-sqlite3';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { eventually, runCli, startGateway } from '../helpers/gateway-process.js';
 import { type HttpSink, startHttpSink } from '../helpers/http-sink.js';
-import { freePort, type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/net.js';
 
 const T0 = Date.parse('2026-11-24T10:00:00.000Z');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

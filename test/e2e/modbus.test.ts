@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { eventually, ROOT, runCli } from '../helpers/gateway-process.js';
-import { freePort } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/net.js';
 
 interface DeviceJson {
   id: string;

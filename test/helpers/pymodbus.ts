@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../upstreams/wait.js';
-import { freePort } from './mosquitto.js';
+import { accepts, freePort } from './net.js';
 
 /**
  * Debian's pymodbus (`apt install python3-pymodbus`), seen only by the system python (a pyenv
@@ -105,17 +104,4 @@ export async function startPymodbus(units: Record<number, PymodbusRegisters>): P
     throw err;
   }
   return { port, stop };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }

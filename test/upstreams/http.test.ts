@@ -6,7 +6,7 @@ import { httpUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
 import { HttpUpstream } from '../../src/upstreams/http.js';
 import { type HttpSink, startHttpSink } from '../helpers/http-sink.js';
-import { freePort } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/net.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { makeCertificates, type TestCertificates } from './certificates.js';
 import { outboxItems } from './items.js';

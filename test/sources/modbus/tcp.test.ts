@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ServerTCP } from 'modbus-serial';
-import { freePort } from '../../helpers/mosquitto.js';
+import { freePort } from '../../helpers/net.js';
 import { waitFor } from '../../upstreams/wait.js';
 import { encode } from './encode.js';
 import { counterValue, modbusConfig, modbusRig, profile } from './rig.js';
