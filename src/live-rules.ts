@@ -310,7 +310,7 @@ export class LiveRules {
     const rows = db
       .prepare(
         `SELECT s.device, s.metric, r.value, r.ts, r.tags, s.unit FROM readings r JOIN series s ON s.id = r.series_id
-         WHERE r.ts >= ? ORDER BY r.id`,
+         WHERE r.ts >= ? ORDER BY r.seq`,
       )
       .iterate(from) as IterableIterator<{
       device: string;

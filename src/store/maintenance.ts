@@ -5,6 +5,7 @@ import type { Db } from './database.js';
 import type { Outbox } from './outbox.js';
 
 const CHUNK = 5_000;
+const MINUTE = 60_000;
 
 export interface MaintenanceOptions {
   /** Raw readings and rule outputs older than this (event time) are deleted. */
@@ -41,7 +42,8 @@ export class StoreMaintenance {
   ) {
     this.stmt = {
       oldReadings: db.prepare(
-        'DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE ts < ? LIMIT ?)',
+        `DELETE FROM readings WHERE (ts, series_id, value) IN
+           (SELECT ts, series_id, value FROM readings WHERE ts < ? ORDER BY ts LIMIT ?)`,
       ),
       oldResults: db.prepare(
         'DELETE FROM results WHERE id IN (SELECT id FROM results WHERE "end" < ? LIMIT ?)',
@@ -53,7 +55,16 @@ export class StoreMaintenance {
         'DELETE FROM late_readings WHERE id IN (SELECT id FROM late_readings WHERE ts < ? LIMIT ?)',
       ),
       oldestReadings: db.prepare(
-        'DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY ts LIMIT ?)',
+        `DELETE FROM readings WHERE (ts, series_id, value) IN
+           (SELECT ts, series_id, value FROM readings ORDER BY ts LIMIT ?)`,
+      ),
+      oldestReading: db.prepare('SELECT min(ts) FROM readings').pluck(),
+      rollupsBefore: db.prepare('DELETE FROM readings_1m WHERE minute < ?'),
+      rollupsOf: db.prepare('DELETE FROM readings_1m WHERE minute = ?'),
+      recomputeRollups: db.prepare(
+        `INSERT INTO readings_1m (minute, series_id, count, sum, min, max)
+         SELECT @minute, series_id, count(*), sum(value), min(value), max(value) FROM readings
+         WHERE ts >= @minute AND ts < @minute + ${MINUTE} GROUP BY series_id`,
       ),
       oldestResults: db.prepare(
         'DELETE FROM results WHERE id IN (SELECT id FROM results ORDER BY "end" LIMIT ?)',
@@ -93,6 +104,7 @@ export class StoreMaintenance {
     let readings = 0;
     try {
       readings = this.drain(this.stmt.oldReadings, cutoff);
+      if (readings > 0) this.trimRollups();
       const outputs =
         this.drain(this.stmt.oldResults, cutoff) +
         this.drain(this.stmt.oldDecisions, cutoff) +
@@ -144,6 +156,7 @@ export class StoreMaintenance {
           deleted += n;
           this.deps.metrics.capDeleted.inc({ table }, n);
         }
+        if (table === 'readings') this.trimRollups();
         if (this.usedBytes() <= target) break;
       }
       this.reclaim();
@@ -194,6 +207,25 @@ export class StoreMaintenance {
       );
     }
     return dropped;
+  }
+
+  /**
+   * Keeps the per-minute rollups equal to the readings after the oldest readings went: the minutes
+   * before the oldest remaining reading go, and that reading's minute, perhaps partly deleted, is
+   * computed again from what is left of it.
+   */
+  private trimRollups(): void {
+    const oldest = this.stmt.oldestReading.get() as number | null;
+    this.db.transaction(() => {
+      if (oldest === null) {
+        this.db.exec('DELETE FROM readings_1m');
+        return;
+      }
+      const minute = oldest - (((oldest % MINUTE) + MINUTE) % MINUTE);
+      this.stmt.rollupsBefore.run(minute);
+      this.stmt.rollupsOf.run(minute);
+      this.stmt.recomputeRollups.run({ minute });
+    })();
   }
 
   private drain(stmt: { run(...args: unknown[]): { changes: number } }, cutoff: number): number {

@@ -31,6 +31,16 @@ export interface BatchPart {
   rolledBack(): void;
 }
 
+/** count/sum/min/max of one series in one minute (the readings_1m rollup). */
+interface Rollup {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+const MINUTE = 60_000;
+
 interface Pending {
   reading: Reading;
   source: string;
@@ -51,12 +61,15 @@ export class ReadingWriter {
   /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
   private readonly forwardedBucket = new Map<number, number>();
   private failing: Error | null = null;
+  /** The arrival order of stored readings: continues after the largest seq in the store. */
+  private seq: number;
   private readonly parts: BatchPart[] = [];
   private readonly commitListeners: (() => void)[] = [];
   private readonly stmt: {
     insertSeries: Statement;
     selectSeries: Statement;
     insertReading: Statement;
+    upsertRollup: Statement;
     updateLatest: Statement;
     upsertDevice: Statement;
   };
@@ -72,17 +85,28 @@ export class ReadingWriter {
       ),
       selectSeries: db.prepare('SELECT id FROM series WHERE device = ? AND metric = ?').pluck(),
       insertReading: db.prepare(
-        'INSERT OR IGNORE INTO readings (series_id, ts, value, tags) VALUES (?, ?, ?, ?)',
+        'INSERT OR IGNORE INTO readings (ts, series_id, value, seq, tags) VALUES (?, ?, ?, ?, ?)',
       ),
+      upsertRollup: db.prepare(
+        `INSERT INTO readings_1m (minute, series_id, count, sum, min, max) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
+           min = min(min, excluded.min), max = max(max, excluded.max)`,
+      ),
+      // Assignments all see the old row: the latest value moves only forward in event time.
       updateLatest: db.prepare(
-        `UPDATE series SET last_ts = ?, last_value = ?, unit = coalesce(?, unit)
-         WHERE id = ? AND (last_ts IS NULL OR last_ts <= ?)`,
+        `UPDATE series SET
+           last_value = CASE WHEN last_ts IS NULL OR last_ts <= @ts THEN @value ELSE last_value END,
+           unit = CASE WHEN last_ts IS NULL OR last_ts <= @ts THEN coalesce(@unit, unit) ELSE unit END,
+           last_ts = CASE WHEN last_ts IS NULL OR last_ts <= @ts THEN @ts ELSE last_ts END,
+           last_seq = max(last_seq, @seq)
+         WHERE id = @id`,
       ),
       upsertDevice: db.prepare(
         `INSERT INTO devices (id, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET source = excluded.source, last_seen = max(last_seen, excluded.last_seen)`,
       ),
     };
+    this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
   }
 
   start(): void {
@@ -184,30 +208,40 @@ export class ReadingWriter {
   }
 
   private commit(batch: Pending[]): number {
-    const latest = new Map<number, { ts: number; value: number; unit: string | null }>();
+    const latest = new Map<number, { ts: number; value: number; unit: string | null; seq: number }>();
     const devices = new Map<string, { source: string; at: number }>();
+    /** minute → series → rollup of the readings stored in this batch. */
+    const rollups = new Map<number, Map<number, Rollup>>();
     let stored = 0;
+    let seq = this.seq;
     this.db.transaction(() => {
       for (const { reading, source, arrivedAt } of batch) {
         const id = this.seriesId(reading);
         let isNew = true;
         if (this.options.storeReadings) {
           const tags = reading.tags ? JSON.stringify(reading.tags) : null;
-          const changes = this.stmt.insertReading.run(id, reading.ts, reading.value, tags).changes;
-          stored += changes;
-          isNew = changes === 1;
+          isNew = this.stmt.insertReading.run(reading.ts, id, reading.value, seq + 1, tags).changes === 1;
+          if (isNew) {
+            seq++;
+            stored++;
+            addToRollup(rollups, id, reading);
+          }
         }
         if (isNew && this.options.forwardReadings)
           this.forward(id, reading, arrivedAt, this.options.forwardReadings);
         const l = latest.get(id);
         if (!l || l.ts <= reading.ts)
-          latest.set(id, { ts: reading.ts, value: reading.value, unit: reading.unit ?? null });
+          latest.set(id, { ts: reading.ts, value: reading.value, unit: reading.unit ?? null, seq });
+        else l.seq = seq;
         devices.set(reading.device, { source, at: arrivedAt });
       }
-      for (const [id, l] of latest) this.stmt.updateLatest.run(l.ts, l.value, l.unit, id, l.ts);
+      for (const [minute, bySeries] of rollups)
+        for (const [id, r] of bySeries) this.stmt.upsertRollup.run(minute, id, r.count, r.sum, r.min, r.max);
+      for (const [id, l] of latest) this.stmt.updateLatest.run({ ...l, id });
       for (const [device, d] of devices) this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
       for (const p of this.parts) if (p.pendingCount > 0) p.write();
     })();
+    this.seq = seq;
     return stored;
   }
 
@@ -229,5 +263,22 @@ export class ReadingWriter {
       this.seriesIds.set(key, id);
     }
     return id;
+  }
+}
+
+function addToRollup(rollups: Map<number, Map<number, Rollup>>, seriesId: number, r: Reading): void {
+  const minute = r.ts - (((r.ts % MINUTE) + MINUTE) % MINUTE);
+  let bySeries = rollups.get(minute);
+  if (bySeries === undefined) {
+    bySeries = new Map();
+    rollups.set(minute, bySeries);
+  }
+  const agg = bySeries.get(seriesId);
+  if (agg === undefined) bySeries.set(seriesId, { count: 1, sum: r.value, min: r.value, max: r.value });
+  else {
+    agg.count++;
+    agg.sum += r.value;
+    if (r.value < agg.min) agg.min = r.value;
+    if (r.value > agg.max) agg.max = r.value;
   }
 }

@@ -27,7 +27,7 @@ export interface ReadingsFilter {
 /** A position in (ts, arrival) order: pages never skip or repeat a row, even with equal ts. */
 export interface ReadingsCursor {
   ts: number;
-  id: number;
+  seq: number;
 }
 
 export interface ReadingsPage {
@@ -55,7 +55,7 @@ export interface DownsampledPoint {
   count: number;
 }
 
-/** The SQL of each aggregate over a bucket; first/last use SQLite's bare column of min()/max(). */
+/** The SQL of each aggregate over a bucket of raw readings; first/last use SQLite's bare column of min()/max(). */
 const AGG_SQL: Record<DownsampleAgg, string> = {
   avg: 'avg(r.value) AS value',
   min: 'min(r.value) AS value',
@@ -65,6 +65,22 @@ const AGG_SQL: Record<DownsampleAgg, string> = {
   first: 'r.value AS value, min(r.ts) AS pick',
   last: 'r.value AS value, max(r.ts) AS pick',
 };
+
+const MINUTE = 60_000;
+
+/**
+ * The aggregates that per-minute rollups (`readings_1m`) can answer, over rows (n, total, low, high) that
+ * are either a rollup or one raw reading (1, value, value, value).
+ */
+const ROLLUP_SQL: Partial<Record<DownsampleAgg, string>> = {
+  avg: 'sum(total) / sum(n) AS value',
+  min: 'min(low) AS value',
+  max: 'max(high) AS value',
+  sum: 'sum(total) AS value',
+  count: 'sum(n) AS value',
+};
+
+const floorMinute = (t: number) => t - (((t % MINUTE) + MINUTE) % MINUTE);
 
 export interface SeriesLatest {
   device: string;
@@ -83,13 +99,36 @@ export interface DeviceRow {
 }
 
 interface ReadingRow {
-  id: number;
+  seq: number;
   device: string;
   metric: string;
   unit: string | null;
   ts: number;
   value: number;
   tags: string | null;
+}
+
+/**
+ * The WHERE fragment (and its parameters) that keeps the series of the device and metric filters,
+ * on the column `column`; null without such filters. A subquery on `series`, so that SQLite scans
+ * the time range once and tests each row's series id against a small set.
+ */
+function seriesFilter(
+  filter: Pick<ReadingsFilter, 'devices' | 'metrics'>,
+  column: string,
+): { where: string; params: string[] } | null {
+  const where: string[] = [];
+  const params: string[] = [];
+  if (filter.devices?.length) {
+    where.push(`device IN (${filter.devices.map(() => '?').join(',')})`);
+    params.push(...filter.devices);
+  }
+  if (filter.metrics?.length) {
+    where.push(`metric IN (${filter.metrics.map(() => '?').join(',')})`);
+    params.push(...filter.metrics);
+  }
+  if (where.length === 0) return null;
+  return { where: `${column} IN (SELECT id FROM series WHERE ${where.join(' AND ')})`, params };
 }
 
 /** The WHERE fragments (and their parameters) of the device, metric and time filters. */
@@ -99,13 +138,10 @@ function seriesAndTime(filter: Pick<ReadingsFilter, 'devices' | 'metrics' | 'fro
 } {
   const where: string[] = [];
   const params: (string | number)[] = [];
-  if (filter.devices?.length) {
-    where.push(`s.device IN (${filter.devices.map(() => '?').join(',')})`);
-    params.push(...filter.devices);
-  }
-  if (filter.metrics?.length) {
-    where.push(`s.metric IN (${filter.metrics.map(() => '?').join(',')})`);
-    params.push(...filter.metrics);
+  const series = seriesFilter(filter, 'r.series_id');
+  if (series) {
+    where.push(series.where);
+    params.push(...series.params);
   }
   if (filter.from !== undefined) {
     where.push('r.ts >= ?');
@@ -146,14 +182,15 @@ export class ReadingsQuery {
     const { where, params } = seriesAndTime(filter);
     const cmp = filter.order === 'asc' ? '>' : '<';
     if (filter.after) {
-      where.push(`(r.ts, r.id) ${cmp} (?, ?)`);
-      params.push(filter.after.ts, filter.after.id);
+      // The plain bound on ts lets SQLite start the range scan at the cursor.
+      where.push(`r.ts ${cmp}= ?`, `(r.ts, r.seq) ${cmp} (?, ?)`);
+      params.push(filter.after.ts, filter.after.ts, filter.after.seq);
     }
     const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
     const sql =
-      'SELECT r.id, s.device, s.metric, s.unit, r.ts, r.value, r.tags FROM readings r JOIN series s ON s.id = r.series_id' +
+      'SELECT r.seq, s.device, s.metric, s.unit, r.ts, r.value, r.tags FROM readings r JOIN series s ON s.id = r.series_id' +
       (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
-      ` ORDER BY r.ts ${dir}, r.id ${dir} LIMIT ?`;
+      ` ORDER BY r.ts ${dir}, r.seq ${dir} LIMIT ?`;
     params.push(filter.limit + 1);
     const rows = this.statements.get(sql).all(...params) as ReadingRow[];
     const last = trimPage(rows, filter.limit);
@@ -166,35 +203,36 @@ export class ReadingsQuery {
         unit: r.unit,
         tags: r.tags ? (JSON.parse(r.tags) as Record<string, string>) : null,
       })),
-      next: last ? { ts: last.ts, id: last.id } : null,
+      next: last ? { ts: last.ts, seq: last.seq } : null,
     };
   }
 
   /**
-   * Readings aggregated per (series, bucket of `step` ms), computed in SQLite: a day of one metric at
-   * 1 reading/s becomes 1,440 one-minute points in one indexed range scan.
+   * Readings aggregated per (series, bucket of `step` ms), computed in SQLite. With whole-minute
+   * steps and avg/min/max/sum/count, whole minutes come from the per-minute rollups and only the
+   * partial minutes at the ends of the range from raw readings: a day of one metric becomes 1,440
+   * one-minute points however many other series the store holds. first/last and other steps
+   * aggregate the raw readings in the range.
    */
   downsample(filter: DownsampleFilter): {
     items: DownsampledPoint[];
     next: { bucket: number; series: number } | null;
   } {
-    const filtered = seriesAndTime(filter);
-    const where = filtered.where;
+    const rollup = ROLLUP_SQL[filter.agg];
+    const inner =
+      rollup !== undefined && filter.step % MINUTE === 0 ? fromRollups(filter) : fromReadings(filter);
     // The bucket expression's three placeholders come first in the statement.
-    const params: (string | number)[] = [filter.step, filter.step, filter.step, ...filtered.params];
+    const params: (string | number)[] = [filter.step, filter.step, filter.step, ...inner.params];
     const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
     const outer: string[] = [];
     if (filter.after) {
       outer.push(`(bucket, series) ${filter.order === 'asc' ? '>' : '<'} (?, ?)`);
       params.push(filter.after.bucket, filter.after.series);
     }
-    // Floor division, so buckets stay aligned to the epoch for negative times too.
     const sql =
-      `SELECT * FROM (SELECT r.series_id AS series, s.device, s.metric, s.unit,
-         r.ts - (((r.ts % ?) + ?) % ?) AS bucket, ${AGG_SQL[filter.agg]}, count(*) AS n
-       FROM readings r JOIN series s ON s.id = r.series_id` +
-      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
-      ' GROUP BY r.series_id, bucket)' +
+      `SELECT * FROM (SELECT u.series, s.device, s.metric, s.unit, u.bucket, ${inner.agg}, ${inner.count} AS n
+       FROM (SELECT series, ts - (((ts % ?) + ?) % ?) AS bucket, ${inner.columns} FROM (${inner.sql})) u
+       JOIN series s ON s.id = u.series GROUP BY u.series, u.bucket)` +
       (outer.length ? ` WHERE ${outer.join(' AND ')}` : '') +
       ` ORDER BY bucket ${dir}, series ${dir} LIMIT ?`;
     params.push(filter.limit + 1);
@@ -242,4 +280,75 @@ export class ReadingsQuery {
     const row = this.deviceOne.get(id) as Omit<DeviceRow, 'metrics'> | undefined;
     return row ? { ...row, metrics: this.latest(id) } : null;
   }
+}
+
+/** The rows a downsample aggregates: `sql` yields (series, ts, …columns); `agg` and `count` fold them per bucket. */
+interface DownsampleSource {
+  sql: string;
+  params: (string | number)[];
+  columns: string;
+  agg: string;
+  count: string;
+}
+
+/** Every raw reading in the range. Floor division keeps buckets aligned to the epoch for negative times too. */
+function fromReadings(filter: DownsampleFilter): DownsampleSource {
+  const { where, params } = seriesAndTime(filter);
+  return {
+    sql:
+      'SELECT r.series_id AS series, r.ts, r.value FROM readings r' +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : ''),
+    params,
+    columns: 'ts, value',
+    agg: AGG_SQL[filter.agg].replaceAll('r.', ''),
+    count: 'count(*)',
+  };
+}
+
+/**
+ * The rollups of the whole minutes in the range, plus the raw readings of the partial minutes at
+ * its ends, each as (n, total, low, high). Exact: a bucket of whole minutes holds exactly their rollups.
+ */
+function fromRollups(filter: DownsampleFilter): DownsampleSource {
+  const series = seriesFilter(filter, 'series_id');
+  const and = series ? ` AND ${series.where}` : '';
+  const sp = series?.params ?? [];
+  const parts: string[] = [];
+  const params: (string | number)[] = [];
+  // Whole minutes: [first, end) where first is the first minute starting at or after `from`.
+  const first = filter.from === undefined ? undefined : floorMinute(filter.from + MINUTE - 1);
+  const end = filter.to === undefined ? undefined : floorMinute(filter.to);
+  const minutes: string[] = [];
+  if (first !== undefined) minutes.push('minute >= ?');
+  if (end !== undefined) minutes.push('minute < ?');
+  parts.push(
+    'SELECT series_id AS series, minute AS ts, count AS n, sum AS total, min AS low, max AS high FROM readings_1m' +
+      ` WHERE 1${minutes.map((m) => ` AND ${m}`).join('')}${and}`,
+  );
+  if (first !== undefined) params.push(first);
+  if (end !== undefined) params.push(end);
+  params.push(...sp);
+  const raw = (lo: number, hi: number) => {
+    parts.push(
+      `SELECT series_id AS series, ts, 1 AS n, value AS total, value AS low, value AS high FROM readings WHERE ts >= ? AND ts < ?${and}`,
+    );
+    params.push(lo, hi, ...sp);
+  };
+  // The partial minutes at the ends, from raw readings (when the range does not start or end on a minute).
+  if (filter.from !== undefined && first !== undefined && filter.from < first)
+    raw(filter.from, end === undefined ? first : Math.min(first, filter.to as number));
+  if (
+    filter.to !== undefined &&
+    end !== undefined &&
+    end < filter.to &&
+    (first === undefined || end >= first)
+  )
+    raw(end, filter.to);
+  return {
+    sql: parts.join(' UNION ALL '),
+    params,
+    columns: 'n, total, low, high',
+    agg: ROLLUP_SQL[filter.agg] as string,
+    count: 'sum(n)',
+  };
 }

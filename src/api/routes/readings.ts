@@ -45,7 +45,7 @@ export const readingsParams = z.strictObject({
 
 export const latestParams = z.strictObject({ device: nameParam.optional() });
 
-const toPosition = ([ts, id]: number[]) => ({ ts: ts as number, id: id as number });
+const toPosition = ([ts, seq]: number[]) => ({ ts: ts as number, seq: seq as number });
 
 export function readingsRoutes(query: ReadingsQuery): Router {
   const router = Router();
@@ -100,7 +100,7 @@ export function readingsRoutes(query: ReadingsQuery): Router {
     });
     res.json({
       items: page.items.map(readingToJson),
-      next: page.next ? encodeCursor([page.next.ts, page.next.id], p.order) : null,
+      next: page.next ? encodeCursor([page.next.ts, page.next.seq], p.order) : null,
     });
   });
 
