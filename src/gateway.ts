@@ -161,6 +161,7 @@ export class Gateway {
       {
         batchSize: store.batchSize,
         flushInterval: store.flushInterval,
+        outputFlushInterval: store.outputFlushInterval,
         maxPending: store.maxPending,
         storeReadings: store.readings,
         forwardReadings:

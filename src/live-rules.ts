@@ -364,7 +364,8 @@ export class LiveRules {
         bus.emit('late', r);
       }
     }
-    this.output.add(records);
+    // Forwarded outputs are committed promptly: the upstreams see them only after the commit.
+    if (this.output.add(records)) this.deps.writer.soon();
     this.deps.writer.queued();
   }
 }

@@ -137,6 +137,11 @@ const storeSchema = z.strictObject({
   path: z.string().min(1).default('data/tidegate.db'),
   retention: duration({ min: 60_000 }).default(7 * 86_400_000),
   flushInterval: duration({ min: 1 }).default(200),
+  /**
+   * A rule output that goes upstream (a forwarded result or decision) is committed, with whatever
+   * waits, at most this long after it was made, instead of at the next flushInterval.
+   */
+  outputFlushInterval: duration({ min: 0 }).default(10),
   /** A group commit also happens as soon as this many readings wait. */
   batchSize: num(z.number().int().min(1).max(1_000_000)).default(5000),
   /** At most this many readings wait in memory when the disk fails; beyond it they are rejected. */

@@ -42,13 +42,18 @@ export class OutputWriter implements BatchPart {
     };
   }
 
-  add(records: readonly OutputRecord[]): void {
+  /** Queues records for the next commit; true when one of them goes upstream through the outbox. */
+  add(records: readonly OutputRecord[]): boolean {
     const at = this.deps.clock.now();
+    const forward = this.deps.outbox?.forward;
+    let forwarded = false;
     for (const record of records) {
       this.pending.push({ record, at });
       // A first result moves a decision state machine (its streak), even without a transition.
       if (record.type === 'result' && record.revision === 0) this.statesDirty = true;
+      if (forward?.get(record.rule)?.has(record.type)) forwarded = true;
     }
+    return forwarded;
   }
 
   get pendingCount(): number {

@@ -11,6 +11,8 @@ export interface ReadingWriterOptions {
   batchSize: number;
   /** Commit at least this often while readings wait. */
   flushInterval: number;
+  /** After soon(), commit within this many ms (rule outputs bound for the upstreams); default 10. */
+  outputFlushInterval?: number;
   /** Readings held in memory while the disk fails; beyond this add() refuses. */
   maxPending: number;
   /** Store raw readings; false keeps only devices and latest values. */
@@ -57,6 +59,7 @@ export class ReadingWriter {
   private pending: Pending[] = [];
   private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private timer: TimerHandle | null = null;
+  private soonTimer: TimerHandle | null = null;
   private readonly seriesIds = new Map<string, number>();
   /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
   private readonly forwardedBucket = new Map<number, number>();
@@ -135,6 +138,19 @@ export class ReadingWriter {
     return n;
   }
 
+  /**
+   * Asks for a commit within `outputFlushInterval` rather than at the next `flushInterval`: a rule
+   * output waits whose latency matters (it goes upstream once committed). Outputs made meanwhile
+   * share that commit.
+   */
+  soon(): void {
+    if (this.soonTimer || this.failing) return;
+    this.soonTimer = this.deps.clock.setTimeout(() => {
+      this.soonTimer = null;
+      this.flush();
+    }, this.options.outputFlushInterval ?? 10);
+  }
+
   /** False while the queue is full (the disk is failing): add() would refuse. */
   hasRoom(): boolean {
     return this.pending.length < this.options.maxPending;
@@ -167,6 +183,8 @@ export class ReadingWriter {
 
   /** Commits everything queued; returns how many new raw readings were stored. */
   flush(): number {
+    this.soonTimer?.cancel();
+    this.soonTimer = null;
     if (this.totalPending() === 0) return 0;
     const batch = this.pending;
     const waiters = this.waiters;
@@ -204,6 +222,8 @@ export class ReadingWriter {
   stop(): void {
     this.timer?.cancel();
     this.timer = null;
+    this.soonTimer?.cancel();
+    this.soonTimer = null;
     this.flush();
   }
 

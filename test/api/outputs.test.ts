@@ -7,6 +7,7 @@ import type { OutputRecord } from '../../src/engine/records.js';
 import { silentLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
+import { Outbox } from '../../src/store/outbox.js';
 import { OutputWriter } from '../../src/store/output-writer.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
@@ -37,6 +38,26 @@ interface Page<T> {
   items: T[];
   next: string | null;
 }
+
+describe('OutputWriter.add', () => {
+  it('says whether a record goes upstream (the writer then commits promptly), per rule and type', () => {
+    const db = openDatabase(':memory:', { synchronous: 'off' });
+    try {
+      const forward = new Map([['hot', new Set(['decision'])]]);
+      const clock = new ManualClock(0);
+      const out = new OutputWriter(db, {
+        clock,
+        decisionStates: () => [],
+        outbox: { outbox: new Outbox(db), forward },
+      });
+      assert.equal(out.add([result('hot', 'b-1', 0, 70), result('cold', 'b-1', 0, 5)]), false);
+      assert.equal(out.add([result('cold', 'b-1', 10, 5), decision('hot', 'b-1', 20, 'firing')]), true);
+      assert.equal(out.add([decision('cold', 'b-1', 20, 'firing')]), false);
+    } finally {
+      db.close();
+    }
+  });
+});
 
 describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
   let db: Db;

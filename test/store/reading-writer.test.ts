@@ -39,6 +39,28 @@ describe('ReadingWriter', () => {
       );
     });
 
+    it('soon() commits within outputFlushInterval, once for every request made meanwhile', async () => {
+      s = storeRig({ flushInterval: 200, outputFlushInterval: 10 });
+      s.writer.start();
+      s.writer.add(reading('d', 'm', 1, T0), 'src');
+      s.writer.soon();
+      s.clock.advance(5);
+      s.writer.add(reading('d', 'm', 2, T0 + 1), 'src');
+      s.writer.soon();
+      s.clock.advance(4);
+      assert.equal(rowCount(s.db), 0, 'not before outputFlushInterval');
+      s.clock.advance(1);
+      assert.equal(rowCount(s.db), 2, 'both readings, in one commit, 10 ms after the first request');
+      s.clock.advance(190);
+      assert.equal(await metricValue(s.metrics, 'tidegate_store_commits_total'), 1);
+      // A regular commit first cancels the pending request: no empty commit follows.
+      s.writer.add(reading('d', 'm', 3, T0 + 2), 'src');
+      s.writer.soon();
+      s.writer.flush();
+      s.clock.advance(20);
+      assert.equal(await metricValue(s.metrics, 'tidegate_store_commits_total'), 2);
+    });
+
     it('does not commit when nothing waits', async () => {
       s = storeRig({ flushInterval: 200 });
       s.writer.start();
