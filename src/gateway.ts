@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { ApiServer, createApp } from './api/server.js';
 import { type Clock, systemClock } from './clock.js';
 import type { GatewayConfig, SourceConfig } from './config/schema.js';
-import { DuplicateFilter, dedupeHorizon } from './engine/dedupe.js';
+import { dedupeHorizon, RecentDuplicates } from './engine/dedupe.js';
 import { EventBus } from './events.js';
 import { LiveRules } from './live-rules.js';
 import { createLogger, type Logger, RateLimitedLog } from './log.js';
@@ -21,6 +21,7 @@ import { OutputsQuery } from './store/outputs-query.js';
 import { ReadingWriter } from './store/reading-writer.js';
 import { ReadingsQuery } from './store/readings-query.js';
 import { RuleStore } from './store/rule-store.js';
+import { StoredDuplicates } from './store/stored-duplicates.js';
 import { createUpstream } from './upstreams/create.js';
 import type { Upstream } from './upstreams/upstream.js';
 import { VERSION } from './version.js';
@@ -103,7 +104,10 @@ export class Gateway {
       outbox: forwarding,
     });
     this.rules = rules;
-    const duplicates = new DuplicateFilter(dedupeHorizon(rules.rules));
+    // Without raw readings in the store, recent readings are remembered in memory (bounded).
+    const duplicates = config.store.readings
+      ? new StoredDuplicates(writer)
+      : new RecentDuplicates(dedupeHorizon(rules.rules), 200_000);
     rules.start(duplicates);
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew },

@@ -1,8 +1,8 @@
 /**
  * Duplicate readings (SPEC §1, fine print 11): the same device, metric, instant and value is one
- * reading, however often it arrives. Memory is bounded by forgetting readings whose ts is older than
- * the largest ts seen minus a horizon; a duplicate older than that passes (the engine will almost
- * always drop it as late anyway, since the horizon is far beyond any rule's windows and lateness).
+ * reading, however often it arrives. The live gateway that stores raw readings asks the store
+ * (`src/store/stored-duplicates.ts`); replay and a gateway without raw readings remember recent
+ * readings here.
  */
 import type { Reading } from '../model/reading.js';
 import { readingKey } from '../model/reading.js';
@@ -24,12 +24,26 @@ export function dedupeHorizon(rules: readonly CompiledRule[]): number {
   return Math.max(HOUR, 2 * span);
 }
 
-export class DuplicateFilter {
+export interface DuplicateFilter {
+  /** True when this reading was seen before; otherwise remembers it and returns false. */
+  isDuplicate(r: Reading): boolean;
+}
+
+/**
+ * Remembers the readings of the last `horizon` of event time (from the largest ts seen), and at
+ * most `maxEntries` of them, the most recent arrivals: a duplicate older than that passes (the
+ * engine will almost always drop it as late anyway, since the horizon is far beyond any rule's
+ * windows and lateness).
+ */
+export class RecentDuplicates implements DuplicateFilter {
   private seen = new Map<string, number>();
   private maxTs = Number.NEGATIVE_INFINITY;
   private nextSweep = 4096;
 
-  constructor(readonly horizon: number = HOUR) {}
+  constructor(
+    readonly horizon: number = HOUR,
+    readonly maxEntries = 1_000_000,
+  ) {}
 
   /** True when this reading was seen before; otherwise remembers it and returns false. */
   isDuplicate(r: Reading): boolean {
@@ -49,6 +63,12 @@ export class DuplicateFilter {
   private sweep(): void {
     const cutoff = this.maxTs - this.horizon;
     for (const [key, ts] of this.seen) if (ts < cutoff) this.seen.delete(key);
+    // Over the cap, the earliest arrivals go (a Map iterates in insertion order).
+    let excess = this.seen.size - this.maxEntries;
+    for (const key of this.seen.keys()) {
+      if (excess-- <= 0) break;
+      this.seen.delete(key);
+    }
     // Amortised O(1) per reading: the next sweep waits until the map has doubled.
     this.nextSweep = Math.max(4096, 2 * this.seen.size);
   }

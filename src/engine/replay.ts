@@ -6,7 +6,7 @@
 import { ManualClock } from '../clock.js';
 import { type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
 import type { CompiledRule } from './compile.js';
-import { DuplicateFilter, dedupeHorizon } from './dedupe.js';
+import { dedupeHorizon, RecentDuplicates } from './dedupe.js';
 import { RuleEngine } from './engine.js';
 import type { OutputRecord } from './records.js';
 
@@ -25,7 +25,7 @@ export async function replay(
 ): Promise<ReplaySummary> {
   // The clock is never read in replay (live: false); it is there because the engine takes one.
   const engine = new RuleEngine(rules, { clock: new ManualClock(0), live: false });
-  const duplicates = new DuplicateFilter(dedupeHorizon(rules));
+  const duplicates = new RecentDuplicates(dedupeHorizon(rules));
   const summary: ReplaySummary = { readings: 0, rejected: 0, duplicates: 0, records: 0 };
   const write = (records: OutputRecord[]): void => {
     for (const r of records) emit(JSON.stringify(r));

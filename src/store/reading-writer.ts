@@ -75,6 +75,8 @@ export class ReadingWriter {
     upsertRollup: Statement;
     updateLatest: Statement;
     upsertDevice: Statement;
+    isStored: Statement;
+    maxTs: Statement;
   };
 
   constructor(
@@ -108,6 +110,8 @@ export class ReadingWriter {
         `INSERT INTO devices (id, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET source = excluded.source, last_seen = max(last_seen, excluded.last_seen)`,
       ),
+      isStored: db.prepare('SELECT 1 FROM readings WHERE ts = ? AND series_id = ? AND value = ?').pluck(),
+      maxTs: db.prepare('SELECT last_ts FROM series WHERE device = ? AND metric = ?').pluck(),
     };
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
   }
@@ -164,6 +168,17 @@ export class ReadingWriter {
     // While commits fail, retry only on the timer, not on every reading.
     if (this.pending.length >= this.options.batchSize && !this.failing) this.flush();
     return true;
+  }
+
+  /** Whether this exact reading (device, metric, ts, value) is committed to the store. */
+  isStored(r: Reading): boolean {
+    const id = this.knownSeriesId(r);
+    return id !== undefined && this.stmt.isStored.get(r.ts, id, r.value) !== undefined;
+  }
+
+  /** The newest ts committed for a series (kept even without raw readings), or null. */
+  storedMaxTs(device: string, metric: string): number | null {
+    return (this.stmt.maxTs.get(device, metric) as number | null | undefined) ?? null;
   }
 
   /** Resolves once everything queued so far is committed; rejects if that commit fails. */
@@ -275,12 +290,22 @@ export class ReadingWriter {
   }
 
   private seriesId(r: Reading): number {
-    const key = `${r.device}\u0000${r.metric}`;
-    let id = this.seriesIds.get(key);
+    let id = this.knownSeriesId(r);
     if (id === undefined) {
       this.stmt.insertSeries.run(r.device, r.metric, r.unit ?? null);
       id = this.stmt.selectSeries.get(r.device, r.metric) as number;
-      this.seriesIds.set(key, id);
+      this.seriesIds.set(`${r.device}\u0000${r.metric}`, id);
+    }
+    return id;
+  }
+
+  /** The id of a series already in the store, or undefined. */
+  private knownSeriesId(r: Reading): number | undefined {
+    const key = `${r.device}\u0000${r.metric}`;
+    let id = this.seriesIds.get(key);
+    if (id === undefined) {
+      id = this.stmt.selectSeries.get(r.device, r.metric) as number | undefined;
+      if (id !== undefined) this.seriesIds.set(key, id);
     }
     return id;
   }

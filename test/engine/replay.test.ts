@@ -1,7 +1,7 @@
 /** Replay (fine print 10, 11): JSON lines in, records out, deterministic; duplicates and bad lines. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DuplicateFilter } from '../../src/engine/dedupe.js';
+import { RecentDuplicates } from '../../src/engine/dedupe.js';
 import { replay } from '../../src/engine/replay.js';
 import { compile } from './helpers.js';
 
@@ -98,10 +98,19 @@ describe('replay', () => {
 
 describe('DuplicateFilter', () => {
   it('forgets readings older than the horizon behind the largest ts, keeping memory bounded', () => {
-    const f = new DuplicateFilter(1000);
+    const f = new RecentDuplicates(1000);
     for (let i = 0; i < 100_000; i++)
       assert.equal(f.isDuplicate({ device: 'd', metric: 'm', value: 1, ts: i * 10 }), false);
     assert.ok(f.size < 10_000, `size ${f.size}`);
     assert.equal(f.isDuplicate({ device: 'd', metric: 'm', value: 1, ts: 999_990 }), true);
+  });
+
+  it('keeps at most maxEntries readings, the latest arrivals, whatever their ts', () => {
+    const f = new RecentDuplicates(3_600_000, 5_000);
+    for (let i = 0; i < 100_000; i++)
+      assert.equal(f.isDuplicate({ device: 'd', metric: 'm', value: i, ts: 1000 }), false);
+    assert.ok(f.size <= 10_000, `size ${f.size}`);
+    assert.equal(f.isDuplicate({ device: 'd', metric: 'm', value: 99_999, ts: 1000 }), true);
+    assert.equal(f.isDuplicate({ device: 'd', metric: 'm', value: 5, ts: 1000 }), false, 'forgotten');
   });
 });

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { ManualClock } from '../../src/clock.js';
-import { DuplicateFilter } from '../../src/engine/dedupe.js';
+import { type DuplicateFilter, RecentDuplicates } from '../../src/engine/dedupe.js';
 import { EventBus } from '../../src/events.js';
 import { RateLimitedLog, silentLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
@@ -13,6 +13,8 @@ import { Ingest } from '../../src/sources/ingest.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { ReadingWriter, type ReadingWriterOptions } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
+import { StoredDuplicates } from '../../src/store/stored-duplicates.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
 const NOW = Date.parse('2026-11-24T10:00:00.000Z');
 
@@ -40,8 +42,12 @@ interface Rig {
   logLines: Record<string, unknown>[];
 }
 
-function rig(writerOptions: Partial<ReadingWriterOptions> = {}, duplicates?: DuplicateFilter): Rig {
-  const db = openDatabase(':memory:', { synchronous: 'normal' });
+function rig(
+  writerOptions: Partial<ReadingWriterOptions> = {},
+  makeDuplicates?: (writer: ReadingWriter) => DuplicateFilter,
+  database?: Db,
+): Rig {
+  const db = database ?? openDatabase(':memory:', { synchronous: 'normal' });
   const clock = new ManualClock(NOW);
   const metrics = new Metrics();
   const bus = new EventBus();
@@ -58,6 +64,7 @@ function rig(writerOptions: Partial<ReadingWriterOptions> = {}, duplicates?: Dup
     { batchSize: 1000, flushInterval: 200, maxPending: 10_000, storeReadings: true, ...writerOptions },
     { clock, metrics, log: silentLogger() },
   );
+  const duplicates = makeDuplicates?.(writer);
   const ingest = new Ingest(
     { maxFutureSkew: 5 * 60_000 },
     {
@@ -230,60 +237,123 @@ describe('Ingest', () => {
   });
 });
 
-describe('Ingest with a duplicate filter', () => {
-  let r: Rig;
-  const ctx = { device: 'b1', metric: 't', maxMetrics: 1 };
-  beforeEach(() => {
-    r = rig({}, new DuplicateFilter(3_600_000));
-  });
-  afterEach(() => {
-    r.writer.stop();
-    r.db.close();
-  });
+const filters: [string, (writer: ReadingWriter) => DuplicateFilter][] = [
+  ['remembering recent readings', () => new RecentDuplicates(3_600_000)],
+  ['asking the store', (writer) => new StoredDuplicates(writer)],
+];
 
-  it('stores and announces a redelivery once, counted as a duplicate, not a rejection', async () => {
-    const first = r.ingest.submit(
-      'mqtt',
-      decodePayload('{"value": 7, "ts": "2026-11-24T09:59:59.500Z"}', 'value', ctx),
-    );
-    // The same instant in another notation: a QoS 1 redelivery after a reconnect.
-    const again = r.ingest.submit(
-      'mqtt',
-      decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx),
-    );
-    r.writer.flush();
-    assert.equal(first.accepted, 1);
-    assert.equal(again.accepted, 0);
-    assert.equal(again.rejected, 0, 'a duplicate is ignored (SPEC §1), not rejected');
-    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
-    assert.equal(r.events.readings.length, 1, 'rules see it once');
-    assert.equal(r.events.rejected.length, 0);
-    assert.equal(await counterValue(r.metrics, 'tidegate_readings_duplicate_total'), 1);
-    assert.equal(await counterValue(r.metrics, 'tidegate_readings_rejected_total'), 0);
-    assert.equal(await counterValue(r.metrics, 'tidegate_readings_ingested_total', { source: 'mqtt' }), 1);
-  });
-
-  it('takes a different value at the same ts as a new reading', () => {
-    r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx));
-    r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 8, ts: NOW - 500 }), 'value', ctx));
-    r.writer.flush();
-    assert.equal(r.events.readings.length, 2);
-    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 2);
-  });
-
-  it('does not report a redelivery durable before the original is committed', async () => {
-    r.writer.start();
-    const payload = JSON.stringify({ value: 7, ts: NOW - 500 });
-    r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
-    const again = r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
-    let acked = false;
-    const durable = again.durable().then(() => {
-      acked = true;
+for (const [name, makeDuplicates] of filters)
+  describe(`Ingest with a duplicate filter ${name}`, () => {
+    let r: Rig;
+    const ctx = { device: 'b1', metric: 't', maxMetrics: 1 };
+    beforeEach(() => {
+      r = rig({}, makeDuplicates);
     });
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(acked, false, 'acknowledging the redelivery now would lose the reading on a power cut');
-    r.clock.advance(200);
-    await durable;
-    assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+    afterEach(() => {
+      r.writer.stop();
+      r.db.close();
+    });
+
+    it('stores and announces a redelivery once, counted as a duplicate, not a rejection', async () => {
+      const first = r.ingest.submit(
+        'mqtt',
+        decodePayload('{"value": 7, "ts": "2026-11-24T09:59:59.500Z"}', 'value', ctx),
+      );
+      // The same instant in another notation: a QoS 1 redelivery after a reconnect.
+      const again = r.ingest.submit(
+        'mqtt',
+        decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx),
+      );
+      r.writer.flush();
+      assert.equal(first.accepted, 1);
+      assert.equal(again.accepted, 0);
+      assert.equal(again.rejected, 0, 'a duplicate is ignored (SPEC §1), not rejected');
+      assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+      assert.equal(r.events.readings.length, 1, 'rules see it once');
+      assert.equal(r.events.rejected.length, 0);
+      assert.equal(await counterValue(r.metrics, 'tidegate_readings_duplicate_total'), 1);
+      assert.equal(await counterValue(r.metrics, 'tidegate_readings_rejected_total'), 0);
+      assert.equal(await counterValue(r.metrics, 'tidegate_readings_ingested_total', { source: 'mqtt' }), 1);
+    });
+
+    it('takes a different value at the same ts as a new reading', () => {
+      r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx));
+      r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 8, ts: NOW - 500 }), 'value', ctx));
+      r.writer.flush();
+      assert.equal(r.events.readings.length, 2);
+      assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 2);
+    });
+
+    it('does not report a redelivery durable before the original is committed', async () => {
+      r.writer.start();
+      const payload = JSON.stringify({ value: 7, ts: NOW - 500 });
+      r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
+      const again = r.ingest.submit('mqtt', decodePayload(payload, 'value', ctx));
+      let acked = false;
+      const durable = again.durable().then(() => {
+        acked = true;
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(acked, false, 'acknowledging the redelivery now would lose the reading on a power cut');
+      r.clock.advance(200);
+      await durable;
+      assert.equal(r.query.readings({ order: 'asc', limit: 10 }).items.length, 1);
+    });
+
+    it('catches redeliveries before and after the commit, out of order, among many series', () => {
+      const payload = (device: string, value: number, ts: number) =>
+        decodePayload(JSON.stringify({ value, ts }), 'value', { ...ctx, device });
+      // 20 series, each in order over 40 s; then every reading again, in reverse: half before the
+      // commit (found in memory), half after it (the older ones found in the store).
+      const sent: [string, number, number][] = [];
+      for (let i = 0; i < 400; i++) sent.push([`d${i % 20}`, i % 7, NOW - 100_000 + i * 100]);
+      for (const [d, v, ts] of sent) assert.equal(r.ingest.submit('mqtt', payload(d, v, ts)).accepted, 1);
+      const again = [...sent].reverse();
+      for (const [d, v, ts] of again.slice(0, 200))
+        assert.equal(r.ingest.submit('mqtt', payload(d, v, ts)).duplicates, 1);
+      r.writer.flush();
+      for (const [d, v, ts] of again.slice(200))
+        assert.equal(r.ingest.submit('mqtt', payload(d, v, ts)).duplicates, 1);
+      // An older reading that was never sent is new; so is one with another value at a known ts.
+      assert.equal(r.ingest.submit('mqtt', payload('d3', 1, NOW - 200_000)).accepted, 1);
+      assert.equal(
+        r.ingest.submit('mqtt', payload('d3', 1, NOW - 200_000)).duplicates,
+        1,
+        'queued, not yet stored',
+      );
+      assert.equal(r.ingest.submit('mqtt', payload('d3', 99, NOW - 100_000 + 3 * 100)).accepted, 1);
+      r.writer.flush();
+      assert.equal(r.events.readings.length, 402);
+      assert.equal(r.query.readings({ order: 'asc', limit: 1000 }).items.length, 402);
+    });
+  });
+
+describe('Ingest with the duplicate filter asking the store, across a restart', () => {
+  it('a redelivery of a reading stored before the restart is a duplicate; memory grows with series only', () => {
+    const tmp = makeTempDir();
+    try {
+      const path = tmp.file('dup.db');
+      const ctx = { device: 'b1', metric: 't', maxMetrics: 1 };
+      const message = (value: number, ts: number) =>
+        decodePayload(JSON.stringify({ value, ts }), 'value', ctx);
+      const first = rig({}, (w) => new StoredDuplicates(w), openDatabase(path, { synchronous: 'normal' }));
+      for (let i = 0; i < 50; i++) first.ingest.submit('mqtt', message(i, NOW - 60_000 + i * 1000));
+      first.writer.stop();
+      first.db.close();
+      const second = rig({}, (w) => new StoredDuplicates(w), openDatabase(path, { synchronous: 'normal' }));
+      try {
+        assert.equal(second.ingest.submit('mqtt', message(49, NOW - 60_000 + 49 * 1000)).duplicates, 1);
+        assert.equal(second.ingest.submit('mqtt', message(10, NOW - 60_000 + 10 * 1000)).duplicates, 1);
+        assert.equal(second.ingest.submit('mqtt', message(7, NOW - 60_000 + 49 * 1000)).accepted, 1);
+        assert.equal(second.ingest.submit('mqtt', message(50, NOW)).accepted, 1);
+        second.writer.flush();
+        assert.equal(second.query.readings({ order: 'asc', limit: 100 }).items.length, 52);
+      } finally {
+        second.writer.stop();
+        second.db.close();
+      }
+    } finally {
+      tmp.remove();
+    }
   });
 });
