@@ -13,7 +13,8 @@ import { compileRules, validateRules } from '../src/model/rule.js';
 
 interface Scenario {
   title: string;
-  target: number;
+  /** readings/s the scenario must reach; null: measured for information. */
+  target: number | null;
   readings: number;
   rules: Record<string, unknown>[];
   devices: number;
@@ -88,7 +89,7 @@ function scenarios(): Record<string, Scenario> {
     },
     hundredAll: {
       title: '100 rules on one stream, every rule sees every reading (worst case)',
-      target: 200_000,
+      target: null,
       readings: 500_000,
       devices: 100,
       metrics: 10,
@@ -137,7 +138,9 @@ function runScenario(name: string, s: Scenario): void {
   const rss = process.memoryUsage().rss / 2 ** 20;
   console.log(
     `${s.title}\n  ${name}: ${Math.round(rate).toLocaleString('en')} readings/s ` +
-      `(target ${s.target.toLocaleString('en')}: ${rate >= s.target ? 'met' : 'NOT met'}), ` +
+      (s.target === null
+        ? '(no target), '
+        : `(target ${s.target.toLocaleString('en')}: ${rate >= s.target ? 'met' : 'NOT met'}), `) +
       `${s.readings.toLocaleString('en')} readings, ${records.toLocaleString('en')} records, RSS ${rss.toFixed(0)} MiB, ` +
       `per-reading latency over batches of ${batch}: p50 ${quantile(batchNs, 0.5).toFixed(0)} ns, ` +
       `p99 ${quantile(batchNs, 0.99).toFixed(0)} ns`,

@@ -1,7 +1,9 @@
 /**
  * The rule engine (SPEC §2): pure, no I/O; time comes only from the injected Clock, and only for
- * idleness in live mode. Rules run in file order on each reading; a per-metric index of the rules
- * whose metric glob accepts the name spares a reading the rules that cannot see it.
+ * idleness in live mode. Rules run in file order on each reading. Rules are indexed by metric (the
+ * rules whose metric glob accepts the name) and, per device, by metric (those whose device glob
+ * accepts the device too): a reading meets only the rules that can see it, found with two map
+ * lookups, never by testing every rule.
  *
  * Rules can change at run time (the REST API): each runner owns a *slot* in the per-device arrays,
  * stable while the rule lives, so that a change never disturbs the state of the other rules.
@@ -20,11 +22,12 @@ export interface EngineOptions {
   live: boolean;
 }
 
-/** Per device name, per rule (by slot): its clock in that rule and whether the rule's device glob matches. */
+/** Per device name: its clock in each rule (by slot), and per metric the rules that match both. */
 interface DeviceEntry {
   clocks: (DeviceClock | undefined)[];
-  /** 0 not yet tested, 1 matches, 2 does not. */
-  matches: Int8Array;
+  runners: Map<string, RuleRunner[]>;
+  /** The rule set `runners` was built for (see RuleEngine.generation). */
+  generation: number;
 }
 
 const NOTHING: OutputRecord[] = Object.freeze([]) as unknown as OutputRecord[];
@@ -39,11 +42,13 @@ export interface RuleStateDiscarded {
 export class RuleEngine {
   /** File order; rules added at run time go last. */
   private readonly runners: RuleRunner[];
-  /** Length of every device entry's arrays: the number of slots ever needed at once. */
+  /** The number of slots ever needed at once: the length of a device entry's clocks. */
   private slots: number;
   /** Slots of removed rules, cleared in every device entry, to reuse. */
   private readonly freeSlots: number[] = [];
   private byMetric = new Map<string, RuleRunner[]>();
+  /** Bumped by every rule change: the per-device indexes built before are stale. */
+  private generation = 0;
   private readonly devices = new Map<string, DeviceEntry>();
   private readonly valueEnv = new Float64Array(1);
   private out: OutputRecord[] = [];
@@ -69,17 +74,14 @@ export class RuleEngine {
   /** Adds a rule after the others; it starts with no windows and no decision state. */
   addRule(rule: CompiledRule): void {
     if (this.has(rule.id)) throw new Error(`rule ${rule.id} already exists`);
-    let slot = this.freeSlots.pop();
-    if (slot === undefined) {
-      slot = this.slots++;
-      for (const entry of this.devices.values()) {
-        const matches = new Int8Array(this.slots);
-        matches.set(entry.matches);
-        entry.matches = matches;
-      }
-    }
+    const slot = this.freeSlots.pop() ?? this.slots++;
     this.runners.push(new RuleRunner(rule, slot, this.options.live));
+    this.rulesChanged();
+  }
+
+  private rulesChanged(): void {
     this.byMetric = new Map();
+    this.generation++;
   }
 
   /**
@@ -91,7 +93,7 @@ export class RuleEngine {
     const old = this.runners[i] as RuleRunner;
     const discarded = this.clearSlot(old.index);
     this.runners[i] = new RuleRunner(rule, old.index, this.options.live);
-    this.byMetric = new Map();
+    this.rulesChanged();
     return discarded;
   }
 
@@ -102,7 +104,7 @@ export class RuleEngine {
     const discarded = this.clearSlot(old.index);
     this.runners.splice(i, 1);
     this.freeSlots.push(old.index);
-    this.byMetric = new Map();
+    this.rulesChanged();
     return discarded;
   }
 
@@ -112,7 +114,7 @@ export class RuleEngine {
     return i;
   }
 
-  /** Forgets every device's clock and match result in a slot; counts the groups they fed. */
+  /** Forgets every device's clock in a slot; counts the groups they fed. */
   private clearSlot(slot: number): RuleStateDiscarded {
     const groups = new Set<unknown>();
     for (const entry of this.devices.values()) {
@@ -123,7 +125,6 @@ export class RuleEngine {
         if (d.ownGroup !== null) groups.add(d.ownGroup);
       }
       entry.clocks[slot] = undefined;
-      entry.matches[slot] = 0;
     }
     return { groups: groups.size };
   }
@@ -135,25 +136,19 @@ export class RuleEngine {
   process(reading: Reading): OutputRecord[] {
     const seq = ++this.seq;
     const now = this.options.live ? this.options.clock.now() : 0;
-    const runners = this.runnersFor(reading.metric);
-    if (runners.length === 0) return NOTHING;
+    if (this.runnersFor(reading.metric).length === 0) return NOTHING;
     let entry = this.devices.get(reading.device);
     if (entry === undefined) {
-      entry = { clocks: new Array(this.slots), matches: new Int8Array(this.slots) };
+      entry = { clocks: new Array(this.slots), runners: new Map(), generation: this.generation };
       this.devices.set(reading.device, entry);
     }
+    // Fine print 1: a reading that fails match or where is invisible to the rule.
+    const runners = this.runnersOf(entry, reading);
     const out = this.out;
     const valueEnv = this.valueEnv;
     for (let i = 0; i < runners.length; i++) {
       const runner = runners[i] as RuleRunner;
       const k = runner.index;
-      // Fine print 1: a reading that fails match or where is invisible to the rule.
-      let m = entry.matches[k] as number;
-      if (m === 0) {
-        m = runner.rule.matchDevice(reading.device) ? 1 : 2;
-        entry.matches[k] = m;
-      }
-      if (m === 2) continue;
       const where = runner.rule.where;
       if (where !== null) {
         valueEnv[0] = reading.value;
@@ -199,6 +194,21 @@ export class RuleEngine {
     if (out.length === 0) return NOTHING;
     this.out = [];
     return out;
+  }
+
+  /** The rules, in order, whose match accepts this reading's device and metric. */
+  private runnersOf(entry: DeviceEntry, reading: Reading): RuleRunner[] {
+    if (entry.generation !== this.generation) {
+      entry.runners = new Map();
+      entry.generation = this.generation;
+    }
+    let list = entry.runners.get(reading.metric);
+    if (list === undefined) {
+      list = this.runnersFor(reading.metric).filter((r) => r.rule.matchDevice(reading.device));
+      if (entry.runners.size >= METRIC_INDEX_LIMIT) entry.runners = new Map();
+      entry.runners.set(reading.metric, list);
+    }
+    return list;
   }
 
   private runnersFor(metric: string): RuleRunner[] {
