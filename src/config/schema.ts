@@ -141,7 +141,7 @@ const storeSchema = z.strictObject({
    * A rule output that goes upstream (a forwarded result or decision) is committed, with whatever
    * waits, at most this long after it was made, instead of at the next flushInterval.
    */
-  outputFlushInterval: duration({ min: 0 }).default(10),
+  outputFlushInterval: duration({ min: 0 }).default(2),
   /** A group commit also happens as soon as this many readings wait. */
   batchSize: num(z.number().int().min(1).max(1_000_000)).default(5000),
   /** At most this many readings wait in memory when the disk fails; beyond it they are rejected. */

@@ -11,7 +11,7 @@ export interface ReadingWriterOptions {
   batchSize: number;
   /** Commit at least this often while readings wait. */
   flushInterval: number;
-  /** After soon(), commit within this many ms (rule outputs bound for the upstreams); default 10. */
+  /** After soon(), commit within this many ms (rule outputs bound for the upstreams); default 2. */
   outputFlushInterval?: number;
   /** Readings held in memory while the disk fails; beyond this add() refuses. */
   maxPending: number;
@@ -152,7 +152,7 @@ export class ReadingWriter {
     this.soonTimer = this.deps.clock.setTimeout(() => {
       this.soonTimer = null;
       this.flush();
-    }, this.options.outputFlushInterval ?? 10);
+    }, this.options.outputFlushInterval ?? 2);
   }
 
   /** False while the queue is full (the disk is failing): add() would refuse. */

@@ -3,7 +3,7 @@ import type { Reading } from '../model/reading.js';
 import type { ReadingWriter } from './reading-writer.js';
 
 /** Event time each series keeps in memory behind its newest reading. */
-const RECENT_MS = 5_000;
+const RECENT_MS = 1_000;
 
 /** What is known of one series. */
 interface SeriesSeen {

@@ -1,0 +1,1106 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import mqtt from 'mqtt';
+import { MOSQUITTO, type Mosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
+import { freePort } from '../test/helpers/net.js';
+import { machine, quantile } from './machine.js';
+
+/**
+ * The whole gateway end to end, as a Pi runs it: `node --max-old-space-size=192 dist/cli.js run`
+ * (the systemd unit's flags) as a child process with its embedded broker, 10 rules, raw readings
+ * stored on disk (a temp dir under /var/tmp, not tmpfs) and one mqtt upstream, a Debian mosquitto
+ * started here. A separate load process (e2e-load.js) publishes over MQTT; this process only
+ * watches: /proc of the gateway, its /metrics and /api/v1/health, and the decisions arriving at
+ * mosquitto.
+ *
+ * Runs (a fresh gateway and database each): (a) as fast as possible at QoS 0, (b) the same at
+ * QoS 1, (c) a fixed 10 k readings/s, (d) (a) with the gateway pinned to CPU 0 (taskset) and the
+ * load generator to the others; then the ceilings (e2e-limits.js): a bare aedes broker under the
+ * same load, and raw batched better-sqlite3 inserts in two table layouts. `--soak 30m` instead runs a steady load for that long while mosquitto
+ * goes down for 10 s every 30–60 s, and reports memory over time, drops and the backlog drain.
+ *
+ *   node build/bench/e2e.js [--seconds 60] [--rate 10000] [--connections 4] [--per-message 50]
+ *   node build/bench/e2e.js --soak 30m [--rate 10000]
+ *   (--max-old-space-size MB: the gateway's heap cap, default 192 as in the systemd unit; 0 = Node's)
+ *
+ * Bounded, talks only to 127.0.0.1, and removes its temp dirs and child processes on the way out
+ * (also on an error or SIGINT).
+ */
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const LOAD = fileURLToPath(new URL('./e2e-load.js', import.meta.url));
+const LIMITS = fileURLToPath(new URL('./e2e-limits.js', import.meta.url));
+const TASKSET = '/usr/bin/taskset';
+const MiB = 2 ** 20;
+const PROBE_MS = 100;
+const DEVICES = 200;
+const METRICS = 5; // per device, in e2e-load.ts
+const DRAIN_SECONDS = 60; // after a run's load stops, at most this long for what is in flight
+const SOAK_SAMPLE_MS = 5_000;
+const SOAK_DOWN_MS = 10_000;
+const SOAK_UP_MS = [30_000, 60_000] as const;
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: process.env['E2E_SECONDS'] ?? '60' },
+    soak: { type: 'string' },
+    rate: { type: 'string', default: '10000' }, // run (c) and the soak
+    connections: { type: 'string', default: '4' },
+    'per-message': { type: 'string', default: '50' },
+    // The gateway's V8 heap cap in MB: the systemd unit's (systemd/tidegate.service); 0 = Node's default.
+    'max-old-space-size': { type: 'string', default: '192' },
+  },
+});
+const SECONDS = Number(args.seconds);
+const RATE = Number(args.rate);
+const CONNECTIONS = Number(args.connections);
+const PER_MESSAGE = Number(args['per-message']);
+const HEAP_MB = Number(args['max-old-space-size']);
+const NODE_FLAGS = HEAP_MB > 0 ? [`--max-old-space-size=${HEAP_MB}`] : [];
+
+/** `90s`, `5m`, `30m`, `1h`, `250ms` or bare seconds → ms. */
+function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new Error(`expected a duration such as 90s, 5m or 30m, found "${text}"`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'] as number;
+  return Number(m[1]) * unit;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and cleanup
+
+/** Every child started here, ended (by its own pid) on the way out. */
+const children = new Set<ChildProcess>();
+const cleanups: (() => Promise<void> | void)[] = [];
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves on exit. */
+function terminate(child: ChildProcess, graceMs = 5_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(killer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+let cleaning: Promise<void> | null = null;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await Promise.all([...children].map((c) => terminate(c)));
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch {
+        // best effort on the way out
+      }
+    }
+  })();
+  return cleaning;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`e2e: ${signal}, cleaning up`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+/** The last lines a child wrote (stdout and stderr), for the report when it dies. */
+function tailOf(child: ChildProcess, keep = 100): string[] {
+  const lines: string[] = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on('line', (l) => {
+      lines.push(l);
+      if (lines.length > keep) lines.shift();
+    });
+  }
+  return lines;
+}
+
+/**
+ * Rejects when `child` exits: a process that must outlive a run died during it. The message
+ * names the signal or code and the telling line of its last output (V8's FATAL ERROR, an Error).
+ */
+function deathOf(child: ChildProcess, what: string, tail: string[]): Promise<never> {
+  return new Promise((_, reject) => {
+    child.once('exit', (code, signal) => {
+      const telling = tail.find((l) => /FATAL ERROR|Error/.test(l)) ?? tail.at(-1) ?? '(no output)';
+      reject(new Error(`${what} exited (${signal ?? `code ${code}`}): ${telling.trim()}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+function procField(pid: number, file: 'status' | 'io', key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'));
+  if (!m) throw new Error(`no ${key} in /proc/${pid}/${file}`);
+  return Number(m[1]);
+}
+
+const rssMiB = (pid: number) => (procField(pid, 'status', 'VmRSS') * 1024) / MiB;
+const peakRssMiB = (pid: number) => (procField(pid, 'status', 'VmHWM') * 1024) / MiB;
+const writeBytes = (pid: number) => procField(pid, 'io', 'write_bytes');
+
+/** utime + stime of a process in seconds (clock ticks are 100 Hz on Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+function median(xs: number[]): number {
+  return quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+}
+
+/** Polls `get` every `everyMs` until `done(value)`, for at most `timeoutMs`. */
+async function until<T>(
+  get: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<{ value: T; ms: number; reached: boolean }> {
+  const t0 = Date.now();
+  for (;;) {
+    const value = await get();
+    const ms = Date.now() - t0;
+    if (done(value)) return { value, ms, reached: true };
+    if (ms >= timeoutMs) return { value, ms, reached: false };
+    await sleep(everyMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway
+
+/** Ten rules of every window kind over the load's metrics, and the probe's rule (SPEC §2). */
+const RULES = `
+# Per-device temperature statistics every 10 s, forwarded upstream as results.
+- id: temp-stats
+  match: { device: "dev-*", metric: temperature }
+  window: { type: tumbling, size: 10s }
+  watermark: { maxOutOfOrder: 1s }
+  aggregates: { avg: avg, min: min, max: max, p95: p95 }
+  forward: [results]
+# Sliding 30 s average every 5 s with hysteresis.
+- id: temp-high
+  match: { device: "dev-*", metric: temperature }
+  window: { type: sliding, size: 30s, slide: 5s }
+  watermark: { maxOutOfOrder: 1s }
+  aggregates: { avg: avg }
+  when: "avg > 80"
+  clear: "avg < 75"
+  for: 2
+  forward: [decisions]
+# Hopping 10 s / 2 s power percentile, with allowed lateness.
+- id: power-p95
+  match: { device: "dev-*", metric: power }
+  window: { type: sliding, size: 10s, slide: 2s }
+  watermark: { maxOutOfOrder: 1s }
+  lateness: 5s
+  aggregates: { p95: p95, peak: max }
+  when: "p95 > 1400"
+  forward: [decisions]
+# Every 100 humidity readings per device.
+- id: humidity-count
+  match: { device: "dev-*", metric: humidity }
+  window: { type: count, size: 100 }
+  aggregates: { avg: avg, spread: spread }
+# The last 50 humidity readings every 10.
+- id: humidity-low
+  match: { device: "dev-*", metric: humidity }
+  window: { type: count, size: 50, slide: 10 }
+  aggregates: { low: min }
+  when: "low < 25"
+  clear: "low > 30"
+  forward: [decisions]
+# Bursts of pressure readings: a session ends after 2 s of silence.
+- id: pressure-session
+  match: { device: "dev-*", metric: pressure }
+  window: { type: session, gap: 2s }
+  aggregates: { avg: avg, n: count }
+# Vibration percentile per second, with a per-reading filter.
+- id: vibration-p95
+  match: { device: "dev-*", metric: vibration }
+  where: "value >= 0 and value < 100"
+  window: { type: tumbling, size: 1s }
+  watermark: { maxOutOfOrder: 1s }
+  aggregates: { p95: p95, peak: max }
+  when: "p95 > 9.5"
+  forward: [decisions]
+# Readings per device (every metric) every 5 s.
+- id: device-rate
+  match: { device: "dev-*" }
+  window: { type: tumbling, size: 5s }
+  watermark: { maxOutOfOrder: 1s }
+  aggregates: { n: count }
+# Fleet-wide temperature: one group over all devices.
+- id: fleet-temperature
+  match: { device: "dev-*", metric: temperature }
+  groupBy: []
+  window: { type: tumbling, size: 10s }
+  watermark: { maxOutOfOrder: 1s, idleTimeout: 10s }
+  aggregates: { avg: avg, min: min, max: max }
+  forward: [results]
+# The latency probe: a window of one reading decides at once, whatever the watermark.
+- id: probe-alarm
+  match: { device: probe, metric: level }
+  window: { type: count, size: 1 }
+  aggregates: { level: max }
+  when: "level > 50"
+  forward: [decisions]
+`;
+
+interface Gateway {
+  pid: number;
+  brokerUrl: string;
+  /** Rejects when the gateway exits before stop(). */
+  died: Promise<never>;
+  alive(): boolean;
+  metrics(): Promise<Map<string, number>>;
+  health(): Promise<{ upstreams: { id: string; backlog: number; state: string }[] }>;
+  /** The msg of every log line (warn and above: the log level), counted. */
+  warnings: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+/** Prometheus text → sample (name with labels, as printed) → value. */
+function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+/** The sum of a metric over all its label sets. */
+function total(m: Map<string, number>, name: string): number {
+  let sum = 0;
+  for (const [k, v] of m) if (k === name || k.startsWith(`${name}{`)) sum += v;
+  return sum;
+}
+
+/** The label sets of a metric with a non-zero value, for notes: `reason="future_ts"=12`. */
+function nonZero(m: Map<string, number>, name: string): string[] {
+  return [...m]
+    .filter(([k, v]) => k.startsWith(`${name}{`) && v > 0)
+    .map(([k, v]) => `${k.slice(name.length + 1, -1)}=${v}`);
+}
+
+/** The bench config is checked with `tidegate validate` once, before the first gateway starts. */
+let configValidated = false;
+
+async function startGateway(base: string, id: string, upstreamUrl: string, pin: boolean): Promise<Gateway> {
+  const dir = join(base, id);
+  mkdirSync(dir);
+  const [apiPort, brokerPort] = [await freePort(), await freePort()];
+  writeFileSync(join(dir, 'rules.yaml'), RULES);
+  const configFile = join(dir, 'gateway.yaml');
+  writeFileSync(
+    configFile,
+    [
+      `gateway: { id: ${id} }`,
+      'log: { level: warn }',
+      `api: { host: 127.0.0.1, port: ${apiPort}, rateLimit: 0 }`,
+      `broker: { enabled: true, host: 127.0.0.1, port: ${brokerPort}, allowAnonymous: loopback, users: [] }`,
+      'sources:',
+      '  - { id: bench, type: mqtt, topics: [{ filter: "bench/{device}/{metric}", qos: 1, payload: auto }] }',
+      `rules: ${JSON.stringify(join(dir, 'rules.yaml'))}`,
+      'upstreams:',
+      `  - { id: mosquitto, type: mqtt, url: "${upstreamUrl}", topic: "tidegate/{gateway}/{type}/{rule}" }`,
+      `store: { path: ${JSON.stringify(join(dir, 'tidegate.db'))}, readings: true }`,
+      '',
+    ].join('\n'),
+  );
+  if (!configValidated) {
+    const v = spawnSync(process.execPath, [CLI, 'validate', '--config', configFile], { encoding: 'utf8' });
+    if (v.status !== 0) throw new Error(`the bench config does not validate:\n${v.stdout}${v.stderr}`);
+    configValidated = true;
+  }
+
+  const node = [process.execPath, ...NODE_FLAGS, CLI, 'run', '--config', configFile];
+  const [cmd, ...argv] = (pin ? [TASKSET, '-c', '0', ...node] : node) as [string, ...string[]];
+  const child = track(
+    spawn(cmd, argv, {
+      cwd: dir,
+      env: { ...process.env, TIDEGATE_TOKEN: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  const tail = tailOf(child);
+  const warnings = new Map<string, number>();
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    try {
+      const entry = JSON.parse(line) as { msg?: string };
+      const msg = entry.msg ?? line;
+      warnings.set(msg, (warnings.get(msg) ?? 0) + 1);
+    } catch {
+      // not a log line
+    }
+  });
+  let stopping = false;
+  const died = deathOf(child, `the gateway ${id}`, tail).catch((err: Error) => {
+    if (stopping) return new Promise<never>(() => {});
+    throw err;
+  });
+  died.catch(() => {}); // observed by the runs that race it
+  const api = `http://127.0.0.1:${apiPort}`;
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(`the gateway exited with ${child.exitCode}:\n${tail.join('\n')}`);
+    if (Date.now() > deadline) throw new Error('the gateway was not healthy within 30 s');
+    try {
+      if ((await fetch(`${api}/api/v1/health`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    await sleep(20);
+  }
+  return {
+    pid: child.pid as number,
+    brokerUrl: `mqtt://127.0.0.1:${brokerPort}`,
+    died,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    warnings,
+    metrics: async () => parseMetrics(await (await fetch(`${api}/metrics`)).text()),
+    health: async () =>
+      (await (await fetch(`${api}/api/v1/health`)).json()) as Awaited<ReturnType<Gateway['health']>>,
+    async stop() {
+      const crashed = child.exitCode !== null || child.signalCode !== null;
+      stopping = true;
+      await terminate(child, 10_000);
+      // SPEC §7: SIGTERM flushes and exits 0 within 5 s.
+      if (!crashed && child.exitCode !== 0)
+        console.log(
+          `note: gateway ${id} did not exit cleanly on SIGTERM: ${child.exitCode ?? child.signalCode}`,
+        );
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions at the upstream
+
+/** Per gateway id: the probe decisions that reached mosquitto (by seq) and their latencies. */
+interface DecisionLog {
+  seqs: Set<number>;
+  latencies: number[];
+  duplicates: number;
+}
+const decisionLogs = new Map<string, DecisionLog>();
+
+function newDecisionLog(gatewayId: string): DecisionLog {
+  const log: DecisionLog = { seqs: new Set(), latencies: [], duplicates: 0 };
+  decisionLogs.set(gatewayId, log);
+  return log;
+}
+
+/**
+ * Subscribes to the probe rule's decisions on mosquitto. A persistent session (clean: false), so
+ * that with mosquitto's persistence the subscription and what is published while this client
+ * reconnects survive a mosquitto restart. Latency = arrival here − the decision's `at`, which is
+ * the probe reading's ts, which is its publish time.
+ */
+async function subscribeDecisions(url: string): Promise<mqtt.MqttClient> {
+  const client = await mqtt.connectAsync(url, {
+    clientId: `e2e-decisions-${process.pid}`,
+    clean: false,
+    reconnectPeriod: 500,
+  });
+  client.on('message', (_topic, payload) => {
+    const now = Date.now();
+    const envelope = JSON.parse(payload.toString()) as { gateway: string; seq: number; body: { at: string } };
+    const log = decisionLogs.get(envelope.gateway);
+    if (!log) return;
+    if (log.seqs.has(envelope.seq)) {
+      log.duplicates++; // at-least-once: a batch retried after an outage
+      return;
+    }
+    log.seqs.add(envelope.seq);
+    log.latencies.push(now - Date.parse(envelope.body.at));
+  });
+  client.on('error', () => {}); // reconnects by itself while mosquitto restarts
+  await client.subscribeAsync('tidegate/+/decision/probe-alarm', { qos: 1 });
+  return client;
+}
+
+function latencyOf(log: DecisionLog): { p50: number; p99: number; max: number } {
+  const sorted = [...log.latencies].sort((a, b) => a - b);
+  return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? Number.NaN };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One load against one target
+
+interface LoadOptions {
+  seconds: number;
+  /** readings/s; 0 = as fast as the target takes them. */
+  rate: number;
+  qos: 0 | 1;
+  /** RSS sampling period. */
+  sampleMs?: number;
+  /** Run the load generator on these CPUs (taskset -c), to leave the gateway's core to it. */
+  loadCpus?: string;
+}
+
+/** e2e-load.js's report. */
+interface LoadResult {
+  published: number;
+  messages: number;
+  probes: number;
+  /** Publishing, then from the first publish to the last final PUBACK. */
+  loadSeconds: number;
+  seconds: number;
+  complete: boolean;
+  cpuSeconds: number;
+  failures: string[];
+}
+
+interface Target {
+  pid: number;
+  url: string;
+  died: Promise<never>;
+  /** What the target counted: readings stored (the gateway) or messages (bare aedes). */
+  unit: 'readings' | 'messages';
+  received(): Promise<number>;
+}
+
+interface Figures {
+  load: LoadResult;
+  /** What the target counted once settled, and what it should have counted. */
+  received: number;
+  expected: number;
+  noLoss: boolean;
+  /** Readings published / seconds to the last acknowledgement. */
+  rate: number;
+  rssPeak: number;
+  rssSteady: number;
+  cpuPct: number;
+  loadCpuPct: number;
+  writtenBytes: number;
+  /** Since the load started: ms → RSS MiB. */
+  samples: { t: number; rss: number }[];
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function drive(target: Target, o: LoadOptions): Promise<Figures> {
+  const load = [
+    ...[process.execPath, LOAD, '--url', target.url],
+    ...['--seconds', String(o.seconds), '--rate', String(o.rate), '--qos', String(o.qos)],
+    ...['--connections', String(CONNECTIONS), '--per-message', String(PER_MESSAGE)],
+    ...['--devices', String(DEVICES), '--probe-ms', String(PROBE_MS)],
+    ...['--drain-seconds', String(DRAIN_SECONDS)],
+  ];
+  const [cmd, ...argv] = (o.loadCpus ? [TASKSET, '-c', o.loadCpus, ...load] : load) as [string, ...string[]];
+  const child = track(spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const written0 = writeBytes(target.pid);
+  let start = { t: Date.now(), cpu: cpuSeconds(target.pid) };
+  const samples: { t: number; rss: number }[] = [];
+  const sampler = setInterval(() => {
+    try {
+      samples.push({ t: Date.now() - start.t, rss: rssMiB(target.pid) });
+    } catch {
+      // the target is gone: target.died reports it
+    }
+  }, o.sampleMs ?? 250);
+  const report = new Promise<LoadResult>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      let msg: { event?: string; message?: string };
+      try {
+        msg = JSON.parse(line) as typeof msg;
+      } catch {
+        return;
+      }
+      if (msg.event === 'started') {
+        start = { t: Date.now(), cpu: cpuSeconds(target.pid) };
+        samples.length = 0;
+      } else if (msg.event === 'done') resolve(msg as unknown as LoadResult);
+      else if (msg.event === 'error') reject(new Error(`the load generator failed: ${msg.message}`));
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`the load generator exited with ${code} without a report`)),
+    );
+  });
+  try {
+    const load = await withTimeout(
+      Promise.race([report, target.died]),
+      (o.seconds + DRAIN_SECONDS + 30) * 1000,
+      'the load generator did not finish in time',
+    );
+    const end = { t: Date.now(), cpu: cpuSeconds(target.pid) };
+    clearInterval(sampler);
+    const expected = target.unit === 'readings' ? load.published : load.messages;
+    // QoS 1 acknowledgements already mean "committed"; this only waits out anything slower.
+    const settled = await Promise.race([until(target.received, (n) => n >= expected, 10_000), target.died]);
+    const wall = (end.t - start.t) / 1000;
+    const half = (end.t - start.t) / 2;
+    return {
+      load,
+      received: settled.value,
+      expected,
+      noLoss: settled.value === expected && load.complete && load.failures.length === 0,
+      rate: load.published / load.seconds,
+      rssPeak: peakRssMiB(target.pid),
+      rssSteady: median(samples.filter((s) => s.t >= half).map((s) => s.rss)),
+      cpuPct: ((end.cpu - start.cpu) / wall) * 100,
+      loadCpuPct: (load.cpuSeconds / load.seconds) * 100,
+      writtenBytes: writeBytes(target.pid) - written0,
+      samples,
+    };
+  } catch (err) {
+    const last = samples.at(-1);
+    if (last) {
+      (err as Error).message +=
+        ` (${fixed(last.t / 1000, 1)} s into the load; RSS then ${fixed(last.rss, 1)} MiB)`;
+    }
+    throw err;
+  } finally {
+    clearInterval(sampler);
+    await terminate(child);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs, ceilings, report
+
+interface GatewayRun {
+  label: string;
+  /** Null when the gateway died during the run (the first note says how). */
+  figures: Figures | null;
+  latency: { p50: number; p99: number; max: number };
+  /** What the rules did (outputsOf). */
+  outputs: string;
+  notes: string[];
+}
+
+async function gatewayRun(
+  base: string,
+  mosquitto: Mosquitto,
+  label: string,
+  id: string,
+  o: LoadOptions,
+  pin = false,
+): Promise<GatewayRun> {
+  progress(`${label}: ${o.seconds} s`);
+  const gw = await startGateway(base, id, mosquitto.url, pin);
+  const log = newDecisionLog(id);
+  try {
+    const figures = await drive(
+      {
+        pid: gw.pid,
+        url: gw.brokerUrl,
+        died: gw.died,
+        unit: 'readings',
+        received: async () => total(await gw.metrics(), 'tidegate_readings_stored_total'),
+      },
+      o,
+    );
+    await until(
+      async () => log.seqs.size,
+      (n) => n >= figures.load.probes,
+      10_000,
+    );
+    const m = await gw.metrics();
+    return {
+      label,
+      figures,
+      latency: latencyOf(log),
+      outputs: outputsOf(m),
+      notes: notesOf(label, figures, m, log),
+    };
+  } catch (err) {
+    if (gw.alive()) throw err;
+    // A crash is a finding: report it and go on with the other runs.
+    const notes = [`${label}: ${(err as Error).message}`];
+    return { label, figures: null, latency: latencyOf(log), outputs: '', notes };
+  } finally {
+    await gw.stop();
+  }
+}
+
+/** What went wrong in a run, in words: loss, rejections, missing decisions, load failures. */
+function notesOf(label: string, f: Figures, m: Map<string, number>, log: DecisionLog): string[] {
+  const notes: string[] = [];
+  if (f.received !== f.expected) {
+    const why = [
+      ...nonZero(m, 'tidegate_readings_rejected_total'),
+      `duplicates=${total(m, 'tidegate_readings_duplicate_total')}`,
+      `pending=${total(m, 'tidegate_store_pending_readings')}`,
+    ];
+    notes.push(`${label}: ${f.expected - f.received} readings published but not stored (${why.join(', ')})`);
+  }
+  notes.push(...loadNotes(label, f));
+  if (log.seqs.size < f.load.probes)
+    notes.push(`${label}: ${f.load.probes} probe readings but ${log.seqs.size} decisions reached mosquitto`);
+  const dropped = total(m, 'tidegate_outbox_dropped_total');
+  if (dropped > 0) notes.push(`${label}: tidegate_outbox_dropped_total = ${dropped}`);
+  return notes;
+}
+
+/** The load generator's own trouble: failures, unacknowledged final publishes, a saturated core. */
+function loadNotes(label: string, f: Figures): string[] {
+  const notes = f.load.failures.map((failure) => `${label}: load generator: ${failure}`);
+  if (!f.load.complete) {
+    notes.push(
+      `${label}: the final QoS 1 publishes were not all acknowledged (within ${DRAIN_SECONDS} s, or a connection was lost)`,
+    );
+  }
+  if (f.loadCpuPct >= 90) {
+    notes.push(
+      `${label}: the load generator used ${fixed(f.loadCpuPct)} % of a core: a lower bound, set by the load generator`,
+    );
+  }
+  return notes;
+}
+
+/** What the rules did in a run, from /metrics. */
+function outputsOf(m: Map<string, number>): string {
+  return [
+    `rules: windows closed ${int(total(m, 'tidegate_windows_closed_total'))}`,
+    `revisions ${int(total(m, 'tidegate_result_revisions_total'))}`,
+    `decisions ${int(total(m, 'tidegate_decisions_total'))}`,
+    `late dropped ${int(total(m, 'tidegate_late_dropped_total'))}` +
+      (total(m, 'tidegate_late_dropped_total') > 0
+        ? ` (${nonZero(m, 'tidegate_late_dropped_total').join(' ')})`
+        : ''),
+    `forwarded upstream ${int(total(m, 'tidegate_upstream_sent_total'))}`,
+  ].join(', ');
+}
+
+interface AedesRun {
+  label: string;
+  figures: Figures;
+}
+
+async function bareAedesRun(label: string, o: LoadOptions): Promise<AedesRun> {
+  progress(`${label}: ${o.seconds} s`);
+  const child = track(
+    spawn(process.execPath, [LIMITS, 'aedes'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  const died = deathOf(child, 'the bare aedes broker', []);
+  died.catch(() => {});
+  try {
+    const port = await withTimeout(
+      Promise.race([
+        new Promise<number>((r) => child.once('message', (m) => r((m as { port: number }).port))),
+        died,
+      ]),
+      10_000,
+      'the bare aedes broker did not start',
+    );
+    const received = () =>
+      new Promise<number>((resolve) => {
+        child.once('message', (m) => resolve((m as { messages: number }).messages));
+        child.send('count');
+      });
+    const figures = await drive(
+      { pid: child.pid as number, url: `mqtt://127.0.0.1:${port}`, died, unit: 'messages', received },
+      o,
+    );
+    return { label, figures };
+  } finally {
+    child.removeAllListeners('exit');
+    await terminate(child);
+  }
+}
+
+interface SqliteRun {
+  layout: 'time' | 'rowid';
+  readings: number;
+  seconds: number;
+  writeBytes: number;
+  cpuSeconds: number;
+}
+
+async function sqliteRun(base: string, layout: SqliteRun['layout']): Promise<SqliteRun> {
+  progress(`raw SQLite inserts, ${layout} layout: ${SECONDS} s`);
+  const path = join(base, 'sqlite.db');
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        ...[LIMITS, 'sqlite', '--layout', layout, '--path', path, '--seconds', String(SECONDS)],
+        ...['--per-message', String(PER_MESSAGE)],
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    ),
+  );
+  let out = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const code = await withTimeout(
+    new Promise<number | null>((r) => child.once('exit', (c) => r(c))),
+    (SECONDS + 60) * 1000,
+    'the SQLite insert benchmark did not finish in time',
+  );
+  for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+  if (code !== 0) throw new Error(`the SQLite insert benchmark exited with ${code}`);
+  return { layout, ...(JSON.parse(out.trim()) as Omit<SqliteRun, 'layout'>) };
+}
+
+function progress(what: string): void {
+  console.error(`e2e: ${what} …`);
+}
+
+/** A table with a left-aligned first column and right-aligned others. */
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)))
+      .join('  ');
+  console.log(line(header));
+  for (const r of rows) console.log(line(r));
+}
+
+function loadShape(): string {
+  const example = `{"value":1013.2,"ts":${Date.now()}}`.length * PER_MESSAGE + PER_MESSAGE + 1;
+  return (
+    `load (separate process, mqtt.js): ${CONNECTIONS} connections + 1 probe connection; each message a JSON ` +
+    `array of ${PER_MESSAGE} {value, ts} readings of one series (~${(example / 1024).toFixed(1)} KiB), ` +
+    `${DEVICES} devices × ${METRICS} metrics, event time = publish time; probe: 1 reading every ${PROBE_MS} ms ` +
+    `→ rule probe-alarm (count window of 1) → decision → mosquitto`
+  );
+}
+
+async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
+  const max0: LoadOptions = { seconds: SECONDS, rate: 0, qos: 0 };
+  const max1: LoadOptions = { seconds: SECONDS, rate: 0, qos: 1 };
+  const fixedRate: LoadOptions = { ...max0, rate: RATE };
+  const pinnable = existsSync(TASKSET);
+  const a = await gatewayRun(base, mosquitto, '(a) max, QoS 0', 'e2e-a', max0);
+  const b = await gatewayRun(base, mosquitto, '(b) max, QoS 1', 'e2e-b', max1);
+  const c = await gatewayRun(base, mosquitto, `(c) ${int(RATE)}/s, QoS 0`, 'e2e-c', fixedRate);
+  // (d): the gateway on CPU 0 and the load generator on the others, so that the core is the gateway's.
+  const others = cpus().length > 1 ? { loadCpus: `1-${cpus().length - 1}` } : {};
+  const d = pinnable
+    ? await gatewayRun(base, mosquitto, '(d) max, QoS 0, 1 core', 'e2e-d', { ...max0, ...others }, true)
+    : null;
+  const runs = [a, b, c, ...(d ? [d] : [])];
+  const aedes0 = await bareAedesRun('bare aedes, QoS 0', max0);
+  const aedes1 = await bareAedesRun('bare aedes, QoS 1', max1);
+  const sqlite = [await sqliteRun(base, 'time'), await sqliteRun(base, 'rowid')];
+  const sqliteRate = (l: SqliteRun) => l.readings / l.seconds;
+
+  console.log('');
+  printTable(
+    ['gateway run', 'readings/s', 'published', 'stored', 'no loss', 'p50 ms', 'p99 ms'].concat([
+      'RSS peak',
+      'steady',
+      'CPU gw',
+      'CPU load',
+      'disk B/rdg',
+    ]),
+    runs.map(({ label, figures: f, latency }) =>
+      f === null
+        ? [label, 'CRASHED', ...Array<string>(10).fill('-')]
+        : [
+            label,
+            int(f.rate),
+            int(f.expected),
+            int(f.received),
+            f.noLoss ? 'yes' : 'NO',
+            int(latency.p50),
+            int(latency.p99),
+            `${fixed(f.rssPeak, 1)} MiB`,
+            `${fixed(f.rssSteady, 1)} MiB`,
+            `${fixed(f.cpuPct)} %`,
+            `${fixed(f.loadCpuPct)} %`,
+            fixed(f.writtenBytes / f.received),
+          ],
+    ),
+  );
+  if (!pinnable) console.log(`(d) skipped: ${TASKSET} not found`);
+  for (const { label, figures: f, outputs } of runs) {
+    if (!f) continue;
+    const drain = f.load.seconds - f.load.loadSeconds;
+    console.log(
+      `${label.slice(0, 3)} published for ${fixed(f.load.loadSeconds, 1)} s, then ${fixed(drain, 1)} s to the last ack; ${outputs}`,
+    );
+  }
+  console.log(
+    'readings/s: published ÷ time to the last acknowledgement; p50/p99: probe publish → its decision at mosquitto; ' +
+      'CPU: % of one core (gw: the gateway, load: the load generator); disk: /proc write_bytes ÷ stored readings',
+  );
+
+  console.log('');
+  printTable(
+    ['ceiling', 'readings/s', 'published', 'counted', 'no loss', 'RSS peak', 'CPU', 'CPU load', 'disk B/rdg'],
+    [
+      ...[aedes0, aedes1].map(({ label, figures: f }) => [
+        label,
+        int(f.rate),
+        `${int(f.expected)} msg`,
+        `${int(f.received)} msg`,
+        f.noLoss ? 'yes' : 'NO',
+        `${fixed(f.rssPeak, 1)} MiB`,
+        `${fixed(f.cpuPct)} %`,
+        `${fixed(f.loadCpuPct)} %`,
+        '',
+      ]),
+      ...sqlite.map((l) => [
+        `raw SQLite, ${l.layout} layout`,
+        int(sqliteRate(l)),
+        int(l.readings),
+        int(l.readings),
+        'yes',
+        '',
+        `${fixed((l.cpuSeconds / l.seconds) * 100)} %`,
+        '',
+        fixed(l.writeBytes / l.readings),
+      ]),
+    ],
+  );
+  console.log(
+    'bare aedes: the same load into aedes that only counts messages. raw SQLite: INSERT OR IGNORE, 5000 rows per ' +
+      `transaction, runs of ${PER_MESSAGE} readings per series, WAL, synchronous NORMAL, one process; time layout: ` +
+      'WITHOUT ROWID, primary key (ts, series_id, value) (migration 5); rowid layout: rowid table with unique ' +
+      '(series_id, ts, value) and ts indexes (migrations 1–4)',
+  );
+
+  console.log('');
+  const rows: string[][] = [];
+  const ratio = (what: string, run: GatewayRun, limit: number) => {
+    const r = run.figures ? run.figures.rate / limit : Number.NaN;
+    rows.push([what, fixed(r, 2), `${fixed(r * 100)} %`]);
+  };
+  ratio('(a) ÷ bare aedes QoS 0', a, aedes0.figures.rate);
+  for (const l of sqlite) ratio(`(a) ÷ raw SQLite, ${l.layout} layout`, a, sqliteRate(l));
+  ratio('(b) ÷ bare aedes QoS 1', b, aedes1.figures.rate);
+  for (const l of sqlite) ratio(`(b) ÷ raw SQLite, ${l.layout} layout`, b, sqliteRate(l));
+  ratio(`(c) ÷ its target ${int(RATE)}/s`, c, RATE);
+  if (d) {
+    ratio('(d) ÷ bare aedes QoS 0', d, aedes0.figures.rate);
+    if (a.figures) ratio('(d) ÷ (a)', d, a.figures.rate);
+  }
+  printTable(['gateway ÷ ceiling', 'ratio', ''], rows);
+
+  const notes = runs.flatMap((r) => r.notes);
+  for (const { label, figures: f } of [aedes0, aedes1]) {
+    if (f.received !== f.expected)
+      notes.push(`${label}: ${f.expected} messages published, ${f.received} counted`);
+    notes.push(...loadNotes(label, f));
+  }
+  if (notes.length > 0) console.log(`\n${notes.map((n) => `note: ${n}`).join('\n')}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soak
+
+/** Sleeps `ms`, or less once `stop()` is true (checked every 250 ms). */
+async function nap(ms: number, stop: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!stop() && Date.now() < end) await sleep(Math.min(250, end - Date.now()));
+}
+
+const clock = (ms: number) =>
+  `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0')}`;
+
+async function soak(base: string, mosquitto: Mosquitto, durationMs: number): Promise<void> {
+  const seconds = durationMs / 1000;
+  console.log(
+    `soak: ${clock(durationMs)} at ${int(RATE)} readings/s, QoS 1; mosquitto (the upstream) stopped for ` +
+      `${SOAK_DOWN_MS / 1000} s every ${SOAK_UP_MS[0] / 1000}–${SOAK_UP_MS[1] / 1000} s`,
+  );
+  progress(`soak: ${clock(durationMs)}`);
+  const gw = await startGateway(base, 'e2e-soak', mosquitto.url, false);
+  const log = newDecisionLog('e2e-soak');
+  const outages: { at: number; ms: number }[] = [];
+  let loading = true;
+  const t0 = Date.now();
+  let flapError: string | null = null;
+  const flapper = (async () => {
+    while (loading) {
+      await nap(SOAK_UP_MS[0] + Math.random() * (SOAK_UP_MS[1] - SOAK_UP_MS[0]), () => !loading);
+      if (!loading) break;
+      const at = Date.now();
+      await mosquitto.stop();
+      await nap(SOAK_DOWN_MS, () => !loading);
+      await mosquitto.restart();
+      outages.push({ at: at - t0, ms: Date.now() - at });
+    }
+  })().catch((err: Error) => {
+    flapError = err.message; // mosquitto did not come back: reported below, the soak goes on
+  });
+  // The upstream backlog over time, to see each outage's backlog drain.
+  const backlog: { t: number; rows: number }[] = [];
+  const poller = setInterval(() => {
+    gw.health().then(
+      (h) => backlog.push({ t: Date.now() - t0, rows: h.upstreams.reduce((n, u) => n + u.backlog, 0) }),
+      () => {}, // the gateway is gone: the load reports it
+    );
+  }, 500);
+  try {
+    const f = await drive(
+      {
+        pid: gw.pid,
+        url: gw.brokerUrl,
+        died: gw.died,
+        unit: 'readings',
+        received: async () => total(await gw.metrics(), 'tidegate_readings_stored_total'),
+      },
+      { seconds, rate: RATE, qos: 1, sampleMs: SOAK_SAMPLE_MS },
+    );
+    const loadEnd = Date.now();
+    clearInterval(poller);
+    loading = false;
+    await flapper; // an outage under way ends now
+    const upAgainMs = Date.now() - loadEnd;
+    const drained = await Promise.race([
+      until(gw.health, (h) => h.upstreams.every((u) => u.backlog === 0), 60_000, 250),
+      gw.died,
+    ]);
+    const drainMs = Date.now() - loadEnd;
+    await until(
+      async () => log.seqs.size,
+      (n) => n >= f.load.probes,
+      10_000,
+    );
+    const m = await gw.metrics();
+
+    console.log('');
+    printTable(
+      ['mosquitto down at', 'for', 'backlog peak', 'drained after restart'],
+      outages.map((o) => {
+        const back = o.at + o.ms;
+        const peak = Math.max(
+          0,
+          ...backlog.filter((b) => b.t >= o.at && b.t < back + 60_000).map((b) => b.rows),
+        );
+        const zero = backlog.find((b) => b.t >= back && b.rows === 0);
+        return [
+          clock(o.at),
+          `${fixed(o.ms / 1000, 1)} s`,
+          `${int(peak)} rows`,
+          zero ? `${fixed((zero.t - back) / 1000, 1)} s` : 'not seen',
+        ];
+      }),
+    );
+    const step = Math.max(15_000, Math.ceil(durationMs / 12 / 15_000) * 15_000);
+    const rows: string[][] = [];
+    for (let at = step; at <= durationMs + step / 2; at += step) {
+      const upTo = f.samples.filter((s) => s.t <= at);
+      const last = upTo.at(-1);
+      if (last) rows.push([clock(at), fixed(last.rss, 1)]);
+    }
+    console.log('');
+    printTable(['load time', 'gateway RSS MiB'], rows);
+    const third = (k: number) =>
+      median(
+        f.samples
+          .filter((s) => s.t >= (k * durationMs) / 3 && s.t < ((k + 1) * durationMs) / 3)
+          .map((s) => s.rss),
+      );
+    const [second, last] = [third(1), third(2)];
+    const growth = last - second;
+    console.log(
+      `RSS median, second third → last third: ${fixed(second, 1)} → ${fixed(last, 1)} MiB ` +
+        `(${growth >= 0 ? '+' : ''}${fixed(growth, 1)} MiB, ${fixed((growth / second) * 100, 1)} %): ` +
+        `${growth > Math.max(5, second * 0.05) ? 'GREW' : 'flat'}; peak ${fixed(f.rssPeak, 1)} MiB, CPU ${fixed(f.cpuPct)} % of a core`,
+    );
+    console.log('');
+    const dropped = total(m, 'tidegate_outbox_dropped_total');
+    console.log(
+      `readings: ${int(f.load.published)} published, ${int(f.received)} stored: ${f.noLoss ? 'no loss' : 'LOSS'} ` +
+        `(achieved ${int(f.rate)}/s)`,
+    );
+    console.log(
+      `outbox: tidegate_outbox_dropped_total ${dropped} (${dropped === 0 ? 'ok' : 'MUST BE 0'}); upstream sent ` +
+        `${int(total(m, 'tidegate_upstream_sent_total'))}, delivery errors ${int(total(m, 'tidegate_upstream_errors_total'))}`,
+    );
+    console.log(
+      drained.reached
+        ? `backlog: drained to 0 ${fixed(drainMs / 1000, 1)} s after the load stopped` +
+            (upAgainMs > 1000 ? ` (mosquitto was down until ${fixed(upAgainMs / 1000, 1)} s after it)` : '')
+        : `backlog: NOT drained within 60 s: ${drained.value.upstreams.map((u) => `${u.id} ${u.backlog} rows, ${u.state}`).join('; ')}`,
+    );
+    const lat = latencyOf(log);
+    console.log(
+      `decisions: ${int(f.load.probes)} probe readings, ${int(log.seqs.size)} decisions at mosquitto ` +
+        `(${log.duplicates} duplicates dropped); latency p50 ${int(lat.p50)} ms, p99 ${int(lat.p99)} ms, max ${int(lat.max)} ms (outages included)`,
+    );
+    const warnings = [...gw.warnings].sort((x, y) => y[1] - x[1]).slice(0, 6);
+    if (warnings.length > 0)
+      console.log(`gateway log (warn+): ${warnings.map(([msg, n]) => `"${msg}" ×${n}`).join(', ')}`);
+    for (const note of notesOf('soak', f, m, log)) console.log(`note: ${note}`);
+    if (flapError) console.log(`note: restarting mosquitto failed: ${flapError}`);
+  } finally {
+    clearInterval(poller);
+    loading = false;
+    await flapper;
+    await gw.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  for (const [file, hint] of [
+    [CLI, 'run npm run build first'],
+    [LOAD, 'run npm run build:test first'],
+    [MOSQUITTO, 'apt install mosquitto'],
+  ] as const) {
+    if (!existsSync(file)) throw new Error(`${file} is missing: ${hint}`);
+  }
+  const soakMs = args.soak === undefined ? null : parseDuration(args.soak);
+  console.log(`e2e: ${machine()}`);
+  // On disk, not tmpfs: write_bytes counts only what goes to a block device.
+  const base = mkdtempSync(join(existsSync('/var/tmp') ? '/var/tmp' : process.cwd(), 'tidegate-e2e-'));
+  cleanups.push(() => rmSync(base, { recursive: true, force: true }));
+  const mosquitto = await startMosquitto({ persistence: soakMs !== null });
+  cleanups.push(() => mosquitto.close());
+  const version = spawnSync(MOSQUITTO, ['-h'], { encoding: 'utf8' }).stdout.split('\n')[0] ?? 'mosquitto';
+  const subscriber = await subscribeDecisions(mosquitto.url);
+  cleanups.push(() => subscriber.endAsync(true));
+  console.log(
+    `gateway: node ${NODE_FLAGS.join(' ')} dist/cli.js run, log warn, 10 rules (tumbling, sliding, session, count; ` +
+      `avg/min/max/count/p95), raw readings stored in ${base} (disk); upstream: ${version.trim()} (QoS 1)`,
+  );
+  console.log(loadShape());
+  if (soakMs !== null) await soak(base, mosquitto, soakMs);
+  else await benchmark(base, mosquitto);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(`e2e: ${(err as Error).message}`);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanup());
