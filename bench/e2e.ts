@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -8,11 +8,21 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { MOSQUITTO, type Mosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/net.js';
+import {
+  CLI,
+  cpuSeconds,
+  describeUnitCommand,
+  peakRssMiB,
+  rssMiB,
+  unitEnvironment,
+  unitNodeCommand,
+  writeBytes,
+} from './gateway-process.js';
 import { machine, quantile } from './machine.js';
 
 /**
- * The whole gateway end to end, as a Pi runs it: `node --max-old-space-size=192 dist/cli.js run`
- * (the systemd unit's flags) as a child process with its embedded broker, 10 rules, raw readings
+ * The whole gateway end to end, as a Pi runs it: `node … dist/cli.js run` with the node flags and
+ * environment of systemd/tidegate.service (read from the unit file) as a child process with its embedded broker, 10 rules, raw readings
  * stored on disk (a temp dir under /var/tmp, not tmpfs) and one mqtt upstream, a Debian mosquitto
  * started here. A separate load process (e2e-load.js) publishes over MQTT; this process only
  * watches: /proc of the gateway, its /metrics and /api/v1/health, and the decisions arriving at
@@ -26,16 +36,13 @@ import { machine, quantile } from './machine.js';
  *
  *   node build/bench/e2e.js [--seconds 60] [--rate 10000] [--connections 4] [--per-message 50]
  *   node build/bench/e2e.js --soak 30m [--rate 10000]
- *   (--max-old-space-size MB: the gateway's heap cap, default 192 as in the systemd unit; 0 = Node's)
  *
  * Bounded, talks only to 127.0.0.1, and removes its temp dirs and child processes on the way out
  * (also on an error or SIGINT).
  */
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const LOAD = fileURLToPath(new URL('./e2e-load.js', import.meta.url));
 const LIMITS = fileURLToPath(new URL('./e2e-limits.js', import.meta.url));
 const TASKSET = '/usr/bin/taskset';
-const MiB = 2 ** 20;
 const PROBE_MS = 100;
 const DEVICES = 200;
 const METRICS = 5; // per device, in e2e-load.ts
@@ -51,16 +58,14 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '10000' }, // run (c) and the soak
     connections: { type: 'string', default: '4' },
     'per-message': { type: 'string', default: '50' },
-    // The gateway's V8 heap cap in MB: the systemd unit's (systemd/tidegate.service); 0 = Node's default.
-    'max-old-space-size': { type: 'string', default: '192' },
   },
 });
 const SECONDS = Number(args.seconds);
 const RATE = Number(args.rate);
 const CONNECTIONS = Number(args.connections);
 const PER_MESSAGE = Number(args['per-message']);
-const HEAP_MB = Number(args['max-old-space-size']);
-const NODE_FLAGS = HEAP_MB > 0 ? [`--max-old-space-size=${HEAP_MB}`] : [];
+/** How systemd/tidegate.service runs node: every gateway here is started the same way. */
+const UNIT = unitNodeCommand();
 
 /** `90s`, `5m`, `30m`, `1h`, `250ms` or bare seconds → ms. */
 function parseDuration(text: string): number {
@@ -146,23 +151,6 @@ function deathOf(child: ChildProcess, what: string, tail: string[]): Promise<nev
 
 // ---------------------------------------------------------------------------------------------
 // /proc
-
-function procField(pid: number, file: 'status' | 'io', key: string): number {
-  const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'));
-  if (!m) throw new Error(`no ${key} in /proc/${pid}/${file}`);
-  return Number(m[1]);
-}
-
-const rssMiB = (pid: number) => (procField(pid, 'status', 'VmRSS') * 1024) / MiB;
-const peakRssMiB = (pid: number) => (procField(pid, 'status', 'VmHWM') * 1024) / MiB;
-const writeBytes = (pid: number) => procField(pid, 'io', 'write_bytes');
-
-/** utime + stime of a process in seconds (clock ticks are 100 Hz on Linux). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
@@ -342,12 +330,12 @@ async function startGateway(base: string, id: string, upstreamUrl: string, pin: 
     configValidated = true;
   }
 
-  const node = [process.execPath, ...NODE_FLAGS, CLI, 'run', '--config', configFile];
+  const node = [process.execPath, ...UNIT.flags, CLI, 'run', '--config', configFile];
   const [cmd, ...argv] = (pin ? [TASKSET, '-c', '0', ...node] : node) as [string, ...string[]];
   const child = track(
     spawn(cmd, argv, {
       cwd: dir,
-      env: { ...process.env, TIDEGATE_TOKEN: '' },
+      env: unitEnvironment(UNIT, { TIDEGATE_TOKEN: '' }),
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -1090,7 +1078,7 @@ async function main(): Promise<void> {
   const subscriber = await subscribeDecisions(mosquitto.url);
   cleanups.push(() => subscriber.endAsync(true));
   console.log(
-    `gateway: node ${NODE_FLAGS.join(' ')} dist/cli.js run, log warn, 10 rules (tumbling, sliding, session, count; ` +
+    `gateway (as systemd/tidegate.service): ${describeUnitCommand(UNIT)}, log warn, 10 rules (tumbling, sliding, session, count; ` +
       `avg/min/max/count/p95), raw readings stored in ${base} (disk); upstream: ${version.trim()} (QoS 1)`,
   );
   console.log(loadShape());

@@ -1,44 +1,35 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { freePort } from '../test/helpers/net.js';
+import {
+  CLI,
+  cpuSeconds,
+  describeUnitCommand,
+  rssMiB,
+  unitEnvironment,
+  unitNodeCommand,
+  writeBytes,
+} from './gateway-process.js';
 import { machine } from './machine.js';
 
 /**
  * The gateway's footprint as a Pi would see it: `node dist/cli.js run` as a child process with an
- * embedded broker and API on free 127.0.0.1 ports, no simulator, the store in a temp dir on disk.
+ * embedded broker and API on free 127.0.0.1 ports, no simulator, the store in a temp dir on disk,
+ * and the node flags and environment of systemd/tidegate.service (read from the unit file).
  * Measures cold start to healthy, RSS idle, RSS and CPU under 10 k readings/s published by an
  * MQTT load generator in this process, and bytes written to disk per stored reading.
  * Bounded (about 30 s), talks only to 127.0.0.1, cleans up after itself.
  */
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const RATE = Number(process.env['FOOTPRINT_RATE'] ?? 10_000); // readings/s
 const LOAD_SECONDS = Number(process.env['FOOTPRINT_SECONDS'] ?? 15);
 const IDLE_SETTLE_MS = 4_000;
 const DEVICES = 100;
 const PER_MESSAGE = 100; // readings per message (ingest.maxMetricsPerMessage is 256)
 const TICK_MS = 10;
-const MiB = 2 ** 20;
 
 const TARGETS = { idleMiB: 60, loadMiB: 100, coldStartMs: 1_000, bytesPerReading: 150 };
-
-function procField(pid: number, file: 'status' | 'io', key: string): number {
-  const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'));
-  if (!m) throw new Error(`no ${key} in /proc/${pid}/${file}`);
-  return Number(m[1]);
-}
-
-const rssMiB = (pid: number) => (procField(pid, 'status', 'VmRSS') * 1024) / MiB;
-const writeBytes = (pid: number) => procField(pid, 'io', 'write_bytes');
-
-/** utime + stime of a process in seconds (clock ticks are 100 Hz on Linux). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 async function storedReadings(apiPort: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
@@ -72,6 +63,8 @@ function row(label: string, value: string, target: string, ok: boolean): void {
 async function main(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
   console.log(`footprint: ${machine()}`);
+  const unit = unitNodeCommand();
+  console.log(`as systemd/tidegate.service: ${describeUnitCommand(unit)}`);
   // On disk, not tmpfs: write_bytes counts only what goes to a block device.
   const base = existsSync('/var/tmp') ? '/var/tmp' : undefined;
   const dir = mkdtempSync(join(base ?? process.cwd(), 'tidegate-footprint-'));
@@ -94,9 +87,9 @@ async function main(): Promise<void> {
   );
 
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, ['--max-old-space-size=192', CLI, 'run', '--config', configFile], {
+  const child = spawn(process.execPath, [...unit.flags, CLI, 'run', '--config', configFile], {
     cwd: dir,
-    env: { ...process.env, TIDEGATE_TOKEN: '' },
+    env: unitEnvironment(unit, { TIDEGATE_TOKEN: '' }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const pid = child.pid as number;

@@ -56,12 +56,14 @@ export function createApp(
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  const openapi = openApiDocument(deps.view.version, [
-    ...(deps.rules ? RULES_ROUTE_DOCS : []),
-    ...STREAM_ROUTE_DOCS,
-  ]);
+  // Built on the first request, not at start: generating its JSON Schemas from zod takes ~7 ms and
+  // leaves ~0.5 MB on the heap, which a gateway nobody asks for its API description need not carry.
+  let openapi: string | undefined;
   app.get(`${API_PREFIX}/openapi.json`, (_req, res) => {
-    res.json(openapi);
+    openapi ??= JSON.stringify(
+      openApiDocument(deps.view.version, [...(deps.rules ? RULES_ROUTE_DOCS : []), ...STREAM_ROUTE_DOCS]),
+    );
+    res.type('application/json').send(openapi);
   });
   app.use(API_PREFIX, healthRoutes(deps.view));
   app.use(API_PREFIX, devicesRoutes(deps.query, deps.view));

@@ -52,6 +52,8 @@ export class ExternalMqttSource implements Source {
       connectTimeout: 10_000,
       // Subscriptions are renewed by hand on every connect without a session (see the class comment).
       resubscribe: false,
+      // Else mqtt-packet builds a cache of 65 536 two-byte Buffers on the first write: ~6 MB of heap.
+      writeCache: false,
       ...(c.username ? { username: c.username } : {}),
       ...(c.password ? { password: c.password } : {}),
       ...(c.ca ? { ca: readFileSync(c.ca) } : {}),

@@ -42,6 +42,8 @@ interface Rollup {
 }
 
 const MINUTE = 60_000;
+/** devices.last_seen is written at most this often per device (ms). */
+const DEVICE_SEEN_RESOLUTION = 1000;
 
 interface Pending {
   reading: Reading;
@@ -63,6 +65,8 @@ export class ReadingWriter {
   private readonly seriesIds = new Map<string, number>();
   /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
   private readonly forwardedBucket = new Map<number, number>();
+  /** Per device, the source and last_seen last written to the devices table. */
+  private readonly deviceSeen = new Map<string, { source: string; at: number }>();
   private failing: Error | null = null;
   /** The arrival order of stored readings: continues after the largest seq in the store. */
   private seq: number;
@@ -245,6 +249,7 @@ export class ReadingWriter {
   private commit(batch: Pending[]): number {
     const latest = new Map<number, { ts: number; value: number; unit: string | null; seq: number }>();
     const devices = new Map<string, { source: string; at: number }>();
+    const seen: [string, { source: string; at: number }][] = [];
     /** minute → series → rollup of the readings stored in this batch. */
     const rollups = new Map<number, Map<number, Rollup>>();
     let stored = 0;
@@ -273,10 +278,17 @@ export class ReadingWriter {
       for (const [minute, bySeries] of rollups)
         for (const [id, r] of bySeries) this.stmt.upsertRollup.run(minute, id, r.count, r.sum, r.min, r.max);
       for (const [id, l] of latest) this.stmt.updateLatest.run({ ...l, id });
-      for (const [device, d] of devices) this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
+      for (const [device, d] of devices) {
+        // last_seen to the second: a device heard in every commit does not rewrite its page each time.
+        const written = this.deviceSeen.get(device);
+        if (written && written.source === d.source && d.at - written.at < DEVICE_SEEN_RESOLUTION) continue;
+        this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
+        seen.push([device, d]);
+      }
       for (const p of this.parts) if (p.pendingCount > 0) p.write();
     })();
     this.seq = seq;
+    for (const [device, d] of seen) this.deviceSeen.set(device, d);
     return stored;
   }
 

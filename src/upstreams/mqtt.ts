@@ -70,6 +70,8 @@ export class MqttUpstream implements Upstream {
       clean: true,
       // QoS 0 would otherwise wait in memory while offline; QoS 1 publishes are never made then.
       queueQoSZero: false,
+      // Else mqtt-packet builds a cache of 65 536 two-byte Buffers on the first write: ~6 MB of heap.
+      writeCache: false,
       reconnectPeriod: this.options.reconnectPeriod ?? 2000,
       // A refused CONNECT (bad credentials, broker busy) is retried too and shows in lastError.
       reconnectOnConnackError: true,
