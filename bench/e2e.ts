@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { MOSQUITTO, type Mosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/net.js';
+import { parseMetrics } from '../test/helpers/prometheus.js';
 import {
   CLI,
   cpuSeconds,
@@ -274,17 +275,6 @@ interface Gateway {
   stop(): Promise<void>;
 }
 
-/** Prometheus text → sample (name with labels, as printed) → value. */
-function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
-
 /** The sum of a metric over all its label sets. */
 function total(m: Map<string, number>, name: string): number {
   let sum = 0;
@@ -480,6 +470,17 @@ interface Target {
   received(): Promise<number>;
 }
 
+/** A gateway as a load target: it counts the readings it stored. */
+function storedReadingsOf(gw: Gateway): Target {
+  return {
+    pid: gw.pid,
+    url: gw.brokerUrl,
+    died: gw.died,
+    unit: 'readings',
+    received: async () => total(await gw.metrics(), 'tidegate_readings_stored_total'),
+  };
+}
+
 interface Figures {
   load: LoadResult;
   /** What the target counted once settled, and what it should have counted. */
@@ -609,16 +610,7 @@ async function gatewayRun(
   const gw = await startGateway(base, id, mosquitto.url, pin);
   const log = newDecisionLog(id);
   try {
-    const figures = await drive(
-      {
-        pid: gw.pid,
-        url: gw.brokerUrl,
-        died: gw.died,
-        unit: 'readings',
-        received: async () => total(await gw.metrics(), 'tidegate_readings_stored_total'),
-      },
-      o,
-    );
+    const figures = await drive(storedReadingsOf(gw), o);
     await until(
       async () => log.seqs.size,
       (n) => n >= figures.load.probes,
@@ -956,16 +948,7 @@ async function soak(base: string, mosquitto: Mosquitto, durationMs: number): Pro
     );
   }, 500);
   try {
-    const f = await drive(
-      {
-        pid: gw.pid,
-        url: gw.brokerUrl,
-        died: gw.died,
-        unit: 'readings',
-        received: async () => total(await gw.metrics(), 'tidegate_readings_stored_total'),
-      },
-      { seconds, rate: RATE, qos: 1, sampleMs: SOAK_SAMPLE_MS },
-    );
+    const f = await drive(storedReadingsOf(gw), { seconds, rate: RATE, qos: 1, sampleMs: SOAK_SAMPLE_MS });
     const loadEnd = Date.now();
     clearInterval(poller);
     loading = false;

@@ -3,18 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfigText } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { silentLogger } from '../../src/log.js';
+import { parseMetrics } from '../helpers/prometheus.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
-
-/** `name{labels} value` lines of the Prometheus text format → value by series. */
-function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 /** The sum over every series of a metric whose labels contain `labels`. */
 function sum(m: Map<string, number>, name: string, labels = ''): number {
