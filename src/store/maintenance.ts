@@ -2,10 +2,10 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from './database.js';
+import { MINUTE, minuteOf } from './minutes.js';
 import type { Outbox } from './outbox.js';
 
 const CHUNK = 5_000;
-const MINUTE = 60_000;
 
 export interface MaintenanceOptions {
   /** Raw readings and rule outputs older than this (event time) are deleted. */
@@ -221,7 +221,7 @@ export class StoreMaintenance {
         this.db.exec('DELETE FROM readings_1m');
         return;
       }
-      const minute = oldest - (((oldest % MINUTE) + MINUTE) % MINUTE);
+      const minute = minuteOf(oldest);
       this.stmt.rollupsBefore.run(minute);
       this.stmt.rollupsOf.run(minute);
       this.stmt.recomputeRollups.run({ minute });

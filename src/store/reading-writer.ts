@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { type Reading, readingToJson } from '../model/reading.js';
 import type { Db } from './database.js';
+import { minuteOf } from './minutes.js';
 import type { Outbox } from './outbox.js';
 
 export interface ReadingWriterOptions {
@@ -41,7 +42,6 @@ interface Rollup {
   max: number;
 }
 
-const MINUTE = 60_000;
 /** devices.last_seen is written at most this often per device (ms). */
 const DEVICE_SEEN_RESOLUTION = 1000;
 
@@ -324,7 +324,7 @@ export class ReadingWriter {
 }
 
 function addToRollup(rollups: Map<number, Map<number, Rollup>>, seriesId: number, r: Reading): void {
-  const minute = r.ts - (((r.ts % MINUTE) + MINUTE) % MINUTE);
+  const minute = minuteOf(r.ts);
   let bySeries = rollups.get(minute);
   if (bySeries === undefined) {
     bySeries = new Map();

@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
+import { MINUTE, minuteOf } from './minutes.js';
 import { StatementCache, trimPage } from './statements.js';
 
 export interface StoredReading {
@@ -66,8 +67,6 @@ const AGG_SQL: Record<DownsampleAgg, string> = {
   last: 'r.value AS value, max(r.ts) AS pick',
 };
 
-const MINUTE = 60_000;
-
 /**
  * The aggregates that per-minute rollups (`readings_1m`) can answer, over rows (n, total, low, high) that
  * are either a rollup or one raw reading (1, value, value, value).
@@ -79,8 +78,6 @@ const ROLLUP_SQL: Partial<Record<DownsampleAgg, string>> = {
   sum: 'sum(total) AS value',
   count: 'sum(n) AS value',
 };
-
-const floorMinute = (t: number) => t - (((t % MINUTE) + MINUTE) % MINUTE);
 
 export interface SeriesLatest {
   device: string;
@@ -316,8 +313,8 @@ function fromRollups(filter: DownsampleFilter): DownsampleSource {
   const parts: string[] = [];
   const params: (string | number)[] = [];
   // Whole minutes: [first, end) where first is the first minute starting at or after `from`.
-  const first = filter.from === undefined ? undefined : floorMinute(filter.from + MINUTE - 1);
-  const end = filter.to === undefined ? undefined : floorMinute(filter.to);
+  const first = filter.from === undefined ? undefined : minuteOf(filter.from + MINUTE - 1);
+  const end = filter.to === undefined ? undefined : minuteOf(filter.to);
   const minutes: string[] = [];
   if (first !== undefined) minutes.push('minute >= ?');
   if (end !== undefined) minutes.push('minute < ?');
