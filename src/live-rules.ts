@@ -117,7 +117,7 @@ export class LiveRules {
     this.engine = new RuleEngine([...this.rules], { clock: deps.clock, live: true });
     this.output = new OutputWriter(deps.db, {
       clock: deps.clock,
-      decisionStates: () => this.engine.decisionStates(),
+      changedDecisionStates: () => this.engine.takeChangedDecisionStates(),
       outbox: deps.outbox ? { outbox: deps.outbox, forward: this.forward } : undefined,
     });
   }
@@ -253,8 +253,12 @@ export class LiveRules {
     };
   }
 
-  /** Results stored before the restart by a rule of the same id say nothing about the new rule's windows. */
+  /**
+   * Results stored before the restart by a rule of the same id say nothing about the new rule's
+   * windows, and decision states of the old rule not yet committed must not be written after it.
+   */
   private forgetEmitted(id: string): void {
+    this.output.discardStates(id);
     if (this.emitted.size === 0) return;
     const prefix = `${id}\u0000`;
     for (const k of this.emitted.keys()) if (k.startsWith(prefix)) this.emitted.delete(k);

@@ -183,6 +183,16 @@ export class RuleEngine {
     return this.runners.flatMap((r) => r.decisionStates());
   }
 
+  /**
+   * The decision states that changed since the last call: what the live gateway persists with each
+   * commit, instead of every group's state each time.
+   */
+  takeChangedDecisionStates(): DecisionStateRecord[] {
+    const states: DecisionStateRecord[] = [];
+    for (const r of this.runners) r.takeChangedDecisionStates(states);
+    return states;
+  }
+
   /** Restores persisted decision states; call before the first reading. Unknown rules are ignored. */
   restoreDecisionStates(states: DecisionStateRecord[]): void {
     const byId = new Map(this.runners.map((r) => [r.id, r]));

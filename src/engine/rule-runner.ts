@@ -73,6 +73,8 @@ export class RuleRunner {
   private readonly fired: FiredWindow[] = [];
   private readonly closed: FiredInGroup[] = [];
   private readonly touched: Group[] = [];
+  /** Groups whose decision machine evaluated a window since takeChangedDecisionStates(). */
+  private readonly changedStates = new Set<Group>();
   private readonly assigner: AlignedAssigner | null;
 
   constructor(
@@ -156,21 +158,32 @@ export class RuleRunner {
     this.touched.length = 0;
   }
 
+  /** The decision state of every group that has left the initial one. */
   decisionStates(): DecisionStateRecord[] {
     const states: DecisionStateRecord[] = [];
     for (const g of this.groups.values()) {
       const m = g.decision;
       if (m === null || (m.lastEnd === Number.NEGATIVE_INFINITY && m.state === 'ok' && m.streak === 0))
         continue;
-      states.push({
-        rule: this.id,
-        key: g.key,
-        state: m.state,
-        streak: m.streak,
-        lastEnd: m.lastEnd === Number.NEGATIVE_INFINITY ? null : m.lastEnd,
-      });
+      states.push(this.stateOf(g, m));
     }
     return states;
+  }
+
+  /** The decision states evaluated since the last call (what must be persisted again), appended to `into`. */
+  takeChangedDecisionStates(into: DecisionStateRecord[]): void {
+    for (const g of this.changedStates) into.push(this.stateOf(g, g.decision as DecisionMachine));
+    this.changedStates.clear();
+  }
+
+  private stateOf(g: Group, m: DecisionMachine): DecisionStateRecord {
+    return {
+      rule: this.id,
+      key: g.key,
+      state: m.state,
+      streak: m.streak,
+      lastEnd: m.lastEnd === Number.NEGATIVE_INFINITY ? null : m.lastEnd,
+    };
   }
 
   restoreDecisionState(s: DecisionStateRecord): void {
@@ -213,6 +226,7 @@ export class RuleRunner {
     const logic = rule.decision;
     if (logic === null || w.revision !== 0) return;
     const transition = (g.decision as DecisionMachine).evaluate(logic, w.end, w.values, inEndOrder);
+    this.changedStates.add(g);
     if (transition !== null) out.push(decisionRecord(this.id, g.key, transition, w.end, values));
   }
 

@@ -25,17 +25,39 @@ export interface ForwarderStatus {
   lastDeliveryAt: string | null;
 }
 
+/** A batch handed to the upstream and not yet confirmed in order. */
+interface InFlight {
+  /** The batch's last seq: the cursor once it and every batch before it are confirmed. */
+  last: number;
+  rows: number;
+  /** Undefined while the upstream has not answered; then null (confirmed) or the failure. */
+  outcome: Error | null | undefined;
+  /** Resolves when the outcome is known. */
+  done: Promise<void>;
+}
+
 /**
  * Delivers the outbox to one upstream, in order, from its durable cursor: a batch is acknowledged
- * (the cursor saved) only after the upstream confirmed all of it, so delivery is at least once
- * across crashes. While the upstream fails, retries back off exponentially with jitter; other
- * upstreams have their own forwarders and keep going.
+ * (the cursor saved) only after the upstream confirmed all of it and every batch before it, so
+ * delivery is at least once across crashes. Up to `upstream.maxInFlight` batches are on their way
+ * at once: a new record goes out as soon as it is committed instead of waiting for the previous
+ * batch's confirmations (an MQTT broker with Nagle's algorithm holds PUBACKs back for a delayed
+ * ACK, 40 ms on Linux). While the upstream fails, retries back off exponentially with jitter;
+ * other upstreams have their own forwarders and keep going.
  */
 export class Forwarder {
   private acked: number;
+  /** The last seq handed to the upstream: `acked` plus what is in flight. */
+  private sent: number;
+  /** Sent and not yet confirmed, in order; some may have settled behind a pending one. */
+  private readonly inFlight: InFlight[] = [];
+  /** How many of them the upstream has not answered yet: at most `upstream.maxInFlight`. */
+  private unanswered = 0;
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** A wake-up that came while the loop was not asleep: the next sleep returns at once. */
+  private woken = false;
   private sleepTimer: TimerHandle | null = null;
   private reconnectWatch: TimerHandle | null = null;
   private failures = 0;
@@ -50,6 +72,7 @@ export class Forwarder {
     private readonly deps: { clock: Clock; metrics: Metrics; log: Logger; random?: () => number },
   ) {
     this.acked = outbox.cursor(upstream.id);
+    this.sent = this.acked;
     this.random = deps.random ?? Math.random;
     // Series from the start (at 0), so rates and alerts work before the first send or failure.
     deps.metrics.upstreamSent.inc({ upstream: upstream.id }, 0);
@@ -104,60 +127,119 @@ export class Forwarder {
   }
 
   private async run(): Promise<void> {
+    const poll = this.options.pollInterval ?? 1000;
+    while (this.running) {
+      const head = this.inFlight[0];
+      if (head !== undefined && head.outcome !== undefined) {
+        if (head.outcome === null) this.confirm(head);
+        else await this.failed(head.outcome);
+        continue;
+      }
+      if (this.unanswered < Math.max(1, this.upstream.maxInFlight)) {
+        const rows = this.read();
+        if (rows === null) {
+          await this.sleep(poll);
+          continue;
+        }
+        if (rows.length > 0) {
+          this.send(rows);
+          continue;
+        }
+      }
+      // Nothing to send (or no room): until a batch settles, new rows are committed, or the poll.
+      await this.sleep(poll);
+    }
+    // Stopping: what is in flight settles (bounded by the upstream's timeout); confirm what can be.
+    await Promise.all(this.inFlight.map((f) => f.done));
+    for (let f = this.inFlight[0]; f?.outcome === null; f = this.inFlight[0]) this.confirm(f);
+  }
+
+  /** The next rows after what was sent; null (logged) when the outbox cannot be read. */
+  private read(): ReturnType<Outbox['after']> | null {
+    try {
+      return this.outbox.after(this.sent, this.options.batchSize);
+    } catch (err) {
+      this.deps.log.error({ err, upstream: this.upstream.id }, 'reading the outbox failed');
+      return null;
+    }
+  }
+
+  private send(rows: ReturnType<Outbox['after']>): void {
+    const batch: OutboxItem[] = rows.map((r) => ({
+      rule: r.rule,
+      envelope: {
+        gateway: this.options.gatewayId,
+        seq: r.seq,
+        type: r.type,
+        body: JSON.parse(r.body) as unknown,
+      },
+    }));
+    const last = (rows[rows.length - 1] as { seq: number }).seq;
+    const entry: InFlight = { last, rows: rows.length, outcome: undefined, done: Promise.resolve() };
+    let delivery: Promise<void>;
+    try {
+      delivery = this.upstream.deliver(batch);
+    } catch (err) {
+      delivery = Promise.reject(err);
+    }
+    entry.done = delivery.then(
+      () => {
+        entry.outcome = null;
+        this.unanswered--;
+        this.wakeUp();
+      },
+      (err: unknown) => {
+        entry.outcome = err instanceof Error ? err : new Error(String(err));
+        this.unanswered--;
+        this.wakeUp();
+      },
+    );
+    this.unanswered++;
+    this.inFlight.push(entry);
+    this.sent = last;
+  }
+
+  /** The oldest batch in flight was confirmed: save the cursor past it. */
+  private confirm(head: InFlight): void {
     const { metrics, log } = this.deps;
     const id = this.upstream.id;
-    while (this.running) {
-      let rows: ReturnType<Outbox['after']>;
-      try {
-        rows = this.outbox.after(this.acked, this.options.batchSize);
-      } catch (err) {
-        log.error({ err, upstream: id }, 'reading the outbox failed');
-        await this.sleep(this.options.pollInterval ?? 1000);
-        continue;
-      }
-      if (rows.length === 0) {
-        await this.sleep(this.options.pollInterval ?? 1000);
-        continue;
-      }
-      const batch: OutboxItem[] = rows.map((r) => ({
-        rule: r.rule,
-        envelope: {
-          gateway: this.options.gatewayId,
-          seq: r.seq,
-          type: r.type,
-          body: JSON.parse(r.body) as unknown,
-        },
-      }));
-      try {
-        await this.upstream.deliver(batch);
-      } catch (err) {
-        this.failures++;
-        this.lastError = (err as Error).message;
-        metrics.upstreamErrors.inc({ upstream: id });
-        const delay = this.backoff();
-        if (this.failures === 1 || this.failures % 10 === 0) {
-          log.warn(
-            { upstream: id, err: this.lastError, failures: this.failures, retryInMs: delay },
-            'upstream delivery failed',
-          );
-        }
-        await this.sleep(delay, true);
-        continue;
-      }
-      const last = (rows[rows.length - 1] as { seq: number }).seq;
-      try {
-        this.outbox.saveCursor(id, last);
-      } catch (err) {
-        // Delivered but not recorded: it will be delivered again (at least once), never lost.
-        log.error({ err, upstream: id }, 'saving the upstream cursor failed');
-      }
-      this.acked = last;
-      this.lastDeliveryAt = this.deps.clock.now();
-      metrics.upstreamSent.inc({ upstream: id }, rows.length);
-      if (this.failures > 0) log.info({ upstream: id, after: this.failures }, 'upstream delivering again');
-      this.failures = 0;
-      this.lastError = null;
+    this.inFlight.shift();
+    try {
+      this.outbox.saveCursor(id, head.last);
+    } catch (err) {
+      // Delivered but not recorded: it will be delivered again (at least once), never lost.
+      log.error({ err, upstream: id }, 'saving the upstream cursor failed');
     }
+    this.acked = head.last;
+    this.lastDeliveryAt = this.deps.clock.now();
+    metrics.upstreamSent.inc({ upstream: id }, head.rows);
+    if (this.failures > 0) log.info({ upstream: id, after: this.failures }, 'upstream delivering again');
+    this.failures = 0;
+    this.lastError = null;
+  }
+
+  /**
+   * The oldest batch in flight failed: the batches after it are not confirmed either (the cursor
+   * cannot skip), so once all have settled, everything after the cursor is sent again after a backoff.
+   */
+  private async failed(err: Error): Promise<void> {
+    const { metrics, log } = this.deps;
+    const id = this.upstream.id;
+    await Promise.all(this.inFlight.map((f) => f.done));
+    this.inFlight.length = 0;
+    this.sent = this.acked;
+    this.failures++;
+    this.lastError = err.message;
+    metrics.upstreamErrors.inc({ upstream: id });
+    const delay = this.backoff();
+    if (this.failures === 1 || this.failures % 10 === 0) {
+      log.warn(
+        { upstream: id, err: this.lastError, failures: this.failures, retryInMs: delay },
+        'upstream delivery failed',
+      );
+    }
+    this.woken = false; // settlements of the failed batches are not a reason to retry early
+    await this.sleep(delay, true);
   }
 
   /** Full jitter: a random delay up to min(max, min × 2^(failures−1)). */
@@ -169,11 +251,16 @@ export class Forwarder {
   }
 
   /**
-   * Waits `ms`, or less when kicked. A backoff also ends as soon as an upstream that was not
-   * connected reconnects, so a restarted broker gets the backlog at once, not after the backoff.
+   * Waits `ms`, or less when woken: kicked, a batch settled, or stopping. A backoff also ends as
+   * soon as an upstream that was not connected reconnects, so a restarted broker gets the backlog
+   * at once, not after the backoff.
    */
   private sleep(ms: number, backoff = false): Promise<void> {
     if (!this.running) return Promise.resolve();
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       this.wake = resolve;
       this.sleepTimer = this.deps.clock.setTimeout(() => this.wakeUp(), ms);
@@ -192,6 +279,7 @@ export class Forwarder {
     this.reconnectWatch = null;
     const wake = this.wake;
     this.wake = null;
-    wake?.();
+    if (wake) wake();
+    else this.woken = true;
   }
 }

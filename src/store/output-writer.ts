@@ -14,13 +14,19 @@ export class OutputWriter implements BatchPart {
   private pending: { record: OutputRecord; at: number }[] = [];
   private writing = 0;
   private statesDirty = false;
+  /**
+   * Decision states taken from the engine and not yet committed, by rule and key: a commit that
+   * rolls back writes them again with the next one (a newer state of the same group replaces it).
+   */
+  private readonly unwrittenStates = new Map<string, DecisionStateRecord>();
   private readonly stmt: Record<'result' | 'decision' | 'late' | 'state', Statement>;
 
   constructor(
     db: Db,
     private readonly deps: {
       clock: Clock;
-      decisionStates: () => DecisionStateRecord[];
+      /** The decision states that changed since the last call (the engine's takeChangedDecisionStates). */
+      changedDecisionStates: () => DecisionStateRecord[];
       /** Where forwarded records go, and which record types each rule forwards (SPEC §2 `forward`). */
       outbox?: { outbox: Outbox; forward: ReadonlyMap<string, ReadonlySet<string>> } | undefined;
     },
@@ -101,14 +107,17 @@ export class OutputWriter implements BatchPart {
           break;
       }
     }
-    if (this.statesDirty) {
-      for (const s of this.deps.decisionStates()) {
-        this.stmt.state.run(
-          s.rule,
-          JSON.stringify(s.key),
-          JSON.stringify({ state: s.state, streak: s.streak, lastEnd: s.lastEnd }),
-        );
-      }
+    const states = this.unwrittenStates;
+    for (const s of this.deps.changedDecisionStates()) {
+      const key = JSON.stringify(s.key);
+      states.set(`${s.rule}\u0000${key}`, s);
+    }
+    for (const s of states.values()) {
+      this.stmt.state.run(
+        s.rule,
+        JSON.stringify(s.key),
+        JSON.stringify({ state: s.state, streak: s.streak, lastEnd: s.lastEnd }),
+      );
     }
   }
 
@@ -116,6 +125,12 @@ export class OutputWriter implements BatchPart {
     this.pending.splice(0, this.writing);
     this.writing = 0;
     this.statesDirty = false;
+    this.unwrittenStates.clear();
+  }
+
+  /** A rule was deleted or replaced: its decision states (dropped from the store) must not come back. */
+  discardStates(rule: string): void {
+    for (const [key, s] of this.unwrittenStates) if (s.rule === rule) this.unwrittenStates.delete(key);
   }
 
   rolledBack(): void {

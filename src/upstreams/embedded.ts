@@ -18,6 +18,8 @@ export type EmbeddedPublish = (topic: string, payload: Buffer, qos: 0 | 1) => Pr
  */
 export class EmbeddedMqttUpstream implements Upstream {
   readonly type = 'mqtt' as const;
+  /** One batch at a time: its messages are published one after another, awaited. */
+  readonly maxInFlight = 1;
   readonly id: string;
   private error: string | null = null;
   private closed = false;

@@ -25,6 +25,8 @@ type Post = (body: string, headers: Record<string, string>, signal: AbortSignal)
  */
 export class HttpUpstream implements Upstream {
   readonly type = 'http' as const;
+  /** One POST at a time: two requests in flight could be handled out of order. */
+  readonly maxInFlight = 1;
   readonly id: string;
   private post: Post | null = null;
   private error: string | null = null;

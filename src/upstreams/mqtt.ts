@@ -11,6 +11,13 @@ import {
   UpstreamUnavailableError,
 } from './upstream.js';
 
+/**
+ * Batches pipelined at once. Waiting for each batch's last PUBACK before sending the next costs a
+ * round trip per batch, and 40 ms where the broker's socket uses Nagle's algorithm (mosquitto's
+ * default): its later PUBACKs wait for our delayed ACK. A record committed meanwhile would wait too.
+ */
+const MAX_IN_FLIGHT = 4;
+
 export interface MqttUpstreamOptions {
   /** Delay between reconnection attempts (mqtt.js retries at a fixed period). */
   reconnectPeriod?: number;
@@ -21,11 +28,13 @@ export interface MqttUpstreamOptions {
 /**
  * An external MQTT broker (mqtt.js): each record is a publish of its envelope's JSON to the topic
  * template, QoS 1 by default. A batch is pipelined (every publish sent at once) and resolves when
- * the last PUBACK arrived. Nothing is queued while offline: `deliver()` then fails at once, so the
+ * its last PUBACK arrived; up to MAX_IN_FLIGHT batches are pipelined the same way, in order on the
+ * one connection. Nothing is queued while offline: `deliver()` then fails at once, so the
  * forwarder backs off and the outbox stays the only queue.
  */
 export class MqttUpstream implements Upstream {
   readonly type = 'mqtt' as const;
+  readonly maxInFlight = MAX_IN_FLIGHT;
   readonly id: string;
   private client: MqttClient | null = null;
   private current: UpstreamState = 'connecting';
@@ -35,8 +44,8 @@ export class MqttUpstream implements Upstream {
   private readonly topic: TopicRenderer;
   /** The url without its password, for messages. */
   private readonly where: string;
-  /** Fails the batch in flight (there is at most one). */
-  private abortDelivery: ((err: Error) => void) | null = null;
+  /** Fail the batches in flight, each with its own. */
+  private readonly inFlight = new Set<(err: Error) => void>();
 
   constructor(
     private readonly config: MqttUpstreamConfig & { url: string },
@@ -103,9 +112,7 @@ export class MqttUpstream implements Upstream {
         log.warn({ url: this.where, err: this.error }, 'upstream broker connection lost');
       }
       this.current = 'offline';
-      this.abortDelivery?.(
-        new Error(`connection to ${this.where} closed${this.error ? ` (${this.error})` : ''}`),
-      );
+      this.abortAll(new Error(`connection to ${this.where} closed${this.error ? ` (${this.error})` : ''}`));
     });
     await this.firstAttempt(client);
   }
@@ -134,8 +141,8 @@ export class MqttUpstream implements Upstream {
         new UpstreamUnavailableError(`not connected to ${this.where}${this.error ? `: ${this.error}` : ''}`),
       );
     }
-    if (this.abortDelivery)
-      return Promise.reject(new Error(`upstream ${this.id} is already delivering a batch`));
+    if (this.inFlight.size >= MAX_IN_FLIGHT)
+      return Promise.reject(new Error(`upstream ${this.id} has ${MAX_IN_FLIGHT} batches in flight already`));
     if (batch.length === 0) return Promise.resolve();
     const { qos, timeout } = this.config;
     return new Promise<void>((resolve, reject) => {
@@ -145,11 +152,13 @@ export class MqttUpstream implements Upstream {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        this.abortDelivery = null;
+        this.inFlight.delete(finish);
         if (err) {
-          // With clean sessions mqtt.js would resend these after a reconnect; the forwarder
-          // retries the batch itself, so drop them rather than deliver them twice more. A late
-          // PUBACK for one is ignored: message ids are allocated in sequence, not reused soon.
+          // The forwarder resends from this batch on, so the batches after it fail with it. With
+          // clean sessions mqtt.js would resend their messages after a reconnect; the forwarder
+          // retries them itself, so drop them rather than deliver them twice more. A late PUBACK
+          // for one is ignored: message ids are allocated in sequence, not reused soon.
+          this.abortAll(err);
           this.discardInFlight(client);
           reject(err);
         } else {
@@ -165,7 +174,7 @@ export class MqttUpstream implements Upstream {
           ),
         timeout,
       );
-      this.abortDelivery = (err) => finish(err);
+      this.inFlight.add(finish);
       for (const item of batch) {
         const topic = this.topic(item.envelope.type, item.rule);
         client.publish(topic, JSON.stringify(item.envelope), { qos }, (err) => {
@@ -175,6 +184,10 @@ export class MqttUpstream implements Upstream {
         if (settled) break;
       }
     });
+  }
+
+  private abortAll(err: Error): void {
+    for (const abort of [...this.inFlight]) abort(err);
   }
 
   private discardInFlight(client: MqttClient): void {
@@ -193,7 +206,7 @@ export class MqttUpstream implements Upstream {
     const client = this.client;
     if (!client || this.closing) return;
     this.closing = true;
-    this.abortDelivery?.(new UpstreamUnavailableError(`upstream ${this.id} is closing`));
+    this.abortAll(new UpstreamUnavailableError(`upstream ${this.id} is closing`));
     const connected = client.connected;
     // A clean DISCONNECT when we can, bounded: a broker that stopped reading can't hold up a stop.
     await new Promise<void>((resolve) => {

@@ -27,9 +27,14 @@ export interface Upstream {
    */
   start(): Promise<void>;
   /**
+   * How many batches may be in flight at once (`deliver()` called again before the previous one
+   * settled). They must reach the peer in call order; 1 where a transport cannot promise that.
+   */
+  readonly maxInFlight: number;
+  /**
    * Delivers the batch in order; resolves only once the upstream confirmed every item (PUBACK,
    * 2xx); rejects on any failure. The caller retries the whole batch later, so delivery is at
-   * least once.
+   * least once. When one batch fails, those sent after it may fail too: the caller resends them all.
    */
   deliver(batch: readonly OutboxItem[]): Promise<void>;
   /** Connection state for /health. */

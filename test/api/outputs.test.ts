@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApiServer, createApp } from '../../src/api/server.js';
 import { ManualClock } from '../../src/clock.js';
 import { parseConfigText } from '../../src/config/load.js';
+import type { DecisionStateRecord } from '../../src/engine/decision.js';
 import type { OutputRecord } from '../../src/engine/records.js';
 import { silentLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
@@ -47,12 +48,83 @@ describe('OutputWriter.add', () => {
       const clock = new ManualClock(0);
       const out = new OutputWriter(db, {
         clock,
-        decisionStates: () => [],
+        changedDecisionStates: () => [],
         outbox: { outbox: new Outbox(db), forward },
       });
       assert.equal(out.add([result('hot', 'b-1', 0, 70), result('cold', 'b-1', 0, 5)]), false);
       assert.equal(out.add([result('cold', 'b-1', 10, 5), decision('hot', 'b-1', 20, 'firing')]), true);
       assert.equal(out.add([decision('cold', 'b-1', 20, 'firing')]), false);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('OutputWriter: decision states', () => {
+  const stateRows = (db: Db) =>
+    (
+      db.prepare('SELECT rule, key, state FROM decision_state ORDER BY rule, key').all() as {
+        rule: string;
+        key: string;
+        state: string;
+      }[]
+    ).map((r) => `${r.rule} ${r.key} ${JSON.parse(r.state).streak}`);
+  const state = (rule: string, device: string, streak: number): DecisionStateRecord => ({
+    rule,
+    key: { device },
+    state: 'ok',
+    streak,
+    lastEnd: 1000 * streak,
+  });
+
+  it('writes the changed states only, again after a rollback, and not those of a discarded rule', () => {
+    const db = openDatabase(':memory:', { synchronous: 'off' });
+    try {
+      let changed: DecisionStateRecord[] = [state('hot', 'b-1', 1), state('cold', 'b-1', 1)];
+      const out = new OutputWriter(db, {
+        clock: new ManualClock(0),
+        changedDecisionStates: () => {
+          const taken = changed;
+          changed = [];
+          return taken;
+        },
+      });
+      const commit = () => {
+        db.transaction(() => out.write())();
+        out.committed();
+      };
+      commit();
+      assert.deepEqual(stateRows(db), ['cold {"device":"b-1"} 1', 'hot {"device":"b-1"} 1']);
+      // A failed commit: what was taken for it is written with the next one, a newer state winning;
+      // except the states of a rule deleted or replaced meanwhile.
+      changed = [state('hot', 'b-1', 2), state('hot', 'b-2', 1), state('cold', 'b-2', 1)];
+      assert.throws(() =>
+        db.transaction(() => {
+          out.write();
+          throw new Error('disk full');
+        })(),
+      );
+      out.rolledBack();
+      assert.deepEqual(stateRows(db), ['cold {"device":"b-1"} 1', 'hot {"device":"b-1"} 1']);
+      out.discardStates('cold');
+      changed = [state('hot', 'b-1', 3)];
+      commit();
+      assert.deepEqual(stateRows(db), [
+        'cold {"device":"b-1"} 1',
+        'hot {"device":"b-1"} 3',
+        'hot {"device":"b-2"} 1',
+      ]);
+      // Groups that did not change are not written again: a row changed behind the writer's back stays.
+      db.prepare(
+        `UPDATE decision_state SET state = '{"streak":9}' WHERE rule = 'hot' AND key LIKE '%b-1%'`,
+      ).run();
+      changed = [state('hot', 'b-2', 2)];
+      commit();
+      assert.deepEqual(stateRows(db), [
+        'cold {"device":"b-1"} 1',
+        'hot {"device":"b-1"} 9',
+        'hot {"device":"b-2"} 2',
+      ]);
     } finally {
       db.close();
     }
@@ -77,7 +149,7 @@ describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
       { rule: 'hot', key: { device: 'b-1' }, state: 'firing' as const, streak: 0, lastEnd: 30_000 },
       { rule: 'hot', key: { device: 'b-2' }, state: 'ok' as const, streak: 1, lastEnd: 30_000 },
     ];
-    const out = new OutputWriter(db, { clock, decisionStates: () => states });
+    const out = new OutputWriter(db, { clock, changedDecisionStates: () => states });
     writer.attach(out);
     out.add([
       result('hot', 'b-1', 0, 70),

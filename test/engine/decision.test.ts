@@ -137,6 +137,25 @@ describe('decisions', () => {
     );
   });
 
+  it('takeChangedDecisionStates: only the groups that evaluated a window since the last call', () => {
+    const e = engine({ ...base, when: 'avg > 10', for: 3 });
+    run(e, [rd('a', 5, 20), rd('b', 5, 20), rd('a', 15, 20), rd('b', 15, 20)], false);
+    // Each device's reading at 15 s closed its [0,10), which the machine evaluated.
+    const first = e.takeChangedDecisionStates().map((s) => `${s.key['device']} ${s.streak} ${s.lastEnd}`);
+    assert.deepEqual(first.sort(), [
+      `a 1 ${Date.UTC(2026, 10, 24, 10, 0, 10)}`,
+      `b 1 ${Date.UTC(2026, 10, 24, 10, 0, 10)}`,
+    ]);
+    assert.deepEqual(e.takeChangedDecisionStates(), [], 'taken: nothing changed since');
+    run(e, [rd('a', 25, 20)], false);
+    assert.deepEqual(
+      e.takeChangedDecisionStates().map((s) => `${s.key['device']} ${s.streak}`),
+      ['a 2'],
+      'b did not evaluate a window',
+    );
+    assert.equal(e.decisionStates().length, 2, 'decisionStates() still lists every group');
+  });
+
   it('fine print 9: a groupBy tag a reading lacks groups as null', () => {
     const e = engine({ ...base, groupBy: ['site', 'device'] });
     const out = run(e, [rd('d', 1, 1), rd('d', 2, 1, 'temperature', { site: 'north' })]);

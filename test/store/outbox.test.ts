@@ -13,6 +13,7 @@ import { metricValue, reading, type StoreRig, storeRig, T0 } from './rig.js';
 /** An upstream of our own interface, scripted: fails while `down`, records what it accepted. */
 class ScriptedUpstream implements Upstream {
   readonly type = 'http' as const;
+  readonly maxInFlight = 1;
   down = false;
   attempts = 0;
   received: number[] = [];
@@ -28,6 +29,34 @@ class ScriptedUpstream implements Upstream {
   }
   lastError() {
     return this.down ? 'upstream down' : null;
+  }
+  async close(): Promise<void> {}
+}
+
+/** An upstream that pipelines: each batch waits until the test settles it, in any order. */
+class HeldUpstream implements Upstream {
+  readonly type = 'mqtt' as const;
+  readonly maxInFlight = 3;
+  readonly batches: { seqs: number[]; settle: (err?: Error) => void }[] = [];
+  constructor(readonly id: string) {}
+  async start(): Promise<void> {}
+  deliver(batch: readonly OutboxItem[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.batches.push({
+        seqs: batch.map((b) => b.envelope.seq),
+        settle: (err) => (err ? reject(err) : resolve()),
+      });
+    });
+  }
+  /** The seqs of the batches sent so far, one string per batch. */
+  sent(): string[] {
+    return this.batches.map((b) => b.seqs.join(','));
+  }
+  state() {
+    return 'connected' as const;
+  }
+  lastError() {
+    return null;
   }
   async close(): Promise<void> {}
 }
@@ -137,6 +166,98 @@ describe('Forwarder', () => {
     assert.equal(outbox.cursor('cloud'), 3);
     assert.equal(forwarder.status().state, 'connected');
     assert.equal(await metricValue(s.metrics, 'tidegate_upstream_errors_total'), 6);
+  });
+
+  it('pipelines up to maxInFlight batches and confirms them in order only', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 8; i++) outbox.append('result', 'r', '{}', T0);
+    const up = new HeldUpstream('cloud');
+    forwarder = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', batchSize: 2 },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
+    );
+    forwarder.start();
+    await settle();
+    assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6'], 'three batches in flight, the fourth waits for room');
+    up.batches[1]?.settle();
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 0, 'the second batch is confirmed, the first is not yet');
+    assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6', '7,8'], 'its room is used at once');
+    up.batches[0]?.settle();
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 4, 'the first two, in order');
+    // A record committed while batches are in flight goes out at once, not after them.
+    outbox.append('decision', 'r', '{}', T0);
+    forwarder.kick();
+    await settle();
+    assert.deepEqual(up.sent().slice(4), ['9']);
+    for (const b of up.batches.slice(2)) b.settle();
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 9);
+    assert.equal(await metricValue(s.metrics, 'tidegate_upstream_sent_total'), 9);
+    assert.equal(forwarder.status().backlog, 0);
+  });
+
+  it('when a batch fails, resends it and every batch after it, even those confirmed', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 6; i++) outbox.append('result', 'r', '{}', T0);
+    const up = new HeldUpstream('cloud');
+    forwarder = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', batchSize: 2, minBackoff: 1000, maxBackoff: 1000 },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger(), random: () => 1 },
+    );
+    forwarder.start();
+    await settle();
+    assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6']);
+    up.batches[0]?.settle();
+    up.batches[2]?.settle();
+    up.batches[1]?.settle(new Error('connection lost'));
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 2, 'confirmed up to the failed batch');
+    assert.equal(forwarder.status().state, 'backoff');
+    assert.equal(forwarder.status().lastError, 'connection lost');
+    s.clock.advance(999);
+    await settle();
+    assert.equal(up.batches.length, 3, 'nothing is sent during the backoff');
+    s.clock.advance(1);
+    await settle();
+    assert.deepEqual(up.sent().slice(3), ['3,4', '5,6'], 'from the cursor on, in order');
+    for (const b of up.batches.slice(3)) b.settle();
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 6);
+    assert.equal(forwarder.status().state, 'connected');
+    assert.equal(await metricValue(s.metrics, 'tidegate_upstream_errors_total'), 1);
+  });
+
+  it('stop() waits for the batches in flight and confirms what was confirmed', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 4; i++) outbox.append('result', 'r', '{}', T0);
+    const up = new HeldUpstream('cloud');
+    const f = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', batchSize: 2 },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
+    );
+    f.start();
+    await settle();
+    let stopped = false;
+    const stopping = f.stop().then(() => {
+      stopped = true;
+    });
+    await settle();
+    assert.equal(stopped, false, 'two batches still in flight');
+    up.batches[0]?.settle();
+    up.batches[1]?.settle(new Error('closing'));
+    await stopping;
+    assert.equal(outbox.cursor('cloud'), 2);
   });
 
   it('resumes from its durable cursor after a restart', async () => {

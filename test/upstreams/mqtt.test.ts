@@ -174,6 +174,39 @@ describe('MqttUpstream against mosquitto', () => {
     await waitFor('the reconnection', () => up.state() === 'connected');
   });
 
+  it('pipelines up to maxInFlight batches on the connection, in order, each settling', TEST, async () => {
+    const sub = await subscribed();
+    const up = await started();
+    const batches = Array.from({ length: up.maxInFlight }, (_, i) => outboxItems(50, 1 + i * 50));
+    const deliveries = batches.map((b) => up.deliver(b));
+    await assert.rejects(up.deliver(outboxItems(1, 1000)), /batches in flight already/);
+    await Promise.all(deliveries);
+    const total = 50 * up.maxInFlight;
+    await waitFor('every message', () => sub.received.length >= total);
+    assert.deepEqual(
+      sub.received.map((m) => (JSON.parse(m.payload) as { seq: number }).seq),
+      Array.from({ length: total }, (_, i) => i + 1),
+    );
+    await up.deliver(outboxItems(1, total + 1));
+  });
+
+  it('a dropped connection rejects every batch in flight', TEST, async () => {
+    const up = await started({ timeout: 10_000 });
+    broker.pause();
+    const deliveries = [up.deliver(outboxItems(10)), up.deliver(outboxItems(10, 11))].map((d) =>
+      d.then(
+        () => 'resolved',
+        (err: Error) => err.message,
+      ),
+    );
+    await broker.kill();
+    for (const outcome of await Promise.all(deliveries)) {
+      assert.match(outcome, new RegExp(`connection to ${broker.url} closed`));
+    }
+    await broker.restart();
+    await waitFor('the reconnection', () => up.state() === 'connected');
+  });
+
   it('starts without a broker, reports it, and connects once one listens', TEST, async () => {
     await broker.stop();
     const up = upstream(broker.url);
