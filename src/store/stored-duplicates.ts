@@ -8,9 +8,14 @@ const RECENT_MS = 1_000;
 /** What is known of one series. */
 interface SeriesSeen {
   maxTs: number;
-  /** Every reading seen with ts ≥ `coveredFrom` is in `recent` (ts → value, or values). */
+  /**
+   * Every reading seen with ts ≥ `coveredFrom` is in `recentTs`/`recentValues`, sorted by ts (the
+   * same index in both). Plain arrays of doubles: V8 stores them unboxed, 16 B a reading, where a
+   * Map took several times that and a boxed number per key.
+   */
   coveredFrom: number;
-  recent: Map<number, number | number[]>;
+  recentTs: number[];
+  recentValues: number[];
   /** Readings older than `coveredFrom` queued since the last commit: (ts, value) pairs, flattened. */
   pending: number[];
   /** Has readings since the last commit. */
@@ -68,7 +73,14 @@ export class StoredDuplicates implements DuplicateFilter {
     let s = byMetric.get(r.metric);
     if (s === undefined) {
       const stored = this.writer.storedMaxTs(r.device, r.metric) ?? Number.NEGATIVE_INFINITY;
-      s = { maxTs: stored, coveredFrom: stored + 1, recent: new Map(), pending: [], touched: false };
+      s = {
+        maxTs: stored,
+        coveredFrom: stored + 1,
+        recentTs: [],
+        recentValues: [],
+        pending: [],
+        touched: false,
+      };
       byMetric.set(r.metric, s);
     }
     return s;
@@ -82,28 +94,58 @@ export class StoredDuplicates implements DuplicateFilter {
 }
 
 function inRecent(s: SeriesSeen, r: Reading): boolean {
-  const v = s.recent.get(r.ts);
-  if (v === undefined) return false;
-  return typeof v === 'number' ? v === r.value : v.includes(r.value);
+  const ts = s.recentTs;
+  for (let i = firstAtOrAfter(ts, r.ts); i < ts.length && ts[i] === r.ts; i++)
+    if (s.recentValues[i] === r.value) return true;
+  return false;
 }
 
 function remember(s: SeriesSeen, r: Reading): void {
-  const v = s.recent.get(r.ts);
-  if (v === undefined) s.recent.set(r.ts, r.value);
-  else if (typeof v === 'number') s.recent.set(r.ts, [v, r.value]);
-  else v.push(r.value);
+  const ts = s.recentTs;
+  const n = ts.length;
+  if (n === 0 || (ts[n - 1] as number) <= r.ts) {
+    ts.push(r.ts);
+    s.recentValues.push(r.value);
+    return;
+  }
+  // Out of order within the recent past: insert after the readings of the same or earlier ts.
+  const at = firstAfter(ts, r.ts);
+  ts.splice(at, 0, r.ts);
+  s.recentValues.splice(at, 0, r.value);
+}
+
+/** The index of the first ts ≥ `ts` in the sorted `list` (its length if none). */
+function firstAtOrAfter(list: number[], ts: number): number {
+  return search(list, ts, false);
+}
+
+/** The index of the first ts > `ts` in the sorted `list` (its length if none). */
+function firstAfter(list: number[], ts: number): number {
+  return search(list, ts, true);
+}
+
+function search(list: number[], ts: number, after: boolean): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const t = list[mid] as number;
+    if (t < ts || (after && t === ts)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**
- * Drops the (committed) readings older than `cutoff` from memory; from then on, older ones are looked
- * up in the store. Entries come in arrival order, which is ts order for a series in order; an older
- * entry behind a newer one goes on a later pass.
+ * Drops the (committed) readings older than `cutoff` from memory; from then on, older ones are
+ * looked up in the store.
  */
 function forgetBefore(s: SeriesSeen, cutoff: number): void {
   if (cutoff <= s.coveredFrom) return;
-  for (const ts of s.recent.keys()) {
-    if (ts >= cutoff) break;
-    s.recent.delete(ts);
+  const n = firstAtOrAfter(s.recentTs, cutoff);
+  if (n > 0) {
+    s.recentTs.splice(0, n);
+    s.recentValues.splice(0, n);
   }
   s.coveredFrom = cutoff;
 }
