@@ -20,11 +20,13 @@ import { machine } from './machine.js';
  * and the node flags and environment of systemd/tidegate.service (read from the unit file).
  * Measures cold start to healthy, RSS idle, RSS and CPU under 10 k readings/s published by an
  * MQTT load generator in this process, and bytes written to disk per stored reading.
- * Bounded (about 30 s), talks only to 127.0.0.1, cleans up after itself.
+ * Bounded (about 40 s), talks only to 127.0.0.1, cleans up after itself.
  */
 const RATE = Number(process.env['FOOTPRINT_RATE'] ?? 10_000); // readings/s
 const LOAD_SECONDS = Number(process.env['FOOTPRINT_SECONDS'] ?? 15);
-const IDLE_SETTLE_MS = 4_000;
+/** RSS right after the start, and once V8's memory reducer has run (8 s after the last GC). */
+const IDLE_EARLY_MS = 4_000;
+const IDLE_SETTLED_MS = 15_000;
 const DEVICES = 100;
 const PER_MESSAGE = 100; // readings per message (ingest.maxMetricsPerMessage is 256)
 const TICK_MS = 10;
@@ -96,7 +98,9 @@ async function main(): Promise<void> {
   let client: mqtt.MqttClient | null = null;
   try {
     const coldStartMs = await waitHealthy(apiPort, child, started);
-    await sleep(IDLE_SETTLE_MS);
+    await sleep(IDLE_EARLY_MS);
+    const idleEarly = rssMiB(pid);
+    await sleep(IDLE_SETTLED_MS - IDLE_EARLY_MS);
     const idle = rssMiB(pid);
 
     client = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { clientId: 'footprint-load' });
@@ -147,7 +151,15 @@ async function main(): Promise<void> {
       `≤ ${TARGETS.coldStartMs} ms`,
       coldStartMs <= TARGETS.coldStartMs,
     );
-    row('RSS idle', `${idle.toFixed(1)} MiB`, `≤ ${TARGETS.idleMiB} MB`, idle <= TARGETS.idleMiB);
+    console.log(
+      `RSS ${IDLE_EARLY_MS / 1000} s after healthy (startup garbage not yet collected): ${idleEarly.toFixed(1)} MiB`,
+    );
+    row(
+      `RSS idle (${IDLE_SETTLED_MS / 1000} s after healthy)`,
+      `${idle.toFixed(1)} MiB`,
+      `≤ ${TARGETS.idleMiB} MB`,
+      idle <= TARGETS.idleMiB,
+    );
     row(
       `RSS peak at ${RATE / 1000} k readings/s`,
       `${peak.toFixed(1)} MiB`,
@@ -162,6 +174,7 @@ async function main(): Promise<void> {
       `≤ ${TARGETS.bytesPerReading} B`,
       perReading <= TARGETS.bytesPerReading,
     );
+    console.log('targets in MB are read as MiB (2^20 bytes), as systemd (MemoryMax=60M) and V8 count them');
     if (stored < published * 0.99)
       console.log(`note: ${published - stored} readings not stored (rejected or pending)`);
   } finally {
