@@ -11,7 +11,8 @@ import type { BatchPart } from './reading-writer.js';
  * group commit as the readings that caused them.
  */
 export class OutputWriter implements BatchPart {
-  private pending: { record: OutputRecord; at: number }[] = [];
+  /** `forwarded`: the record also goes into the outbox (its rule forwards its type). */
+  private pending: { record: OutputRecord; at: number; forwarded: boolean }[] = [];
   private writing = 0;
   private statesDirty = false;
   /**
@@ -54,10 +55,11 @@ export class OutputWriter implements BatchPart {
     const forward = this.deps.outbox?.forward;
     let forwarded = false;
     for (const record of records) {
-      this.pending.push({ record, at });
+      const goes = forward?.get(record.rule)?.has(record.type) === true;
+      this.pending.push({ record, at, forwarded: goes });
       // A first result moves a decision state machine (its streak), even without a transition.
       if (record.type === 'result' && record.revision === 0) this.statesDirty = true;
-      if (forward?.get(record.rule)?.has(record.type)) forwarded = true;
+      if (goes) forwarded = true;
     }
     return forwarded;
   }
@@ -70,8 +72,8 @@ export class OutputWriter implements BatchPart {
     this.writing = this.pending.length;
     const out = this.deps.outbox;
     for (let i = 0; i < this.writing; i++) {
-      const { record: r, at } = this.pending[i] as { record: OutputRecord; at: number };
-      if (out?.forward.get(r.rule)?.has(r.type)) out.outbox.append(r.type, r.rule, JSON.stringify(r), at);
+      const { record: r, at, forwarded } = this.pending[i] as (typeof this.pending)[number];
+      if (forwarded && out) out.outbox.append(r.type, r.rule, JSON.stringify(r), at);
       switch (r.type) {
         case 'result':
           this.stmt.result.run(

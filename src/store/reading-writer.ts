@@ -304,8 +304,11 @@ export class ReadingWriter {
   private seriesId(r: Reading): number {
     let id = this.knownSeriesId(r);
     if (id === undefined) {
-      this.stmt.insertSeries.run(r.device, r.metric, r.unit ?? null);
-      id = this.stmt.selectSeries.get(r.device, r.metric) as number;
+      const inserted = this.stmt.insertSeries.run(r.device, r.metric, r.unit ?? null);
+      id =
+        inserted.changes === 1
+          ? Number(inserted.lastInsertRowid)
+          : (this.stmt.selectSeries.get(r.device, r.metric) as number);
       this.seriesIds.set(`${r.device}\u0000${r.metric}`, id);
     }
     return id;
