@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
-import { Forwarder } from '../../src/store/forwarder.js';
+import { Forwarder, type ForwarderOptions } from '../../src/store/forwarder.js';
 import { StoreMaintenance } from '../../src/store/maintenance.js';
 import { Outbox } from '../../src/store/outbox.js';
 import type { OutboxItem, Upstream } from '../../src/upstreams/upstream.js';
@@ -106,6 +106,17 @@ describe('Outbox', () => {
 describe('Forwarder', () => {
   let s: StoreRig;
   let forwarder: Forwarder | undefined;
+  /** A started forwarder on the rig's clock; random() = 1 makes every backoff its ceiling. */
+  function started(up: Upstream, outbox: Outbox, options: Omit<ForwarderOptions, 'gatewayId'>): Forwarder {
+    const f = new Forwarder(
+      up,
+      outbox,
+      { gatewayId: 'gw', ...options },
+      { clock: s.clock, metrics: s.metrics, log: silentLogger(), random: () => 1 },
+    );
+    f.start();
+    return f;
+  }
   afterEach(async () => {
     await forwarder?.stop();
     s.close();
@@ -116,13 +127,7 @@ describe('Forwarder', () => {
     const outbox = new Outbox(s.db);
     for (let i = 0; i < 25; i++) outbox.append('result', 'r', JSON.stringify({ i }), T0);
     const up = new ScriptedUpstream('cloud');
-    forwarder = new Forwarder(
-      up,
-      outbox,
-      { gatewayId: 'gw', batchSize: 10 },
-      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
-    );
-    forwarder.start();
+    forwarder = started(up, outbox, { batchSize: 10 });
     await settle();
     assert.deepEqual(
       up.received,
@@ -139,13 +144,7 @@ describe('Forwarder', () => {
     for (let i = 0; i < 3; i++) outbox.append('result', 'r', '{}', T0);
     const up = new ScriptedUpstream('cloud');
     up.down = true;
-    forwarder = new Forwarder(
-      up,
-      outbox,
-      { gatewayId: 'gw', batchSize: 10, minBackoff: 1000, maxBackoff: 8000 },
-      { clock: s.clock, metrics: s.metrics, log: silentLogger(), random: () => 1 },
-    );
-    forwarder.start();
+    forwarder = started(up, outbox, { batchSize: 10, minBackoff: 1000, maxBackoff: 8000 });
     await settle();
     assert.equal(up.attempts, 1);
     assert.equal(forwarder.status().state, 'backoff');
@@ -173,13 +172,7 @@ describe('Forwarder', () => {
     const outbox = new Outbox(s.db);
     for (let i = 0; i < 8; i++) outbox.append('result', 'r', '{}', T0);
     const up = new HeldUpstream('cloud');
-    forwarder = new Forwarder(
-      up,
-      outbox,
-      { gatewayId: 'gw', batchSize: 2 },
-      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
-    );
-    forwarder.start();
+    forwarder = started(up, outbox, { batchSize: 2 });
     await settle();
     assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6'], 'three batches in flight, the fourth waits for room');
     up.batches[1]?.settle();
@@ -206,13 +199,7 @@ describe('Forwarder', () => {
     const outbox = new Outbox(s.db);
     for (let i = 0; i < 6; i++) outbox.append('result', 'r', '{}', T0);
     const up = new HeldUpstream('cloud');
-    forwarder = new Forwarder(
-      up,
-      outbox,
-      { gatewayId: 'gw', batchSize: 2, minBackoff: 1000, maxBackoff: 1000 },
-      { clock: s.clock, metrics: s.metrics, log: silentLogger(), random: () => 1 },
-    );
-    forwarder.start();
+    forwarder = started(up, outbox, { batchSize: 2, minBackoff: 1000, maxBackoff: 1000 });
     await settle();
     assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6']);
     up.batches[0]?.settle();
@@ -240,13 +227,7 @@ describe('Forwarder', () => {
     const outbox = new Outbox(s.db);
     for (let i = 0; i < 4; i++) outbox.append('result', 'r', '{}', T0);
     const up = new HeldUpstream('cloud');
-    const f = new Forwarder(
-      up,
-      outbox,
-      { gatewayId: 'gw', batchSize: 2 },
-      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
-    );
-    f.start();
+    const f = started(up, outbox, { batchSize: 2 });
     await settle();
     let stopped = false;
     const stopping = f.stop().then(() => {
@@ -266,13 +247,7 @@ describe('Forwarder', () => {
     for (let i = 0; i < 6; i++) outbox.append('result', 'r', '{}', T0);
     outbox.saveCursor('cloud', 4);
     const up = new ScriptedUpstream('cloud');
-    forwarder = new Forwarder(
-      up,
-      outbox,
-      { gatewayId: 'gw', batchSize: 10 },
-      { clock: s.clock, metrics: s.metrics, log: silentLogger() },
-    );
-    forwarder.start();
+    forwarder = started(up, outbox, { batchSize: 10 });
     await settle();
     assert.deepEqual(up.received, [5, 6]);
   });
