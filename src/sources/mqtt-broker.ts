@@ -88,7 +88,7 @@ export class EmbeddedBroker {
     const server = createServer((socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
-      aedes.handle(socket);
+      this.limitPackets(aedes.handle(socket));
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -240,6 +240,33 @@ export class EmbeddedBroker {
     );
   }
 
+  /**
+   * Refuses a packet as soon as its fixed header announces more than the largest publish allowed
+   * (broker.maxPayload plus room for the topic and properties), before aedes buffers its body: a
+   * client announcing 200 MB would otherwise have it held in memory. Hooks the client's parser
+   * (aedes keeps it private); without one, the payload check in authorizePublish still applies.
+   */
+  private limitPackets(client: Client): void {
+    const parser = (client as unknown as { _parser?: PacketParser })._parser;
+    if (typeof parser?.parse !== 'function') return;
+    const max = this.config.maxPayload + PACKET_OVERHEAD;
+    const parse = parser.parse.bind(parser);
+    parser.parse = (buf: Buffer) => {
+      const left = parse(buf);
+      const announced = parser.packet?.length ?? -1;
+      if (announced > max && !client.conn.destroyed) {
+        this.deps.metrics.readingsRejected.inc({ reason: 'oversized' });
+        this.deps.warn.warn(
+          'broker:oversized',
+          { client: client.id, address: remoteAddress(client), bytes: announced },
+          'packet over broker.maxPayload announced: connection closed',
+        );
+        client.conn.destroy();
+      }
+      return left;
+    };
+  }
+
   private deny(
     reason: 'auth' | 'anonymous' | 'acl_publish' | 'acl_subscribe',
     client: Client,
@@ -253,6 +280,15 @@ export class EmbeddedBroker {
     );
   }
 }
+
+/** The part of mqtt-packet's parser that limitPackets uses: `packet.length` is the announced size. */
+interface PacketParser {
+  parse(buf: Buffer): number;
+  packet?: { length: number };
+}
+
+/** A publish's bytes besides its payload: the topic (at most 65,535 bytes), its length, the packet id, properties. */
+const PACKET_OVERHEAD = 65_536 + 1_024;
 
 function remoteAddress(client: Client): string {
   const conn = client.conn as Partial<Socket> | undefined;

@@ -237,6 +237,29 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
     assert.equal(health.status, 200);
   });
 
+  it('closes a connection whose packet announces more than maxPayload allows, before its body arrives', async () => {
+    const oversized = async () => metricValue(gw, 'tidegate_readings_rejected_total', 'reason="oversized"');
+    const before = await oversized();
+    const client = await connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, { reconnectPeriod: 0 });
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    // A PUBLISH header announcing 200 MB, then 1 KiB of it: buffering the rest would wait forever.
+    let length = 200 * 1024 * 1024;
+    const header = [0x30];
+    do {
+      header.push((length % 128) | (length >= 128 ? 0x80 : 0));
+      length = Math.floor(length / 128);
+    } while (length > 0);
+    client.stream.write(Buffer.concat([Buffer.from(header), Buffer.alloc(1024, 0x61)]));
+    await closed;
+    client.end(true);
+    await eventually(async () => ((await oversized()) > before ? true : undefined), 3_000, 'counted');
+    // The broker goes on for everyone else.
+    const other = await connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, { reconnectPeriod: 0 });
+    await other.publishAsync('sensors/after-big/t', '21.5', { qos: 1 });
+    await other.endAsync();
+    await readingsEventually(gw, 'device=after-big', 1);
+  });
+
   it('refuses a wrong password and a publish outside the ACL, counting both', async () => {
     await assert.rejects(
       connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, {
