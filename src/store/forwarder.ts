@@ -131,7 +131,7 @@ export class Forwarder {
     while (this.running) {
       const head = this.inFlight[0];
       if (head !== undefined && head.outcome !== undefined) {
-        if (head.outcome === null) this.confirm(head);
+        if (head.outcome === null) this.confirmSettled();
         else await this.failed(head.outcome);
         continue;
       }
@@ -151,7 +151,7 @@ export class Forwarder {
     }
     // Stopping: what is in flight settles (bounded by the upstream's timeout); confirm what can be.
     await Promise.all(this.inFlight.map((f) => f.done));
-    for (let f = this.inFlight[0]; f?.outcome === null; f = this.inFlight[0]) this.confirm(f);
+    this.confirmSettled();
   }
 
   /** The next rows after what was sent; null (logged) when the outbox cannot be read. */
@@ -199,20 +199,30 @@ export class Forwarder {
     this.sent = last;
   }
 
-  /** The oldest batch in flight was confirmed: save the cursor past it. */
-  private confirm(head: InFlight): void {
+  /**
+   * The oldest batches in flight were confirmed: one cursor write past all of them (each is a
+   * commit of its own, so not one per batch).
+   */
+  private confirmSettled(): void {
     const { metrics, log } = this.deps;
     const id = this.upstream.id;
-    this.inFlight.shift();
+    let last = this.acked;
+    let rows = 0;
+    for (let f = this.inFlight[0]; f?.outcome === null; f = this.inFlight[0]) {
+      this.inFlight.shift();
+      last = f.last;
+      rows += f.rows;
+    }
+    if (rows === 0) return;
     try {
-      this.outbox.saveCursor(id, head.last);
+      this.outbox.saveCursor(id, last);
     } catch (err) {
       // Delivered but not recorded: it will be delivered again (at least once), never lost.
       log.error({ err, upstream: id }, 'saving the upstream cursor failed');
     }
-    this.acked = head.last;
+    this.acked = last;
     this.lastDeliveryAt = this.deps.clock.now();
-    metrics.upstreamSent.inc({ upstream: id }, head.rows);
+    metrics.upstreamSent.inc({ upstream: id }, rows);
     if (this.failures > 0) log.info({ upstream: id, after: this.failures }, 'upstream delivering again');
     this.failures = 0;
     this.lastError = null;
