@@ -18,8 +18,9 @@ export class OutputWriter implements BatchPart {
   /**
    * Decision states taken from the engine and not yet committed, by rule and key: a commit that
    * rolls back writes them again with the next one (a newer state of the same group replaces it).
+   * `key` is the group key as stored (JSON).
    */
-  private readonly unwrittenStates = new Map<string, DecisionStateRecord>();
+  private readonly unwrittenStates = new Map<string, { state: DecisionStateRecord; key: string }>();
   private readonly stmt: Record<'result' | 'decision' | 'late' | 'state', Statement>;
 
   constructor(
@@ -110,14 +111,14 @@ export class OutputWriter implements BatchPart {
       }
     }
     const states = this.unwrittenStates;
-    for (const s of this.deps.changedDecisionStates()) {
-      const key = JSON.stringify(s.key);
-      states.set(`${s.rule}\u0000${key}`, s);
+    for (const state of this.deps.changedDecisionStates()) {
+      const key = JSON.stringify(state.key);
+      states.set(`${state.rule}\u0000${key}`, { state, key });
     }
-    for (const s of states.values()) {
+    for (const { state: s, key } of states.values()) {
       this.stmt.state.run(
         s.rule,
-        JSON.stringify(s.key),
+        key,
         JSON.stringify({ state: s.state, streak: s.streak, lastEnd: s.lastEnd }),
       );
     }
@@ -132,7 +133,8 @@ export class OutputWriter implements BatchPart {
 
   /** A rule was deleted or replaced: its decision states (dropped from the store) must not come back. */
   discardStates(rule: string): void {
-    for (const [key, s] of this.unwrittenStates) if (s.rule === rule) this.unwrittenStates.delete(key);
+    for (const [k, { state }] of this.unwrittenStates)
+      if (state.rule === rule) this.unwrittenStates.delete(k);
   }
 
   rolledBack(): void {
