@@ -140,7 +140,7 @@ export class Gateway {
     this.startMaintenance(db, outbox);
     if (config.api.enabled) {
       const app = createApp(config.api, {
-        query: new ReadingsQuery(db),
+        query: new ReadingsQuery(db, () => writer.syncSummaries()),
         outputs: new OutputsQuery(db),
         metrics: this.metrics,
         log: this.log,
@@ -165,6 +165,7 @@ export class Gateway {
       {
         batchSize: store.batchSize,
         flushInterval: store.flushInterval,
+        summaryInterval: store.summaryInterval,
         outputFlushInterval: store.outputFlushInterval,
         maxPending: store.maxPending,
         storeReadings: store.readings,
@@ -196,6 +197,7 @@ export class Gateway {
         outbox,
         forwardedUpTo: () =>
           this.forwarders.length ? Math.min(...this.forwarders.map((f) => f.cursor)) : null,
+        syncSummaries: () => this.writer?.syncSummaries(),
       },
     );
     this.maintenance.start();

@@ -138,6 +138,11 @@ const storeSchema = z.strictObject({
   retention: duration({ min: 60_000 }).default(7 * 86_400_000),
   flushInterval: duration({ min: 1 }).default(200),
   /**
+   * Per-minute rollups, latest values and device last_seen are written this often rather than in
+   * every commit (SD-card wear); queries see them current. 0: in every commit.
+   */
+  summaryInterval: duration({ min: 0 }).default(10_000),
+  /**
    * A rule output that goes upstream (a forwarded result or decision) is committed, with whatever
    * waits, at most this long after it was made, instead of at the next flushInterval.
    */

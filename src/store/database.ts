@@ -43,6 +43,12 @@ export function openDatabase(path: string, options: OpenOptions): Db {
     // database grows (+10 MB of RSS after a minute at 10 k readings/s). The pages a group commit
     // touches are a few hundred KB: 2 MB writes just as little and as fast (bench:store).
     db.pragma('cache_size = -2000');
+    // Checkpoint once the WAL holds 8 MiB of pages rather than SQLite's 4 MiB: a page rewritten by
+    // many commits (the newest readings' pages, the summaries) is copied into the database once per
+    // checkpoint, so half as many checkpoints write fewer bytes to the card (bench:footprint).
+    db.pragma(
+      `wal_autocheckpoint = ${Math.round((8 * 1024 * 1024) / (db.pragma('page_size', { simple: true }) as number))}`,
+    );
     // The WAL is truncated back to this after checkpoints instead of staying at its high-water mark.
     db.pragma('journal_size_limit = 16777216');
     const check = db.pragma('quick_check', { simple: true });

@@ -38,6 +38,8 @@ export class StoreMaintenance {
       outbox: Outbox;
       /** The smallest cursor over all upstreams (rows up to it are forwarded); null: no upstreams. */
       forwardedUpTo: () => number | null;
+      /** Writes the rollups the writer holds back, before they are trimmed (ReadingWriter.syncSummaries). */
+      syncSummaries?: () => void;
     },
   ) {
     this.stmt = {
@@ -215,6 +217,7 @@ export class StoreMaintenance {
    * computed again from what is left of it.
    */
   private trimRollups(): void {
+    this.deps.syncSummaries?.();
     const oldest = this.stmt.oldestReading.get() as number | null;
     this.db.transaction(() => {
       if (oldest === null) {

@@ -167,6 +167,19 @@ export const MIGRATIONS: readonly Migration[] = [
         FROM readings GROUP BY minute, series_id;
     `,
   },
+  {
+    version: 6,
+    description: 'a marker for summaries written behind the readings (SD-card wear)',
+    sql: `
+      -- Small durable state of the store's own. 'summaries_behind_from': the minute from which
+      -- readings_1m and series.last_* may lag the readings (written every store.summaryInterval,
+      -- not in every commit); a start after a crash recomputes them from the readings after it.
+      CREATE TABLE store_state (
+        key TEXT PRIMARY KEY,
+        value INTEGER
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export function schemaVersion(db: Database.Database): number {

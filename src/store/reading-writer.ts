@@ -6,6 +6,7 @@ import { type Reading, readingToJson } from '../model/reading.js';
 import type { Db } from './database.js';
 import { minuteOf } from './minutes.js';
 import type { Outbox } from './outbox.js';
+import { type BatchSummaries, emptyBatch, type Rollup, Summaries } from './summaries.js';
 
 export interface ReadingWriterOptions {
   /** Commit as soon as this many readings wait. */
@@ -20,6 +21,11 @@ export interface ReadingWriterOptions {
   storeReadings: boolean;
   /** Forward raw readings through the outbox: at most one per series per `interval` ms of event time (0: all). */
   forwardReadings?: { outbox: Outbox; interval: number } | undefined;
+  /**
+   * Write rollups, latest values and device last_seen at most this often (ms) rather than in every
+   * commit (SD-card wear; see Summaries); 0 or absent: in every commit.
+   */
+  summaryInterval?: number;
 }
 
 /**
@@ -33,17 +39,6 @@ export interface BatchPart {
   committed(): void;
   rolledBack(): void;
 }
-
-/** count/sum/min/max of one series in one minute (the readings_1m rollup). */
-interface Rollup {
-  count: number;
-  sum: number;
-  min: number;
-  max: number;
-}
-
-/** devices.last_seen is written at most this often per device (ms). */
-const DEVICE_SEEN_RESOLUTION = 1000;
 
 interface Pending {
   reading: Reading;
@@ -65,8 +60,9 @@ export class ReadingWriter {
   private readonly seriesIds = new Map<string, number>();
   /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
   private readonly forwardedBucket = new Map<number, number>();
-  /** Per device, the source and last_seen last written to the devices table. */
-  private readonly deviceSeen = new Map<string, { source: string; at: number }>();
+  private readonly summaries: Summaries;
+  /** The newest event time stored since start: summaries of readings near it are held back. */
+  private newestTs = Number.NEGATIVE_INFINITY;
   private failing: Error | null = null;
   /** The arrival order of stored readings: continues after the largest seq in the store. */
   private seq: number;
@@ -76,9 +72,6 @@ export class ReadingWriter {
     insertSeries: Statement;
     selectSeries: Statement;
     insertReading: Statement;
-    upsertRollup: Statement;
-    updateLatest: Statement;
-    upsertDevice: Statement;
     isStored: Statement;
     maxTs: Statement;
   };
@@ -96,27 +89,15 @@ export class ReadingWriter {
       insertReading: db.prepare(
         'INSERT OR IGNORE INTO readings (ts, series_id, value, seq, tags) VALUES (?, ?, ?, ?, ?)',
       ),
-      upsertRollup: db.prepare(
-        `INSERT INTO readings_1m (minute, series_id, count, sum, min, max) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
-           min = min(min, excluded.min), max = max(max, excluded.max)`,
-      ),
-      // Assignments all see the old row: the latest value moves only forward in event time.
-      updateLatest: db.prepare(
-        `UPDATE series SET
-           last_value = CASE WHEN last_ts IS NULL OR last_ts <= @ts THEN @value ELSE last_value END,
-           unit = CASE WHEN last_ts IS NULL OR last_ts <= @ts THEN coalesce(@unit, unit) ELSE unit END,
-           last_ts = CASE WHEN last_ts IS NULL OR last_ts <= @ts THEN @ts ELSE last_ts END,
-           last_seq = max(last_seq, @seq)
-         WHERE id = @id`,
-      ),
-      upsertDevice: db.prepare(
-        `INSERT INTO devices (id, source, first_seen, last_seen) VALUES (?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET source = excluded.source, last_seen = max(last_seen, excluded.last_seen)`,
-      ),
       isStored: db.prepare('SELECT 1 FROM readings WHERE ts = ? AND series_id = ? AND value = ?').pluck(),
       maxTs: db.prepare('SELECT last_ts FROM series WHERE device = ? AND metric = ?').pluck(),
     };
+    // Before the largest seq is read: after a crash it recomputes the latest values.
+    this.summaries = new Summaries(
+      db,
+      { interval: options.summaryInterval ?? 0, holdBack: options.storeReadings },
+      deps.clock.now(),
+    );
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
   }
 
@@ -182,7 +163,24 @@ export class ReadingWriter {
 
   /** The newest ts committed for a series (kept even without raw readings), or null. */
   storedMaxTs(device: string, metric: string): number | null {
-    return (this.stmt.maxTs.get(device, metric) as number | null | undefined) ?? null;
+    const stored = (this.stmt.maxTs.get(device, metric) as number | null | undefined) ?? null;
+    const id = this.seriesIds.get(`${device}\u0000${metric}`);
+    const held = id === undefined ? undefined : this.summaries.heldTs(id);
+    return held !== undefined && (stored === null || held > stored) ? held : stored;
+  }
+
+  /**
+   * Writes the summaries held back (rollups, latest values, device last_seen) so that a query sees
+   * every committed reading in them; readers call it first. A failure is logged and the query
+   * answers from what is written.
+   */
+  syncSummaries(): void {
+    try {
+      this.summaries.sync(this.deps.clock.now());
+    } catch (err) {
+      this.deps.metrics.storeErrors.inc();
+      this.deps.log.error({ err }, 'writing the held-back summaries failed; will retry');
+    }
   }
 
   /** Resolves once everything queued so far is committed; rejects if that commit fails. */
@@ -204,7 +202,11 @@ export class ReadingWriter {
   flush(): number {
     this.soonTimer?.cancel();
     this.soonTimer = null;
-    if (this.totalPending() === 0) return 0;
+    if (this.totalPending() === 0) {
+      // No readings: summaries held back still go once their interval has passed.
+      if (this.summaries.due(this.deps.clock.now())) this.syncSummaries();
+      return 0;
+    }
     const batch = this.pending;
     const waiters = this.waiters;
     this.pending = [];
@@ -215,6 +217,7 @@ export class ReadingWriter {
     } catch (err) {
       // Keep the batch for the next attempt; the series cache may name rows the rollback removed.
       this.seriesIds.clear();
+      this.summaries.rolledBack();
       for (const p of this.parts) p.rolledBack();
       this.pending = batch.concat(this.pending);
       this.waiters = waiters.concat(this.waiters);
@@ -228,6 +231,7 @@ export class ReadingWriter {
       return 0;
     }
     this.failing = null;
+    this.summaries.committed();
     for (const p of this.parts) p.committed();
     this.deps.metrics.storeCommits.inc();
     this.deps.metrics.readingsStored.inc(stored);
@@ -244,14 +248,11 @@ export class ReadingWriter {
     this.soonTimer?.cancel();
     this.soonTimer = null;
     this.flush();
+    this.syncSummaries();
   }
 
   private commit(batch: Pending[]): number {
-    const latest = new Map<number, { ts: number; value: number; unit: string | null; seq: number }>();
-    const devices = new Map<string, { source: string; at: number }>();
-    const seen: [string, { source: string; at: number }][] = [];
-    /** minute → series → rollup of the readings stored in this batch. */
-    const rollups = new Map<number, Map<number, Rollup>>();
+    const summary: BatchSummaries = emptyBatch();
     let stored = 0;
     let seq = this.seq;
     this.db.transaction(() => {
@@ -264,31 +265,25 @@ export class ReadingWriter {
           if (isNew) {
             seq++;
             stored++;
-            addToRollup(rollups, id, reading);
+            if (reading.ts > this.newestTs) this.newestTs = reading.ts;
+            addToRollup(summary.rollups, id, reading);
           }
         }
-        if (isNew && this.options.forwardReadings)
-          this.forward(id, reading, arrivedAt, this.options.forwardReadings);
-        const l = latest.get(id);
+        summary.devices.set(reading.device, { source, at: arrivedAt });
+        // A duplicate changes nothing but the device's last_seen.
+        if (!isNew) continue;
+        if (this.options.forwardReadings) this.forward(id, reading, arrivedAt, this.options.forwardReadings);
+        const l = summary.latest.get(id);
         if (!l || l.ts <= reading.ts)
-          latest.set(id, { ts: reading.ts, value: reading.value, unit: reading.unit ?? null, seq });
+          summary.latest.set(id, { ts: reading.ts, value: reading.value, unit: reading.unit ?? null, seq });
         else l.seq = seq;
-        devices.set(reading.device, { source, at: arrivedAt });
       }
-      for (const [minute, bySeries] of rollups)
-        for (const [id, r] of bySeries) this.stmt.upsertRollup.run(minute, id, r.count, r.sum, r.min, r.max);
-      for (const [id, l] of latest) this.stmt.updateLatest.run({ ...l, id });
-      for (const [device, d] of devices) {
-        // last_seen to the second: a device heard in every commit does not rewrite its page each time.
-        const written = this.deviceSeen.get(device);
-        if (written && written.source === d.source && d.at - written.at < DEVICE_SEEN_RESOLUTION) continue;
-        this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
-        seen.push([device, d]);
-      }
+      // Near the newest reading, and never ahead of the clock (a device whose clock runs ahead).
+      const now = this.deps.clock.now();
+      this.summaries.write(summary, now, Math.min(now, this.newestTs));
       for (const p of this.parts) if (p.pendingCount > 0) p.write();
     })();
     this.seq = seq;
-    for (const [device, d] of seen) this.deviceSeen.set(device, d);
     return stored;
   }
 

@@ -162,7 +162,14 @@ export class ReadingsQuery {
   private readonly devicesAll: Statement;
   private readonly deviceOne: Statement;
 
-  constructor(db: Db) {
+  /**
+   * `beforeSummaries` runs before a query that reads the summaries (rollups, latest values,
+   * devices): the writer writes those it holds back (ReadingWriter.syncSummaries).
+   */
+  constructor(
+    db: Db,
+    private readonly beforeSummaries: () => void = () => {},
+  ) {
     this.statements = new StatementCache(db);
     const latest = `SELECT device, metric, last_value AS value, last_ts AS ts, unit FROM series WHERE last_ts IS NOT NULL`;
     this.latestAll = db.prepare(`${latest} ORDER BY device, metric`);
@@ -216,8 +223,9 @@ export class ReadingsQuery {
     next: { bucket: number; series: number } | null;
   } {
     const rollup = ROLLUP_SQL[filter.agg];
-    const inner =
-      rollup !== undefined && filter.step % MINUTE === 0 ? fromRollups(filter) : fromReadings(filter);
+    const useRollups = rollup !== undefined && filter.step % MINUTE === 0;
+    if (useRollups) this.beforeSummaries();
+    const inner = useRollups ? fromRollups(filter) : fromReadings(filter);
     // The bucket expression's three placeholders come first in the statement.
     const params: (string | number)[] = [filter.step, filter.step, filter.step, ...inner.params];
     const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
@@ -257,10 +265,12 @@ export class ReadingsQuery {
   }
 
   latest(device?: string): SeriesLatest[] {
+    this.beforeSummaries();
     return (device === undefined ? this.latestAll.all() : this.latestDevice.all(device)) as SeriesLatest[];
   }
 
   devices(): DeviceRow[] {
+    this.beforeSummaries();
     const byDevice = new Map<string, SeriesLatest[]>();
     for (const s of this.latest()) {
       const list = byDevice.get(s.device);
@@ -274,6 +284,7 @@ export class ReadingsQuery {
   }
 
   device(id: string): DeviceRow | null {
+    this.beforeSummaries();
     const row = this.deviceOne.get(id) as Omit<DeviceRow, 'metrics'> | undefined;
     return row ? { ...row, metrics: this.latest(id) } : null;
   }
