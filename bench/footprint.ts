@@ -18,18 +18,36 @@ import { machine } from './machine.js';
  * The gateway's footprint as a Pi would see it: `node dist/cli.js run` as a child process with an
  * embedded broker and API on free 127.0.0.1 ports, no simulator, the store in a temp dir on disk,
  * and the node flags and environment of systemd/tidegate.service (read from the unit file).
- * Measures cold start to healthy, RSS idle, RSS and CPU under 10 k readings/s published by an
- * MQTT load generator in this process, and bytes written to disk per stored reading.
- * Bounded (about 40 s), talks only to 127.0.0.1, cleans up after itself.
+ * Measures cold start to healthy, RSS idle, and under 10 k readings/s published by an MQTT load
+ * generator in this process RSS, CPU and bytes written to disk per stored reading, for two shapes
+ * of load, each on a fresh gateway and store:
+ * - batched: 100 devices each send, once a second, their last second of 100 Hz samples in one
+ *   message (100 readings), so that every commit's readings interleave in event time with those of
+ *   the commits before it — the costly case for a store clustered by time;
+ * - one by one: 1,000 devices each send one reading per message, 10 a second — 10,000 messages/s
+ *   and as many series, the costly case for the broker and per-series state.
+ * Load runs for 60 s by default: long enough for several WAL checkpoints, whose bytes count.
+ * Bounded (about 3 minutes), talks only to 127.0.0.1, cleans up after itself.
  */
 const RATE = Number(process.env['FOOTPRINT_RATE'] ?? 10_000); // readings/s
-const LOAD_SECONDS = Number(process.env['FOOTPRINT_SECONDS'] ?? 15);
+const LOAD_SECONDS = Number(process.env['FOOTPRINT_SECONDS'] ?? 60);
 /** RSS right after the start, and once V8's memory reducer has run (8 s after the last GC). */
 const IDLE_EARLY_MS = 4_000;
 const IDLE_SETTLED_MS = 15_000;
-const DEVICES = 100;
-const PER_MESSAGE = 100; // readings per message (ingest.maxMetricsPerMessage is 256)
 const TICK_MS = 10;
+
+interface Shape {
+  name: string;
+  devices: number;
+  /** Readings per message (ingest.maxMetricsPerMessage is 256), `spacing` ms apart in event time. */
+  perMessage: number;
+  spacing: number;
+}
+
+const SHAPES: Shape[] = [
+  { name: 'batched (100 devices × 100 readings per message)', devices: 100, perMessage: 100, spacing: 10 },
+  { name: 'one by one (1,000 devices × 1 reading per message)', devices: 1000, perMessage: 1, spacing: 1 },
+];
 
 const TARGETS = { idleMiB: 60, loadMiB: 100, coldStartMs: 1_000, bytesPerReading: 150 };
 
@@ -62,11 +80,16 @@ function row(label: string, value: string, target: string, ok: boolean): void {
   );
 }
 
-async function main(): Promise<void> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-  console.log(`footprint: ${machine()}`);
-  const unit = unitNodeCommand();
-  console.log(`as systemd/tidegate.service: ${describeUnitCommand(unit)}`);
+interface Running {
+  child: ChildProcess;
+  pid: number;
+  apiPort: number;
+  brokerPort: number;
+  coldStartMs: number;
+  dir: string;
+}
+
+async function startGateway(unit: ReturnType<typeof unitNodeCommand>): Promise<Running> {
   // On disk, not tmpfs: write_bytes counts only what goes to a block device.
   const base = existsSync('/var/tmp') ? '/var/tmp' : undefined;
   const dir = mkdtempSync(join(base ?? process.cwd(), 'tidegate-footprint-'));
@@ -87,35 +110,58 @@ async function main(): Promise<void> {
       '',
     ].join('\n'),
   );
-
   const started = process.hrtime.bigint();
   const child = spawn(process.execPath, [...unit.flags, CLI, 'run', '--config', configFile], {
     cwd: dir,
     env: unitEnvironment(unit, { TIDEGATE_TOKEN: '' }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const pid = child.pid as number;
-  let client: mqtt.MqttClient | null = null;
   try {
     const coldStartMs = await waitHealthy(apiPort, child, started);
-    await sleep(IDLE_EARLY_MS);
-    const idleEarly = rssMiB(pid);
-    await sleep(IDLE_SETTLED_MS - IDLE_EARLY_MS);
-    const idle = rssMiB(pid);
+    return { child, pid: child.pid as number, apiPort, brokerPort, coldStartMs, dir };
+  } catch (err) {
+    await stopGateway({ child, dir });
+    throw err;
+  }
+}
 
-    client = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, { clientId: 'footprint-load' });
-    const storedBefore = await storedReadings(apiPort);
-    const writtenBefore = writeBytes(pid);
-    const cpuBefore = cpuSeconds(pid);
+async function stopGateway(g: { child: ChildProcess; dir: string }): Promise<void> {
+  g.child.kill('SIGTERM');
+  await new Promise((r) => {
+    if (g.child.exitCode !== null) r(null);
+    else g.child.once('exit', r);
+    setTimeout(() => g.child.kill('SIGKILL'), 6_000).unref();
+  });
+  rmSync(g.dir, { recursive: true, force: true });
+}
+
+interface LoadFigures {
+  published: number;
+  stored: number;
+  seconds: number;
+  peakMiB: number;
+  cpuShare: number;
+  bytesPerReading: number;
+}
+
+/** Publishes `shape` at RATE readings/s for LOAD_SECONDS, event times following the wall clock. */
+async function load(g: Running, shape: Shape): Promise<LoadFigures> {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${g.brokerPort}`, { clientId: 'footprint-load' });
+  try {
+    const storedBefore = await storedReadings(g.apiPort);
+    const writtenBefore = writeBytes(g.pid);
+    const cpuBefore = cpuSeconds(g.pid);
     const t0 = Date.now();
     let published = 0;
-    let peak = idle;
-    let ts = t0 - 60 * 60_000; // distinct timestamps per series, an hour back
-    const perTick = Math.max(1, Math.round((RATE * TICK_MS) / 1000 / PER_MESSAGE));
-    const loadClient = client;
+    let messages = 0;
+    let peak = rssMiB(g.pid);
+    /** Per device, the event time after its last reading sent: no series repeats a ts. */
+    const next = new Array<number>(shape.devices).fill(0);
+    const perTick = Math.max(1, Math.round((RATE * TICK_MS) / 1000 / shape.perMessage));
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
-        const elapsed = Date.now() - t0;
+        const now = Date.now();
+        const elapsed = now - t0;
         if (elapsed >= LOAD_SECONDS * 1000) {
           clearInterval(timer);
           resolve();
@@ -124,69 +170,91 @@ async function main(): Promise<void> {
         // Keep to the rate even when a tick comes late.
         const due = Math.floor((elapsed / 1000) * RATE);
         for (let m = 0; m < perTick * 4 && published < due; m++) {
-          const items = new Array(PER_MESSAGE);
-          for (let i = 0; i < PER_MESSAGE; i++)
-            items[i] = { value: Math.round(Math.sin(ts + i) * 1000) / 10, ts: ts + i };
-          const device = `dev-${Math.floor(published / PER_MESSAGE) % DEVICES}`;
-          loadClient.publish(`sensors/${device}/temperature`, JSON.stringify(items), { qos: 0 });
-          published += PER_MESSAGE;
-          if (Math.floor(published / PER_MESSAGE) % DEVICES === 0) ts += PER_MESSAGE;
+          const d = messages++ % shape.devices;
+          // The samples of the last perMessage × spacing ms, up to now.
+          let ts = Math.max(now - shape.perMessage * shape.spacing, next[d] as number);
+          const items = new Array(shape.perMessage);
+          for (let i = 0; i < shape.perMessage; i++, ts += shape.spacing)
+            items[i] = { value: Math.round(Math.sin(ts / 1000 + d) * 1000) / 10, ts };
+          next[d] = ts;
+          client.publish(`sensors/dev-${d}/temperature`, JSON.stringify(items), { qos: 0 });
+          published += shape.perMessage;
         }
-        peak = Math.max(peak, rssMiB(pid));
+        peak = Math.max(peak, rssMiB(g.pid));
       }, TICK_MS);
     });
     const seconds = (Date.now() - t0) / 1000;
-    const cpu = cpuSeconds(pid) - cpuBefore;
+    const cpu = cpuSeconds(g.pid) - cpuBefore;
     await sleep(1_000); // the last group commit
-    peak = Math.max(peak, rssMiB(pid));
-    const stored = (await storedReadings(apiPort)) - storedBefore;
-    const written = writeBytes(pid) - writtenBefore;
-
-    console.log(
-      `load: ${published} readings published in ${seconds.toFixed(1)} s (${Math.round(published / seconds)}/s), ${stored} stored`,
-    );
-    row(
-      'cold start to healthy',
-      `${coldStartMs.toFixed(0)} ms`,
-      `≤ ${TARGETS.coldStartMs} ms`,
-      coldStartMs <= TARGETS.coldStartMs,
-    );
-    console.log(
-      `RSS ${IDLE_EARLY_MS / 1000} s after healthy (startup garbage not yet collected): ${idleEarly.toFixed(1)} MiB`,
-    );
-    row(
-      `RSS idle (${IDLE_SETTLED_MS / 1000} s after healthy)`,
-      `${idle.toFixed(1)} MiB`,
-      `≤ ${TARGETS.idleMiB} MB`,
-      idle <= TARGETS.idleMiB,
-    );
-    row(
-      `RSS peak at ${RATE / 1000} k readings/s`,
-      `${peak.toFixed(1)} MiB`,
-      `≤ ${TARGETS.loadMiB} MB`,
-      peak <= TARGETS.loadMiB,
-    );
-    row(`CPU at ${RATE / 1000} k readings/s`, `${((cpu / seconds) * 100).toFixed(0)} % core`, '(none)', true);
-    const perReading = stored > 0 ? written / stored : Number.NaN;
-    row(
-      'disk written per stored reading',
-      `${perReading.toFixed(0)} B`,
-      `≤ ${TARGETS.bytesPerReading} B`,
-      perReading <= TARGETS.bytesPerReading,
-    );
-    console.log('targets in MB are read as MiB (2^20 bytes), as systemd (MemoryMax=60M) and V8 count them');
-    if (stored < published * 0.99)
-      console.log(`note: ${published - stored} readings not stored (rejected or pending)`);
+    peak = Math.max(peak, rssMiB(g.pid));
+    const stored = (await storedReadings(g.apiPort)) - storedBefore;
+    const written = writeBytes(g.pid) - writtenBefore;
+    return {
+      published,
+      stored,
+      seconds,
+      peakMiB: peak,
+      cpuShare: cpu / seconds,
+      bytesPerReading: stored > 0 ? written / stored : Number.NaN,
+    };
   } finally {
-    await client?.endAsync().catch(() => {});
-    child.kill('SIGTERM');
-    await new Promise((r) => {
-      if (child.exitCode !== null) r(null);
-      else child.once('exit', r);
-      setTimeout(() => child.kill('SIGKILL'), 6_000).unref();
-    });
-    rmSync(dir, { recursive: true, force: true });
+    await client.endAsync().catch(() => {});
   }
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  console.log(`footprint: ${machine()}`);
+  const unit = unitNodeCommand();
+  console.log(`as systemd/tidegate.service: ${describeUnitCommand(unit)}`);
+  for (const [i, shape] of SHAPES.entries()) {
+    const g = await startGateway(unit);
+    try {
+      if (i === 0) {
+        await sleep(IDLE_EARLY_MS);
+        const idleEarly = rssMiB(g.pid);
+        await sleep(IDLE_SETTLED_MS - IDLE_EARLY_MS);
+        const idle = rssMiB(g.pid);
+        row(
+          'cold start to healthy',
+          `${g.coldStartMs.toFixed(0)} ms`,
+          `≤ ${TARGETS.coldStartMs} ms`,
+          g.coldStartMs <= TARGETS.coldStartMs,
+        );
+        console.log(
+          `RSS ${IDLE_EARLY_MS / 1000} s after healthy (startup garbage not yet collected): ${idleEarly.toFixed(1)} MiB`,
+        );
+        row(
+          `RSS idle (${IDLE_SETTLED_MS / 1000} s after healthy)`,
+          `${idle.toFixed(1)} MiB`,
+          `≤ ${TARGETS.idleMiB} MB`,
+          idle <= TARGETS.idleMiB,
+        );
+      }
+      const f = await load(g, shape);
+      console.log(
+        `load ${shape.name}: ${f.published} readings published in ${f.seconds.toFixed(1)} s (${Math.round(f.published / f.seconds)}/s), ${f.stored} stored`,
+      );
+      row(
+        `  RSS peak at ${RATE / 1000} k readings/s`,
+        `${f.peakMiB.toFixed(1)} MiB`,
+        `≤ ${TARGETS.loadMiB} MB`,
+        f.peakMiB <= TARGETS.loadMiB,
+      );
+      row(`  CPU at ${RATE / 1000} k readings/s`, `${(f.cpuShare * 100).toFixed(0)} % core`, '(none)', true);
+      row(
+        '  disk written per stored reading',
+        `${f.bytesPerReading.toFixed(0)} B`,
+        `≤ ${TARGETS.bytesPerReading} B`,
+        f.bytesPerReading <= TARGETS.bytesPerReading,
+      );
+      if (f.stored < f.published * 0.99)
+        console.log(`  note: ${f.published - f.stored} readings not stored (rejected or pending)`);
+    } finally {
+      await stopGateway(g);
+    }
+  }
+  console.log('targets in MB are read as MiB (2^20 bytes), as systemd (MemoryMax=60M) and V8 count them');
 }
 
 main().catch((err: unknown) => {
