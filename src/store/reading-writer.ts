@@ -171,10 +171,12 @@ export class ReadingWriter {
 
   /**
    * Writes the summaries held back (rollups, latest values, device last_seen) so that a query sees
-   * every committed reading in them; readers call it first. A failure is logged and the query
-   * answers from what is written.
+   * every committed reading in them; readers call it first. While the disk fails, or if this write
+   * fails (logged), the query answers from what is written.
    */
   syncSummaries(): void {
+    // While commits fail, the next one that succeeds writes them.
+    if (this.failing) return;
     try {
       this.summaries.sync(this.deps.clock.now());
     } catch (err) {
