@@ -127,11 +127,6 @@ export class Summaries {
     this.lastWritten = now;
   }
 
-  /** The minute from which the stored summaries may lag the readings (null: they are current). */
-  get behind(): number | null {
-    return this.behindFrom;
-  }
-
   /** The newest ts of a series committed but not yet in the series table, if any. */
   heldTs(seriesId: number): number | undefined {
     return this.held.latest.get(seriesId)?.ts;
