@@ -72,8 +72,8 @@ export class Summaries {
   private held: BatchSummaries = emptyBatch();
   /** The marker's value in the store: the minute from which the summaries may lag, or null. */
   private behindFrom: number | null;
-  /** Devices whose row exists, with the source and last_seen written. */
-  private readonly devicesWritten = new Map<string, { source: string; at: number }>();
+  /** Devices whose row exists → the source written with it. */
+  private readonly devicesWritten = new Map<string, string>();
   private lastWritten: number;
   /** The outcome of `write()` inside the open transaction, applied by `committed()`. */
   private staged: {
@@ -173,9 +173,8 @@ export class Summaries {
       }
     }
     for (const [device, d] of batch.devices) {
-      const written = this.devicesWritten.get(device);
       // A new device, or one that moved to another source, is written at once.
-      if (!written || written.source !== d.source) this.writeDevice(device, d);
+      if (this.devicesWritten.get(device) !== d.source) this.writeDevice(device, d);
       else held.devices.set(device, d);
     }
     if (from !== this.behindFrom) this.stmt.setMarker.run(MARKER, from);
@@ -248,7 +247,7 @@ export class Summaries {
 
   private writeDevice(device: string, d: { source: string; at: number }): void {
     this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
-    this.devicesWritten.set(device, d);
+    this.devicesWritten.set(device, d.source);
   }
 
   /**
