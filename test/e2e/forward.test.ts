@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { connectAsync, type MqttClient } from 'mqtt';
+import { recentHour } from '../helpers/event-time.js';
 import { eventually, runCli, startGateway } from '../helpers/gateway-process.js';
 import { type HttpSink, startHttpSink } from '../helpers/http-sink.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/net.js';
 
-const T0 = Date.parse('2026-11-24T10:00:00.000Z');
+const T0 = recentHour();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Envelope {

@@ -8,9 +8,11 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { hashPassword } from '../../src/sources/password.js';
+import { iso, isoWithOffset, recentHour } from '../helpers/event-time.js';
 import { eventually, type RunningGateway, startGateway } from '../helpers/gateway-process.js';
 
 const exec = promisify(execFile);
+const T0 = recentHour();
 
 interface ApiReading {
   device: string;
@@ -91,14 +93,14 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
       await client.publishAsync('sensors/js-1/temperature', '21.5', { qos: 1 });
       await client.publishAsync(
         'sensors/js-1/humidity',
-        JSON.stringify({ value: 40, ts: '2026-11-24T10:00:03.250+01:00' }),
+        JSON.stringify({ value: 40, ts: isoWithOffset(T0 + 3250, 60) }),
         {
           qos: 1,
         },
       );
       await client.publishAsync(
         'sensors/js-2',
-        JSON.stringify({ temperature: 19.25, on: true, name: 'x', ts: 1764000000000 }),
+        JSON.stringify({ temperature: 19.25, on: true, name: 'x', ts: T0 }),
         {
           qos: 1,
         },
@@ -114,7 +116,7 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
       device: 'js-1',
       metric: 'humidity',
       value: 40,
-      ts: '2026-11-24T09:00:03.250Z',
+      ts: iso(T0 + 3250),
     });
     const temperature = one.find((r) => r.metric === 'temperature');
     assert.equal(temperature?.value, 21.5);
@@ -122,8 +124,8 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
     assert.ok(Math.abs(Date.parse(temperature?.ts ?? '') - Date.now()) < 10_000);
     const two = await readings(gw, 'device=js-2');
     assert.deepEqual(two.map((r) => [r.metric, r.value, r.ts]).sort(), [
-      ['on', 1, '2025-11-24T16:00:00.000Z'],
-      ['temperature', 19.25, '2025-11-24T16:00:00.000Z'],
+      ['on', 1, iso(T0)],
+      ['temperature', 19.25, iso(T0)],
     ]);
   });
 
@@ -143,8 +145,11 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
         ...extra,
       ]);
     await pub('sensors/cli-1/pressure', '1013.25');
-    await pub('sensors/cli-1/level', '{"value": -3.5, "ts": 1764000001000, "unit": "cm"}');
-    await pub('sensors/cli-2', '{"voltage": 230.1, "current": 0.42, "time": "2025-11-24T16:00:02Z"}');
+    await pub('sensors/cli-1/level', `{"value": -3.5, "ts": ${T0 + 1000}, "unit": "cm"}`);
+    await pub(
+      'sensors/cli-2',
+      `{"voltage": 230.1, "current": 0.42, "time": "${iso(T0 + 2000).replace('.000Z', 'Z')}"}`,
+    );
     // A user with a password, inside its ACL.
     await pub('sensors/alice-1/temperature', '22', ['-u', 'alice', '-P', password]);
     const cli1 = await readingsEventually(gw, 'device=cli-1', 2);
@@ -154,15 +159,15 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
         device: 'cli-1',
         metric: 'level',
         value: -3.5,
-        ts: '2025-11-24T16:00:01.000Z',
+        ts: iso(T0 + 1000),
         unit: 'cm',
       },
     );
     assert.equal(cli1.find((r) => r.metric === 'pressure')?.value, 1013.25);
     const cli2 = await readingsEventually(gw, 'device=cli-2&order=asc', 2);
     assert.deepEqual(cli2.map((r) => [r.metric, r.value, r.ts]).sort(), [
-      ['current', 0.42, '2025-11-24T16:00:02.000Z'],
-      ['voltage', 230.1, '2025-11-24T16:00:02.000Z'],
+      ['current', 0.42, iso(T0 + 2000)],
+      ['voltage', 230.1, iso(T0 + 2000)],
     ]);
     assert.equal((await readingsEventually(gw, 'device=alice-1', 1))[0]?.value, 22);
   });
@@ -195,7 +200,7 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
       ['sensors/bad-1/t', '{"value": null}'], // missing value
       ['sensors/bad-1', '{"name": "no numbers here"}'], // flat object without metrics
       ['sensors/bad-1/t', JSON.stringify({ value: 1, ts: future })], // far future
-      ['sensors/bad-1/t', JSON.stringify({ value: 1, ts: '2026-11-24T10:00:00' })], // no offset
+      ['sensors/bad-1/t', JSON.stringify({ value: 1, ts: iso(T0).slice(0, -1) })], // no offset
       ['sensors/bad-1', JSON.stringify({ a: 1, b: 2, c: 3, d: 4, e: 5 })], // over maxMetricsPerMessage
       ['elsewhere/bad-1/t', '1'], // unknown topic
     ];

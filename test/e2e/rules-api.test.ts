@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectAsync } from 'mqtt';
+import { iso, recentHour } from '../helpers/event-time.js';
 import { eventually, type RunningGateway, startGateway } from '../helpers/gateway-process.js';
 
-const T0 = Date.parse('2026-11-24T10:00:00.000Z');
+const T0 = recentHour();
+const at = (s: number) => iso(T0 + s * 1000);
 
 const RULE = {
   id: 'boiler-hot',
@@ -95,7 +97,7 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 20ms }
         rule: 'boiler-hot',
         key: { device: 'boiler-1' },
         state: 'firing',
-        at: '2026-11-24T10:00:10.000Z',
+        at: at(10),
         values: { avg: 90.5, peak: 91 },
       });
 
@@ -145,15 +147,15 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 20ms }
         ['boiler-1', 60, 31],
       ]);
       const all = await decisionsAre(gw, ['firing', 'ok', 'firing']);
-      assert.equal(all[2]?.at, '2026-11-24T10:00:30.000Z');
+      assert.equal(all[2]?.at, at(30));
       const results = await gw.api('/api/v1/results?rule=boiler-hot');
       const page = (await results.json()) as { items: { start: string; count: number }[] };
       assert.deepEqual(
         page.items.map((r) => [r.start, r.count]),
         [
-          ['2026-11-24T10:00:00.000Z', 2],
-          ['2026-11-24T10:00:10.000Z', 2],
-          ['2026-11-24T10:00:20.000Z', 3],
+          [at(0), 2],
+          [at(10), 2],
+          [at(20), 3],
         ],
       );
     } finally {
