@@ -16,20 +16,44 @@ export interface GatewayEvents {
   late: [record: LateRecord];
 }
 
-/** A typed event bus: listeners and emitters agree on the payload of each event. */
+/** Told of a listener that threw: `where` is `owner/event`. */
+export type ListenerErrorHandler = (where: string, err: unknown) => void;
+
+/**
+ * A typed event bus: listeners and emitters agree on the payload of each event. Each listener runs
+ * inside its own try/catch (synchronously: no promise per reading), so a throw reaches neither the
+ * emitter (an MQTT handler, a Modbus poll) nor the listeners after it; it goes to `onListenerError`.
+ */
 export class EventBus {
   private readonly emitter = new EventEmitter();
 
-  constructor() {
+  constructor(private readonly onListenerError: ListenerErrorHandler = reportToStderr) {
     this.emitter.setMaxListeners(100);
   }
 
-  on<E extends keyof GatewayEvents>(event: E, listener: (...args: GatewayEvents[E]) => void): () => void {
-    this.emitter.on(event, listener as (...args: unknown[]) => void);
-    return () => this.emitter.off(event, listener as (...args: unknown[]) => void);
+  /** `owner` names the listener in the error report (`owner/event`). */
+  on<E extends keyof GatewayEvents>(
+    event: E,
+    listener: (...args: GatewayEvents[E]) => void,
+    owner = 'listener',
+  ): () => void {
+    const where = `${owner}/${event}`;
+    const guarded = (...args: unknown[]) => {
+      try {
+        (listener as (...a: unknown[]) => void)(...args);
+      } catch (err) {
+        this.onListenerError(where, err);
+      }
+    };
+    this.emitter.on(event, guarded);
+    return () => this.emitter.off(event, guarded);
   }
 
   emit<E extends keyof GatewayEvents>(event: E, ...args: GatewayEvents[E]): void {
     this.emitter.emit(event, ...args);
   }
+}
+
+function reportToStderr(where: string, err: unknown): void {
+  process.stderr.write(`tidegate: listener ${where} threw: ${(err as Error)?.stack ?? String(err)}\n`);
 }

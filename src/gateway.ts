@@ -4,6 +4,7 @@ import { type Clock, systemClock } from './clock.js';
 import type { GatewayConfig, SourceConfig } from './config/schema.js';
 import { dedupeHorizon, RecentDuplicates } from './engine/dedupe.js';
 import { EventBus } from './events.js';
+import { InternalErrors } from './internal-errors.js';
 import { LiveRules } from './live-rules.js';
 import { createLogger, type Logger, RateLimitedLog } from './log.js';
 import { Metrics } from './metrics.js';
@@ -41,7 +42,8 @@ export class Gateway {
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly bus = new EventBus();
+  readonly bus: EventBus;
+  private readonly errors: InternalErrors;
   private readonly warn: RateLimitedLog;
   private db: Db | null = null;
   private writer: ReadingWriter | null = null;
@@ -69,6 +71,8 @@ export class Gateway {
       for (const f of this.forwarders) f.status();
     });
     this.warn = new RateLimitedLog(this.log, () => this.clock.now());
+    this.errors = new InternalErrors(this.metrics, this.warn);
+    this.bus = new EventBus((where, err) => this.errors.report(where, err));
   }
 
   async start(): Promise<void> {

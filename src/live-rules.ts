@@ -285,7 +285,11 @@ export class LiveRules {
     const states = loadDecisionStates(this.deps.db).filter((s) => known.has(s.rule));
     this.engine.restoreDecisionStates(states);
     this.deps.writer.attach(this.output);
-    this.unsubscribe = this.deps.bus.on('reading', (reading) => this.emit(this.engine.process(reading)));
+    this.unsubscribe = this.deps.bus.on(
+      'reading',
+      (reading) => this.emit(this.engine.process(reading)),
+      'rules',
+    );
     this.timer = this.deps.clock.setInterval(() => this.emit(this.engine.tick()), TICK_MS);
     this.deps.log.info(
       { rules: this.rules.length, rebuiltFrom: rebuilt, restoredDecisions: states.length },

@@ -35,6 +35,19 @@ export class RateLimitedLog {
   ) {}
 
   warn(key: string, fields: Record<string, unknown>, message: string): void {
+    this.write('warn', key, fields, message);
+  }
+
+  error(key: string, fields: Record<string, unknown>, message: string): void {
+    this.write('error', key, fields, message);
+  }
+
+  private write(
+    level: 'warn' | 'error',
+    key: string,
+    fields: Record<string, unknown>,
+    message: string,
+  ): void {
     const t = this.now();
     const entry = this.last.get(key);
     if (entry && t - entry.at < this.intervalMs) {
@@ -44,7 +57,7 @@ export class RateLimitedLog {
     const suppressed = entry?.suppressed ?? 0;
     this.last.set(key, { at: t, suppressed: 0 });
     if (this.last.size > 1_000) this.prune(t);
-    this.log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
+    this.log[level](suppressed > 0 ? { ...fields, suppressed } : fields, message);
   }
 
   private prune(t: number): void {

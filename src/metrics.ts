@@ -44,6 +44,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly internalErrors = new Counter({
+    name: 'tidegate_internal_errors_total',
+    help: 'Unexpected errors caught where they would have escaped (a listener, a loop), by where',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+
   readonly storeErrors = new Counter({
     name: 'tidegate_store_errors_total',
     help: 'Store writes that failed and were retried',

@@ -89,7 +89,10 @@ export class Ingest {
     }
     this.deps.writer.add(reading, source);
     this.deps.metrics.readingsIngested.inc({ source });
+    // The rules run first: the records this reading causes share its commit (the crash rebuild
+    // treats every record before the last committed reading as stored).
     this.deps.bus.emit('reading', reading, source);
+    this.deps.writer.queued();
     return 'accepted';
   }
 

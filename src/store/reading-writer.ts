@@ -1,9 +1,11 @@
 import type { Statement } from 'better-sqlite3';
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Logger } from '../log.js';
+import { InternalErrors } from '../internal-errors.js';
+import { type Logger, RateLimitedLog } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { type Reading, readingToJson } from '../model/reading.js';
 import type { Db } from './database.js';
+import { ForwardedBuckets } from './forwarded-buckets.js';
 import { minuteOf } from './minutes.js';
 import type { Outbox } from './outbox.js';
 import { type BatchSummaries, emptyBatch, type Rollup, Summaries } from './summaries.js';
@@ -40,6 +42,9 @@ export interface BatchPart {
   rolledBack(): void;
 }
 
+/** Series ids kept in memory (the series a publisher can invent are unbounded). */
+const MAX_CACHED_SERIES = 50_000;
+
 interface Pending {
   reading: Reading;
   source: string;
@@ -59,7 +64,7 @@ export class ReadingWriter {
   private soonTimer: TimerHandle | null = null;
   private readonly seriesIds = new Map<string, number>();
   /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
-  private readonly forwardedBucket = new Map<number, number>();
+  private readonly forwardedBucket = new ForwardedBuckets();
   private readonly summaries: Summaries;
   /** The newest event time stored since start: summaries of readings near it are held back. */
   private newestTs = Number.NEGATIVE_INFINITY;
@@ -68,6 +73,7 @@ export class ReadingWriter {
   private seq: number;
   private readonly parts: BatchPart[] = [];
   private readonly commitListeners: (() => void)[] = [];
+  private readonly errors: InternalErrors;
   private readonly stmt: {
     insertSeries: Statement;
     selectSeries: Statement;
@@ -99,6 +105,7 @@ export class ReadingWriter {
       deps.clock.now(),
     );
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
+    this.errors = new InternalErrors(deps.metrics, new RateLimitedLog(deps.log, () => deps.clock.now()));
   }
 
   start(): void {
@@ -116,7 +123,10 @@ export class ReadingWriter {
     this.parts.push(part);
   }
 
-  /** Called by a part when it has queued something: commits early once a batch is full. */
+  /**
+   * Called once something was queued and everything it caused too: commits early once a batch is
+   * full. While commits fail, retries are left to the timer, not made on every reading.
+   */
   queued(): void {
     if (this.totalPending() >= this.options.batchSize && !this.failing) this.flush();
   }
@@ -145,13 +155,15 @@ export class ReadingWriter {
     return this.pending.length < this.options.maxPending;
   }
 
-  /** Queues a reading for the next commit; false when the queue is full (the disk is failing). */
+  /**
+   * Queues a reading for the next commit; false when the queue is full (the disk is failing). It
+   * never commits by itself: the caller runs the rules on the reading first and then calls
+   * `queued()`, so that a reading and the records it caused always share a commit.
+   */
   add(reading: Reading, source: string): boolean {
     if (this.pending.length >= this.options.maxPending) return false;
     this.pending.push({ reading, source, arrivedAt: this.deps.clock.now() });
     this.deps.metrics.storePending.set(this.pending.length);
-    // While commits fail, retry only on the timer, not on every reading.
-    if (this.pending.length >= this.options.batchSize && !this.failing) this.flush();
     return true;
   }
 
@@ -219,6 +231,7 @@ export class ReadingWriter {
     } catch (err) {
       // Keep the batch for the next attempt; the series cache may name rows the rollback removed.
       this.seriesIds.clear();
+      this.forwardedBucket.rolledBack();
       this.summaries.rolledBack();
       for (const p of this.parts) p.rolledBack();
       this.pending = batch.concat(this.pending);
@@ -233,13 +246,20 @@ export class ReadingWriter {
       return 0;
     }
     this.failing = null;
+    this.forwardedBucket.committed();
     this.summaries.committed();
     for (const p of this.parts) p.committed();
     this.deps.metrics.storeCommits.inc();
     this.deps.metrics.readingsStored.inc(stored);
     this.deps.metrics.storePending.set(this.pending.length);
     for (const w of waiters) w.resolve();
-    for (const fn of this.commitListeners) fn();
+    for (const fn of this.commitListeners) {
+      try {
+        fn();
+      } catch (err) {
+        this.errors.report('writer/commit', err);
+      }
+    }
     return stored;
   }
 
@@ -290,11 +310,7 @@ export class ReadingWriter {
   }
 
   private forward(seriesId: number, r: Reading, at: number, how: { outbox: Outbox; interval: number }): void {
-    if (how.interval > 0) {
-      const bucket = Math.floor(r.ts / how.interval);
-      if (this.forwardedBucket.get(seriesId) === bucket) return;
-      this.forwardedBucket.set(seriesId, bucket);
-    }
+    if (how.interval > 0 && !this.forwardedBucket.take(seriesId, Math.floor(r.ts / how.interval))) return;
     how.outbox.append('reading', null, JSON.stringify(readingToJson(r)), at);
   }
 
@@ -306,7 +322,7 @@ export class ReadingWriter {
         inserted.changes === 1
           ? Number(inserted.lastInsertRowid)
           : (this.stmt.selectSeries.get(r.device, r.metric) as number);
-      this.seriesIds.set(`${r.device}\u0000${r.metric}`, id);
+      this.cacheSeriesId(`${r.device}\u0000${r.metric}`, id);
     }
     return id;
   }
@@ -317,9 +333,15 @@ export class ReadingWriter {
     let id = this.seriesIds.get(key);
     if (id === undefined) {
       id = this.stmt.selectSeries.get(r.device, r.metric) as number | undefined;
-      if (id !== undefined) this.seriesIds.set(key, id);
+      if (id !== undefined) this.cacheSeriesId(key, id);
     }
     return id;
+  }
+
+  /** A cache, not the truth: past its cap it starts again, and misses are looked up in the store. */
+  private cacheSeriesId(key: string, id: number): void {
+    if (this.seriesIds.size >= MAX_CACHED_SERIES) this.seriesIds.clear();
+    this.seriesIds.set(key, id);
   }
 }
 

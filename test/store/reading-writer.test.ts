@@ -9,11 +9,18 @@ describe('ReadingWriter', () => {
   describe('group commit', () => {
     it('commits as soon as batchSize readings wait, not before', async () => {
       s = storeRig({ batchSize: 3 });
-      s.writer.add(reading('d', 'm', 1, T0), 'src');
-      s.writer.add(reading('d', 'm', 2, T0 + 1), 'src');
+      for (const [v, ts] of [
+        [1, T0],
+        [2, T0 + 1],
+      ] as const) {
+        s.writer.add(reading('d', 'm', v, ts), 'src');
+        s.writer.queued();
+      }
       assert.equal(rowCount(s.db), 0);
       assert.equal(s.writer.pendingCount, 2);
       s.writer.add(reading('d', 'm', 3, T0 + 2), 'src');
+      assert.equal(rowCount(s.db), 0, 'add() alone never commits: what the reading causes must join it');
+      s.writer.queued();
       assert.equal(rowCount(s.db), 3);
       assert.equal(s.writer.pendingCount, 0);
       assert.equal(await metricValue(s.metrics, 'tidegate_store_commits_total'), 1);

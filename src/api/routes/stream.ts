@@ -148,10 +148,10 @@ export class StreamHub {
     if (this.clients.size > 1) return;
     const { bus } = this;
     this.unsubscribe = [
-      bus.on('reading', (r) => this.publishReading(r)),
-      bus.on('result', (r) => this.publishOutput(r)),
-      bus.on('decision', (r) => this.publishOutput(r)),
-      bus.on('late', (r) => this.publishOutput(r)),
+      bus.on('reading', (r) => this.publishReading(r), 'stream'),
+      bus.on('result', (r) => this.publishOutput(r), 'stream'),
+      bus.on('decision', (r) => this.publishOutput(r), 'stream'),
+      bus.on('late', (r) => this.publishOutput(r), 'stream'),
     ];
     this.heartbeat = setInterval(() => this.broadcast(': heartbeat\n\n'), this.options.heartbeatMs);
     this.heartbeat.unref();
