@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Logger } from '../log.js';
+import { InternalErrors } from '../internal-errors.js';
+import { type Logger, RateLimitedLog } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { OutboxItem, Upstream } from '../upstreams/upstream.js';
 import type { Outbox } from './outbox.js';
@@ -64,6 +65,7 @@ export class Forwarder {
   private lastError: string | null = null;
   private lastDeliveryAt: number | null = null;
   private readonly random: () => number;
+  private readonly errors: InternalErrors;
 
   constructor(
     private readonly upstream: Upstream,
@@ -74,6 +76,7 @@ export class Forwarder {
     this.acked = outbox.cursor(upstream.id);
     this.sent = this.acked;
     this.random = deps.random ?? Math.random;
+    this.errors = new InternalErrors(deps.metrics, new RateLimitedLog(deps.log, () => deps.clock.now()));
     // Series from the start (at 0), so rates and alerts work before the first send or failure.
     deps.metrics.upstreamSent.inc({ upstream: upstream.id }, 0);
     deps.metrics.upstreamErrors.inc({ upstream: upstream.id }, 0);
@@ -128,30 +131,43 @@ export class Forwarder {
 
   private async run(): Promise<void> {
     const poll = this.options.pollInterval ?? 1000;
+    let errors = 0;
     while (this.running) {
-      const head = this.inFlight[0];
-      if (head !== undefined && head.outcome !== undefined) {
-        if (head.outcome === null) this.confirmSettled();
-        else await this.failed(head.outcome);
-        continue;
+      try {
+        await this.step(poll);
+        errors = 0;
+      } catch (err) {
+        // A bug must not end forwarding: counted, logged, tried again after a growing pause.
+        this.errors.report('forwarder', err);
+        await this.sleep(Math.min(poll * 2 ** errors++, 30_000));
       }
-      if (this.unanswered < Math.max(1, this.upstream.maxInFlight)) {
-        const rows = this.read();
-        if (rows === null) {
-          await this.sleep(poll);
-          continue;
-        }
-        if (rows.length > 0) {
-          this.send(rows);
-          continue;
-        }
-      }
-      // Nothing to send (or no room): until a batch settles, new rows are committed, or the poll.
-      await this.sleep(poll);
     }
     // Stopping: what is in flight settles (bounded by the upstream's timeout); confirm what can be.
     await Promise.all(this.inFlight.map((f) => f.done));
     this.confirmSettled();
+  }
+
+  /** One turn of the loop: settle the oldest batch, send the next one, or wait. */
+  private async step(poll: number): Promise<void> {
+    const head = this.inFlight[0];
+    if (head !== undefined && head.outcome !== undefined) {
+      if (head.outcome === null) this.confirmSettled();
+      else await this.failed(head.outcome);
+      return;
+    }
+    if (this.unanswered < Math.max(1, this.upstream.maxInFlight)) {
+      const rows = this.read();
+      if (rows === null) {
+        await this.sleep(poll);
+        return;
+      }
+      if (rows.length > 0) {
+        this.send(rows);
+        return;
+      }
+    }
+    // Nothing to send (or no room): until a batch settles, new rows are committed, or the poll.
+    await this.sleep(poll);
   }
 
   /** The next rows after what was sent; null (logged) when the outbox cannot be read. */
@@ -164,6 +180,16 @@ export class Forwarder {
     }
   }
 
+  /** A row's body; one the store gives back unparsable (a corrupted file) goes as its raw text, counted. */
+  private parseBody(row: { seq: number; body: string }): unknown {
+    try {
+      return JSON.parse(row.body) as unknown;
+    } catch (err) {
+      this.errors.report('forwarder/corrupt-row', err);
+      return row.body;
+    }
+  }
+
   private send(rows: ReturnType<Outbox['after']>): void {
     const batch: OutboxItem[] = rows.map((r) => ({
       rule: r.rule,
@@ -171,7 +197,7 @@ export class Forwarder {
         gateway: this.options.gatewayId,
         seq: r.seq,
         type: r.type,
-        body: JSON.parse(r.body) as unknown,
+        body: this.parseBody(r),
       },
     }));
     const last = (rows[rows.length - 1] as { seq: number }).seq;

@@ -241,6 +241,41 @@ describe('Forwarder', () => {
     assert.equal(outbox.cursor('cloud'), 2);
   });
 
+  it('an outbox row the store gives back unparsable goes as its raw text, counted, and the rest follows', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    outbox.append('result', 'r', JSON.stringify({ i: 1 }), T0);
+    outbox.append('result', 'r', '{"i": 2', T0);
+    outbox.append('result', 'r', JSON.stringify({ i: 3 }), T0);
+    const up = new ScriptedUpstream('cloud');
+    forwarder = started(up, outbox, { batchSize: 1 });
+    await settle();
+    assert.deepEqual(up.received, [1, 2, 3]);
+    assert.equal(outbox.cursor('cloud'), 3);
+    assert.equal(await metricValue(s.metrics, 'tidegate_internal_errors_total'), 1);
+  });
+
+  it('an unexpected throw in the loop is counted and backed off, and forwarding goes on', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 3; i++) outbox.append('result', 'r', JSON.stringify({ i }), T0);
+    const up = new ScriptedUpstream('cloud');
+    let reads = 0;
+    Object.defineProperty(up, 'maxInFlight', {
+      get: () => {
+        if (reads++ === 0) throw new Error('a bug in an upstream');
+        return 1;
+      },
+    });
+    forwarder = started(up, outbox, { batchSize: 10, pollInterval: 1000 });
+    await settle();
+    assert.deepEqual(up.received, [], 'nothing during the backoff');
+    assert.equal(await metricValue(s.metrics, 'tidegate_internal_errors_total'), 1);
+    s.clock.advance(1000);
+    await settle();
+    assert.deepEqual(up.received, [1, 2, 3]);
+  });
+
   it('resumes from its durable cursor after a restart', async () => {
     s = storeRig();
     const outbox = new Outbox(s.db);

@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '../../clock.js';
+import { InternalErrors } from '../../internal-errors.js';
 import type { Logger, RateLimitedLog } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { Ingest } from '../ingest.js';
@@ -173,7 +174,11 @@ export class ModbusSource implements Source {
     if (!this.running) return;
     d.timer = this.deps.clock.setTimeout(() => {
       d.timer = null;
-      void this.poll(d);
+      this.poll(d).catch((err: unknown) => {
+        // A bug below must not end this device's polling: counted, logged, tried again later.
+        new InternalErrors(this.deps.metrics, this.deps.warn).report('modbus/poll', err);
+        this.schedule(d, d.interval * MAX_BACKOFF_INTERVALS);
+      });
     }, delay);
   }
 

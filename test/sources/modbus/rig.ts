@@ -13,6 +13,7 @@ import { ReadingWriter } from '../../../src/store/reading-writer.js';
 /** A Modbus source wired to a real Ingest (in-memory store) that records what it accepted. */
 export interface ModbusRig {
   source: ModbusSource;
+  ingest: Ingest;
   metrics: Metrics;
   readings: Reading[];
   /** Readings of one device (and metric). */
@@ -58,6 +59,7 @@ export function modbusRig(
   });
   return {
     source,
+    ingest,
     metrics,
     readings,
     of: (device, metric) => readings.filter((r) => r.device === device && (!metric || r.metric === metric)),

@@ -122,6 +122,35 @@ describe('modbus source over TCP against modbus-serial ServerTCP', () => {
     for (const c of cleanups.reverse()) await c();
   });
 
+  it('a poll that throws unexpectedly is counted, and the device is polled again', async () => {
+    const server = new TestServer(await freePort());
+    await server.start();
+    cleanups.push(() => server.stop());
+    server.set(1, 'input', 0, encode('float32', 230));
+    server.set(1, 'input', 6, encode('float32', 1.5));
+    const rig = modbusRig(
+      modbusConfig({
+        connection: { host: '127.0.0.1', port: server.port },
+        interval: '50ms',
+        devices: [{ id: 'meter-1', unitId: 1, profile: 'simple' }],
+      }),
+      [simple],
+    );
+    cleanups.push(() => rig.close());
+    const accept = rig.ingest.accept.bind(rig.ingest);
+    let calls = 0;
+    rig.ingest.accept = (...args) => {
+      if (calls++ === 0) throw new Error('a bug below the poll');
+      return accept(...args);
+    };
+    await rig.source.start();
+    await waitFor('readings after the failed poll', () => rig.of('meter-1', 'voltage').length > 0);
+    assert.equal(
+      await counterValue(rig.metrics, 'tidegate_internal_errors_total', { where: 'modbus/poll' }),
+      1,
+    );
+  });
+
   it('reads every type and order in coalesced requests', async () => {
     const server = new TestServer(await freePort());
     await server.start();
