@@ -100,6 +100,10 @@ export class AlignedWindowOperator implements WindowOperator {
     if (drop > 0) this.panes.splice(0, drop);
   }
 
+  isEmpty(): boolean {
+    return this.panes.length === 0 && this.windows.length === 0;
+  }
+
   private paneFor(ts: number): WindowState {
     const start = this.assigner.paneStart(ts);
     const panes = this.panes;

@@ -45,6 +45,11 @@ export class CountWindowOperator implements WindowOperator {
 
   advance(_watermark: number, _fired: FiredWindow[]): void {}
 
+  /** No reading that a later window would include: none yet, or tumbling and just fired. */
+  isEmpty(): boolean {
+    return this.seen === 0 || (this.slide === this.size && this.seen % this.size === 0);
+  }
+
   private fire(): FiredWindow {
     const state = this.plan.newState();
     let start = Number.POSITIVE_INFINITY;

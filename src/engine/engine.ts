@@ -20,6 +20,11 @@ export interface EngineOptions {
   clock: Clock;
   /** false: replay/backtest, no idleness; true: the live gateway, which calls tick() periodically. */
   live: boolean;
+  /**
+   * Live mode: forget the groups of idle devices that hold nothing (default true). The results are
+   * the same either way (a property test checks it); only memory differs.
+   */
+  forgetIdle?: boolean;
 }
 
 /** Per device name: its clock in each rule (by slot), and per metric the rules that match both. */
@@ -58,7 +63,7 @@ export class RuleEngine {
     rules: CompiledRule[],
     private readonly options: EngineOptions,
   ) {
-    this.runners = rules.map((r, i) => new RuleRunner(r, i, options.live));
+    this.runners = rules.map((r, i) => new RuleRunner(r, i, options.live, options.forgetIdle ?? true));
     this.slots = this.runners.length;
   }
 
@@ -75,7 +80,7 @@ export class RuleEngine {
   addRule(rule: CompiledRule): void {
     if (this.has(rule.id)) throw new Error(`rule ${rule.id} already exists`);
     const slot = this.freeSlots.pop() ?? this.slots++;
-    this.runners.push(new RuleRunner(rule, slot, this.options.live));
+    this.runners.push(new RuleRunner(rule, slot, this.options.live, this.options.forgetIdle ?? true));
     this.rulesChanged();
   }
 
@@ -91,8 +96,8 @@ export class RuleEngine {
   replaceRule(rule: CompiledRule): RuleStateDiscarded {
     const i = this.position(rule.id);
     const old = this.runners[i] as RuleRunner;
-    const discarded = this.clearSlot(old.index);
-    this.runners[i] = new RuleRunner(rule, old.index, this.options.live);
+    const discarded = this.clearSlot(old);
+    this.runners[i] = new RuleRunner(rule, old.index, this.options.live, this.options.forgetIdle ?? true);
     this.rulesChanged();
     return discarded;
   }
@@ -101,7 +106,7 @@ export class RuleEngine {
   removeRule(id: string): RuleStateDiscarded {
     const i = this.position(id);
     const old = this.runners[i] as RuleRunner;
-    const discarded = this.clearSlot(old.index);
+    const discarded = this.clearSlot(old);
     this.runners.splice(i, 1);
     this.freeSlots.push(old.index);
     this.rulesChanged();
@@ -114,19 +119,11 @@ export class RuleEngine {
     return i;
   }
 
-  /** Forgets every device's clock in a slot; counts the groups they fed. */
-  private clearSlot(slot: number): RuleStateDiscarded {
-    const groups = new Set<unknown>();
-    for (const entry of this.devices.values()) {
-      const d = entry.clocks[slot];
-      if (d !== undefined) {
-        for (const g of d.feeds) groups.add(g);
-        // Count windows do not track feeders; a device's own group is still known.
-        if (d.ownGroup !== null) groups.add(d.ownGroup);
-      }
-      entry.clocks[slot] = undefined;
-    }
-    return { groups: groups.size };
+  /** Forgets every device's clock in the runner's slot; counts its groups (also those forgotten while idle). */
+  private clearSlot(runner: RuleRunner): RuleStateDiscarded {
+    const slot = runner.index;
+    for (const entry of this.devices.values()) entry.clocks[slot] = undefined;
+    return { groups: runner.groupCount };
   }
 
   /**
@@ -176,6 +173,17 @@ export class RuleEngine {
   flush(): OutputRecord[] {
     for (const r of this.runners) r.flush(this.out);
     return this.take();
+  }
+
+  /** What the engine holds: devices known, groups in memory, groups forgotten while idle. */
+  stats(): { devices: number; groups: number; rested: number } {
+    let groups = 0;
+    let rested = 0;
+    for (const r of this.runners) {
+      groups += r.groupCount - r.restedCount;
+      rested += r.restedCount;
+    }
+    return { devices: this.devices.size, groups, rested };
   }
 
   /** The decision state of every (rule, group) that has one, to persist. */

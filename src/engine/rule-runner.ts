@@ -9,6 +9,7 @@ import { AlignedWindowOperator } from './aligned-windows.js';
 import type { CompiledRule } from './compile.js';
 import { CountWindowOperator } from './count-windows.js';
 import { DecisionMachine, type DecisionStateRecord } from './decision.js';
+import type { DecisionState } from './records.js';
 import {
   decisionRecord,
   type GroupKey,
@@ -26,6 +27,10 @@ type KeyValue = string | null;
 
 export class Group extends GroupWatermark {
   readonly decision: DecisionMachine | null;
+  /** With groupBy [device]: the device whose `ownGroup` this is. */
+  owner: DeviceClock | null = null;
+  /** Wall-clock time of its last reading (count windows, which have no device clocks in the group). */
+  placedAt = 0;
 
   constructor(
     readonly keyValues: readonly KeyValue[],
@@ -36,6 +41,24 @@ export class Group extends GroupWatermark {
     super();
     this.decision = withDecision ? new DecisionMachine() : null;
   }
+}
+
+/**
+ * What is left of a group forgotten while idle: exactly what a new group needs to carry on as the old
+ * one would have. Its windows were all expired; its watermark has since followed its one idle device
+ * at wall speed (SPEC §2 idleness), which `revive()` recomputes.
+ */
+interface RestedGroup {
+  mapKey: unknown;
+  /** null with groupBy [device]: the feeder's name. */
+  keyValues: readonly KeyValue[] | null;
+  /** The one device that fed it (null for count windows, which watermarks do not concern). */
+  feeder: DeviceClock | null;
+  watermark: number;
+  /** The decision machine's state, or null when it is the initial one (or the rule has none). */
+  state: DecisionState | null;
+  streak: number;
+  lastEnd: number;
 }
 
 interface FiredInGroup {
@@ -76,12 +99,17 @@ export class RuleRunner {
   /** Groups whose decision machine evaluated a window since takeChangedDecisionStates(). */
   private readonly changedStates = new Set<Group>();
   private readonly assigner: AlignedAssigner | null;
+  /** Groups forgotten while idle, by map key (see restIdle). */
+  private readonly rested = new Map<unknown, RestedGroup>();
+  /** Wall-clock time of the last tick: idle groups' watermarks have followed it. */
+  private lastTick = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly rule: CompiledRule,
     /** Position in file order. */
     readonly index: number,
     private readonly live: boolean,
+    private readonly forgetIdle = true,
   ) {
     this.id = rule.id;
     this.isCount = rule.window.type === 'count';
@@ -99,10 +127,13 @@ export class RuleRunner {
     const fired = this.fired;
     if (this.isCount) {
       const g = this.groupOf(r, d);
+      g.placedAt = now;
       g.operator.place(r.metric, r.value, r.ts, seq, 0, fired);
       this.emit(g, fired, out, false);
       return;
     }
+    // A device heard again gets its forgotten groups back first, as they stand now.
+    if (d.rested !== null) this.reviveAll(d);
     // 1. The device's clock advances first (fine print 2) ...
     const oldMax = d.maxTs;
     const advanced = r.ts > oldMax;
@@ -141,13 +172,96 @@ export class RuleRunner {
 
   /** Live mode: re-evaluates every group's watermark with idleness at `now`. */
   tick(now: number, out: OutputRecord[]): void {
-    if (this.isCount) return;
-    this.policy.now = now;
-    for (const g of this.groups.values()) if (g.recompute(this.policy)) this.touched.push(g);
-    if (this.touched.length > 0) {
-      this.closeTouched(out);
-      this.touched.length = 0;
+    this.lastTick = now;
+    if (!this.isCount) {
+      this.policy.now = now;
+      for (const g of this.groups.values()) if (g.recompute(this.policy)) this.touched.push(g);
+      if (this.touched.length > 0) {
+        this.closeTouched(out);
+        this.touched.length = 0;
+      }
     }
+    this.restIdle(now);
+  }
+
+  /** Groups in memory and groups forgotten while idle. */
+  get groupCount(): number {
+    return this.groups.size + this.rested.size;
+  }
+
+  /** Groups forgotten while idle (kept as a few numbers each). */
+  get restedCount(): number {
+    return this.rested.size;
+  }
+
+  /**
+   * Forgets the groups that hold nothing a new group would not: no window (all expired), their
+   * decision state persisted, and one device feeding them that is idle. What is kept (RestedGroup) is
+   * a few numbers; the same results follow as if they had never been forgotten (SPEC §6 maxDevices).
+   */
+  private restIdle(now: number): void {
+    if (!this.live || !this.forgetIdle) return;
+    const idle = this.rule.idleTimeout;
+    for (const [mapKey, g] of this.groups) {
+      if (!g.operator.isEmpty() || this.changedStates.has(g)) continue;
+      if (this.isCount) {
+        if (now - g.placedAt < idle) continue;
+      } else if (g.devices.length !== 1 || now - (g.devices[0] as DeviceClock).lastArrival < idle) continue;
+      this.rest(mapKey, g);
+    }
+  }
+
+  private rest(mapKey: unknown, g: Group): void {
+    this.groups.delete(mapKey);
+    if (g.owner !== null && g.owner.ownGroup === g) g.owner.ownGroup = null;
+    const m = g.decision;
+    const initial =
+      m === null || (m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY);
+    const feeder = this.isCount ? null : (g.devices[0] as DeviceClock);
+    // A count group in its initial state is a new group: nothing to keep.
+    if (feeder === null && initial) return;
+    const t: RestedGroup = {
+      mapKey,
+      keyValues: this.byDeviceOnly && feeder !== null ? null : g.keyValues,
+      feeder,
+      watermark: g.watermark,
+      state: initial ? null : (m as DecisionMachine).state,
+      streak: m?.streak ?? 0,
+      lastEnd: m?.lastEnd ?? Number.NEGATIVE_INFINITY,
+    };
+    this.rested.set(mapKey, t);
+    if (feeder !== null) {
+      feeder.feeds.splice(feeder.feeds.indexOf(g), 1);
+      if (feeder.rested === null) feeder.rested = [t];
+      else feeder.rested.push(t);
+    }
+  }
+
+  private reviveAll(d: DeviceClock): void {
+    const list = d.rested as RestedGroup[];
+    while (list.length > 0) this.revive(list[list.length - 1] as RestedGroup);
+  }
+
+  /** A forgotten group back in memory, as it would stand had it never been forgotten. */
+  private revive(t: RestedGroup): Group {
+    this.rested.delete(t.mapKey);
+    const d = t.feeder;
+    const g = this.newGroup(t.mapKey, t.keyValues ?? [(d as DeviceClock).name]);
+    if (t.state !== null) g.decision?.restore({ state: t.state, streak: t.streak, lastEnd: t.lastEnd });
+    if (d === null) return g;
+    const list = d.rested as RestedGroup[];
+    list.splice(list.indexOf(t), 1);
+    if (list.length === 0) d.rested = null;
+    // Every tick since, the idle device's clock was extrapolated at wall speed (GroupWatermark.recompute).
+    g.watermark = Math.max(t.watermark, d.maxTs + (this.lastTick - d.lastArrival) - this.rule.maxOutOfOrder);
+    g.minTs = Number.POSITIVE_INFINITY;
+    g.devices.push(d);
+    d.feeds.push(g);
+    if (this.byDeviceOnly) {
+      d.ownGroup = g;
+      g.owner = d;
+    }
+    return g;
   }
 
   /** End of bounded input: every watermark to +∞. */
@@ -166,6 +280,17 @@ export class RuleRunner {
       if (m === null || (m.lastEnd === Number.NEGATIVE_INFINITY && m.state === 'ok' && m.streak === 0))
         continue;
       states.push(this.stateOf(g, m));
+    }
+    for (const t of this.rested.values()) {
+      if (t.state === null) continue;
+      const values = t.keyValues ?? [(t.feeder as DeviceClock).name];
+      states.push({
+        rule: this.id,
+        key: this.keyOf(values),
+        state: t.state,
+        streak: t.streak,
+        lastEnd: t.lastEnd === Number.NEGATIVE_INFINITY ? null : t.lastEnd,
+      });
     }
     return states;
   }
@@ -236,6 +361,7 @@ export class RuleRunner {
       if (known !== null) return known as Group;
       const g = this.groupFor([r.device]);
       d.ownGroup = g;
+      g.owner = d;
       return g;
     }
     const groupBy = this.rule.groupBy;
@@ -250,16 +376,24 @@ export class RuleRunner {
   private groupFor(values: readonly KeyValue[]): Group {
     const mapKey: unknown =
       values.length === 0 ? '' : values.length === 1 ? (values[0] as KeyValue) : JSON.stringify(values);
-    let g = this.groups.get(mapKey);
-    if (g === undefined) {
-      const key: Record<string, string | null> = {};
-      this.rule.groupBy.forEach((f, i) => {
-        Object.defineProperty(key, f, { value: values[i], enumerable: true, writable: false });
-      });
-      g = new Group(values, Object.freeze(key), this.newOperator(), this.rule.decision !== null);
-      this.groups.set(mapKey, g);
-    }
+    const g = this.groups.get(mapKey);
+    if (g !== undefined) return g;
+    const t = this.rested.size > 0 ? this.rested.get(mapKey) : undefined;
+    return t !== undefined ? this.revive(t) : this.newGroup(mapKey, values);
+  }
+
+  private newGroup(mapKey: unknown, values: readonly KeyValue[]): Group {
+    const g = new Group(values, this.keyOf(values), this.newOperator(), this.rule.decision !== null);
+    this.groups.set(mapKey, g);
     return g;
+  }
+
+  private keyOf(values: readonly KeyValue[]): GroupKey {
+    const key: Record<string, string | null> = {};
+    this.rule.groupBy.forEach((f, i) => {
+      Object.defineProperty(key, f, { value: values[i], enumerable: true, writable: false });
+    });
+    return Object.freeze(key);
   }
 
   private newOperator(): WindowOperator {

@@ -82,6 +82,10 @@ export class SessionWindowOperator implements WindowOperator {
     return Placement.Placed;
   }
 
+  isEmpty(): boolean {
+    return this.sessions.length === 0;
+  }
+
   advance(watermark: number, fired: FiredWindow[]): void {
     const gap = this.gap;
     const sessions = this.sessions;

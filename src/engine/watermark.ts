@@ -18,6 +18,8 @@ export class DeviceClock {
   readonly feeds: GroupWatermark[] = [];
   /** With groupBy [device]: the device's own group, found without computing a key. */
   ownGroup: GroupWatermark | null = null;
+  /** Groups it alone fed, forgotten while it was idle (RuleRunner): revived when it is heard again. */
+  rested: unknown[] | null = null;
 
   constructor(readonly name: string) {}
 }

@@ -39,4 +39,6 @@ export interface WindowOperator {
   ): Placement;
   /** Fires windows the watermark has closed, in (end, start) order, and forgets expired ones. */
   advance(watermark: number, fired: FiredWindow[]): void;
+  /** Holds nothing a new operator would not: the group can be forgotten (see RuleRunner). */
+  isEmpty(): boolean;
 }
