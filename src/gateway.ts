@@ -114,8 +114,15 @@ export class Gateway {
       : new RecentDuplicates(dedupeHorizon(rules.rules), 200_000);
     rules.start(duplicates);
     const ingest = new Ingest(
-      { maxFutureSkew: config.ingest.maxFutureSkew },
-      { ...this.parts(), warn: this.warn, bus: this.bus, writer, duplicates },
+      { maxFutureSkew: config.ingest.maxFutureSkew, maxDevices: config.ingest.maxDevices },
+      {
+        ...this.parts(),
+        warn: this.warn,
+        bus: this.bus,
+        writer,
+        duplicates,
+        knownDevices: db.prepare('SELECT id FROM devices').pluck().all() as string[],
+      },
     );
     if (config.broker.enabled) {
       this.broker = new EmbeddedBroker(config.broker, {

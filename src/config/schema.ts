@@ -69,6 +69,8 @@ const ingestSchema = z.strictObject({
   maxMetricsPerMessage: num(z.number().int().min(1).max(10_000)).default(256),
   /** A device with no reading for this long is listed as `stale` by /devices. */
   staleAfter: duration({ min: 1 }).default(5 * 60_000),
+  /** Devices the gateway knows at most; a reading from a new one beyond: rejected, `device_limit`. */
+  maxDevices: num(z.number().int().min(1).max(10_000_000)).default(10_000),
 });
 
 const topicSchema = z.strictObject({

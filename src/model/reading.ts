@@ -24,7 +24,8 @@ export type RejectReason =
   | 'too_many_metrics'
   | 'oversized'
   | 'unknown_topic'
-  | 'store_overflow';
+  | 'store_overflow'
+  | 'device_limit';
 
 export class ReadingRejection {
   constructor(

@@ -9,6 +9,8 @@ import type { Decoded } from './decoders.js';
 
 export interface IngestOptions {
   maxFutureSkew: number;
+  /** Devices known at most (SPEC §6 `ingest.maxDevices`); absent: no limit. */
+  maxDevices?: number;
 }
 
 export interface IngestOutcome {
@@ -35,8 +37,15 @@ export class Ingest {
       writer: ReadingWriter;
       /** Drops readings seen before (SPEC §1); absent, the store's unique index still stores them once. */
       duplicates?: DuplicateFilter;
+      /** The devices the store knows at start: they count toward `maxDevices` and keep working. */
+      knownDevices?: Iterable<string>;
     },
-  ) {}
+  ) {
+    this.known = new Set(deps.knownDevices ?? []);
+  }
+
+  /** Every device accepted so far (and those the store knew): bounded by `maxDevices`. */
+  private readonly known: Set<string>;
 
   /** Readings decoded from one message of `source`. */
   submit(source: string, decoded: Decoded, context?: string): IngestOutcome {
@@ -74,6 +83,19 @@ export class Ingest {
       this.reject(source, reading, context);
       return 'rejected';
     }
+    if (!this.known.has(reading.device)) {
+      if (this.known.size >= (this.options.maxDevices ?? Number.POSITIVE_INFINITY)) {
+        this.reject(
+          source,
+          new ReadingRejection(
+            'device_limit',
+            `device ${reading.device} is new and ${this.known.size} devices are known (ingest.maxDevices)`,
+          ),
+          context,
+        );
+        return 'rejected';
+      }
+    }
     // Checked before the duplicate filter remembers the reading, so a refused one can come again.
     if (!this.deps.writer.hasRoom()) {
       this.reject(
@@ -88,6 +110,7 @@ export class Ingest {
       return 'duplicate';
     }
     this.deps.writer.add(reading, source);
+    this.known.add(reading.device);
     this.deps.metrics.readingsIngested.inc({ source });
     // The rules run first: the records this reading causes share its commit (the crash rebuild
     // treats every record before the last committed reading as stored).

@@ -20,7 +20,12 @@ interface SeriesSeen {
   pending: number[];
   /** Has readings since the last commit. */
   touched: boolean;
+  /** The sweep period of its last reading: series silent for a whole period are forgotten. */
+  epoch: number;
 }
+
+/** Commits between two sweeps of silent series (about 13 s at the default 200 ms flush). */
+const SWEEP_COMMITS = 64;
 
 /**
  * The duplicate filter of a live gateway that stores raw readings (SPEC §1, fine print 11): exact for
@@ -38,6 +43,8 @@ export class StoredDuplicates implements DuplicateFilter {
   private readonly series = new Map<string, Map<string, SeriesSeen>>();
   /** Series with readings since the last commit. */
   private touched: SeriesSeen[] = [];
+  private epoch = 0;
+  private commits = 0;
 
   constructor(private readonly writer: ReadingWriter) {
     writer.onCommit(() => {
@@ -47,11 +54,32 @@ export class StoredDuplicates implements DuplicateFilter {
         s.touched = false;
       }
       this.touched = [];
+      if (++this.commits % SWEEP_COMMITS === 0) this.forgetSilent();
     });
+  }
+
+  /** Series remembered now. */
+  get size(): number {
+    let n = 0;
+    for (const m of this.series.values()) n += m.size;
+    return n;
+  }
+
+  /**
+   * Forgets series silent for a whole sweep period: everything they saw is committed, so the store
+   * answers for them as exactly as memory did (a series met again starts from its stored newest ts).
+   */
+  private forgetSilent(): void {
+    for (const [device, byMetric] of this.series) {
+      for (const [metric, s] of byMetric) if (s.epoch < this.epoch && !s.touched) byMetric.delete(metric);
+      if (byMetric.size === 0) this.series.delete(device);
+    }
+    this.epoch++;
   }
 
   isDuplicate(r: Reading): boolean {
     const s = this.seen(r);
+    s.epoch = this.epoch;
     if (r.ts > s.maxTs) s.maxTs = r.ts;
     else if (r.ts >= s.coveredFrom ? inRecent(s, r) : this.queuedOld(s, r) || this.writer.isStored(r))
       return true;
@@ -80,6 +108,7 @@ export class StoredDuplicates implements DuplicateFilter {
         recentValues: [],
         pending: [],
         touched: false,
+        epoch: this.epoch,
       };
       byMetric.set(r.metric, s);
     }

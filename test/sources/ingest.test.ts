@@ -46,6 +46,7 @@ function rig(
   writerOptions: Partial<ReadingWriterOptions> = {},
   makeDuplicates?: (writer: ReadingWriter) => DuplicateFilter,
   database?: Db,
+  devices?: { max?: number; known: string[] },
 ): Rig {
   const db = database ?? openDatabase(':memory:', { synchronous: 'normal' });
   const clock = new ManualClock(NOW);
@@ -66,7 +67,7 @@ function rig(
   );
   const duplicates = makeDuplicates?.(writer);
   const ingest = new Ingest(
-    { maxFutureSkew: 5 * 60_000 },
+    { maxFutureSkew: 5 * 60_000, ...(devices?.max !== undefined ? { maxDevices: devices.max } : {}) },
     {
       clock,
       metrics,
@@ -74,6 +75,7 @@ function rig(
       bus,
       writer,
       ...(duplicates ? { duplicates } : {}),
+      ...(devices ? { knownDevices: devices.known } : {}),
     },
   );
   const events: Rig['events'] = { readings: [], rejected: [] };
@@ -127,6 +129,29 @@ describe('Ingest', () => {
     );
     assert.equal(await counterValue(r.metrics, 'tidegate_readings_ingested_total', { source: 'mqtt' }), 2);
     assert.equal(await counterValue(r.metrics, 'tidegate_readings_stored_total'), 2);
+  });
+
+  it('refuses a new device beyond ingest.maxDevices, counted; known devices keep working', async () => {
+    r.writer.stop();
+    r.db.close();
+    r = rig({}, undefined, undefined, { max: 3, known: ['known-1'] });
+    // known-1 comes from the store; with two more, the limit of 3 is reached.
+    assert.equal(r.ingest.accept('mqtt', { device: 'a', metric: 't', value: 1 }), 'accepted');
+    assert.equal(r.ingest.accept('mqtt', { device: 'b', metric: 't', value: 1 }), 'accepted');
+    assert.equal(r.ingest.accept('mqtt', { device: 'c', metric: 't', value: 1 }), 'rejected');
+    assert.equal(r.ingest.accept('mqtt', { device: 'd', metric: 't', value: 1 }), 'rejected');
+    assert.equal(r.ingest.accept('mqtt', { device: 'a', metric: 'u', value: 2 }), 'accepted');
+    assert.equal(r.ingest.accept('mqtt', { device: 'known-1', metric: 't', value: 3 }), 'accepted');
+    assert.equal(
+      await counterValue(r.metrics, 'tidegate_readings_rejected_total', { reason: 'device_limit' }),
+      2,
+    );
+    assert.deepEqual(
+      r.events.rejected.map(([reason]) => reason),
+      ['device_limit', 'device_limit'],
+    );
+    // Logged once: the second refusal within the interval is counted, not logged.
+    assert.equal(r.logLines.filter((l) => String(l.msg).includes('ingest.maxDevices')).length, 1);
   });
 
   it('counts the decoder’s own rejections', async () => {

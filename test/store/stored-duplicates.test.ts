@@ -6,7 +6,12 @@ import { StoredDuplicates } from '../../src/store/stored-duplicates.js';
 import { reading, storeRig, T0 } from './rig.js';
 
 type ReadingStep = { kind: 'reading'; device: string; value: number; dt: number };
-type Step = ReadingStep | { kind: 'again'; pick: number } | { kind: 'commit' } | { kind: 'restart' };
+type Step =
+  | ReadingStep
+  | { kind: 'again'; pick: number }
+  | { kind: 'commit' }
+  | { kind: 'restart' }
+  | { kind: 'others' };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
@@ -24,6 +29,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('again' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'commit' as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'restart' as const }) },
+  // Other series keep the store busy for a whole sweep period: a and b, silent, are forgotten.
+  { weight: 1, arbitrary: fc.constant({ kind: 'others' as const }) },
 );
 
 describe('StoredDuplicates', () => {
@@ -42,6 +49,11 @@ describe('StoredDuplicates', () => {
             }
             if (x.kind === 'commit') {
               s.writer.flush();
+            } else if (x.kind === 'others') {
+              for (let i = 0; i < 64; i++) {
+                s.writer.add(reading('z', 't', i, T0 + i), 'test');
+                s.writer.flush();
+              }
             } else if (x.kind === 'restart') {
               // What was queued is committed (a stop flushes); a new filter starts from the store.
               s.writer.flush();
@@ -58,12 +70,36 @@ describe('StoredDuplicates', () => {
             }
           }
           s.writer.flush();
-          assert.equal(s.query.readings({ order: 'asc', limit: 1000 }).items.length, seen.size);
+          const stored = s.query.readings({ order: 'asc', limit: 1000 }).items;
+          assert.equal(stored.filter((r) => r.device !== 'z').length, seen.size);
         } finally {
           s.close();
         }
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('forgets series silent for a sweep period, and memory stays bounded under invented names', () => {
+    const s = storeRig();
+    try {
+      const filter = new StoredDuplicates(s.writer);
+      for (let i = 0; i < 5_000; i++) {
+        const r = reading(`invented-${i}`, 't', 1, T0 + i);
+        assert.equal(filter.isDuplicate(r), false);
+        s.writer.add(r, 'test');
+        if (i % 25 === 24) s.writer.flush();
+      }
+      s.writer.flush();
+      // 200 commits, three sweeps: the first periods' names are gone, the last ones are still remembered.
+      assert.ok(filter.size < 5_000 && filter.size > 0, `${filter.size} series remembered`);
+      assert.equal(
+        filter.isDuplicate(reading('invented-3', 't', 1, T0 + 3)),
+        true,
+        'still exact from the store',
+      );
+    } finally {
+      s.close();
+    }
   });
 });
