@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
 import type { Clock } from '../clock.js';
 import type { BrokerConfig } from '../config/schema.js';
 import type { Logger, RateLimitedLog } from '../log.js';
@@ -30,7 +30,7 @@ export interface BrokerRoute {
   onMessage(topic: string, named: { device?: string; metric?: string }, payload: Buffer): Promise<void>;
 }
 
-type DenyReason = 'auth' | 'anonymous' | 'throttled' | 'acl_publish' | 'acl_subscribe';
+type DenyReason = 'auth' | 'anonymous' | 'throttled' | 'client_id' | 'acl_publish' | 'acl_subscribe';
 
 /**
  * The embedded MQTT broker (aedes): users with scrypt-hashed passwords (failed logins throttled
@@ -43,6 +43,8 @@ export class EmbeddedBroker {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private readonly acls = new WeakMap<Client, Acl>();
+  /** Clients whose CONNECT has a zero-length ClientId that the protocol refuses (see preConnect). */
+  private readonly missingClientId = new WeakSet<Client>();
   private readonly logins: BrokerLogins;
   private readonly loginLimits: LoginThrottleLimits;
   private readonly routes = new Set<BrokerRoute>();
@@ -73,6 +75,10 @@ export class EmbeddedBroker {
     disablePacketNumberCache();
     const aedes = await Aedes.createBroker({
       id: 'tidegate',
+      preConnect: (client, packet, done) => {
+        if (refusesEmptyClientId(packet)) this.missingClientId.add(client);
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => {
@@ -157,19 +163,30 @@ export class EmbeddedBroker {
     return new Promise((resolve, reject) => aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
   }
 
-  /** Login checks (BrokerLogins): a refusal is answered with its CONNACK return code and a close. */
+  /**
+   * Login checks (BrokerLogins) behind the ClientId rule, which aedes leaves to us: a refusal here
+   * is answered with its CONNACK return code and the connection closed.
+   */
   private authenticate(
     client: Client,
     username: string | undefined,
     password: Buffer | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
-    const refuse = (returnCode: 4 | 5, reason: DenyReason, message: string) => {
+    const refuse = (returnCode: 2 | 4 | 5, reason: DenyReason, message: string) => {
       this.deny(reason, client, message);
       const err = new Error(message) as AuthenticateError;
       err.returnCode = returnCode;
       done(err, false);
     };
+    if (this.missingClientId.has(client)) {
+      refuse(
+        2,
+        'client_id',
+        'a zero-length ClientId needs CleanSession 1 (MQTT 3.1.1) and is refused by MQTT 3.1',
+      );
+      return;
+    }
     const address = remoteAddress(client);
     this.logins.check(address, username, password).then(
       (verdict) => {
@@ -287,6 +304,14 @@ interface PacketParser {
 
 /** A publish's bytes besides its payload: the topic (at most 65,535 bytes), its length, the packet id, properties. */
 const PACKET_OVERHEAD = 65_536 + 1_024;
+
+/**
+ * [MQTT-3.1.3-8]: a zero-length ClientId with CleanSession 0 is refused with 0x02; MQTT 3.1 needs
+ * 1 to 23 characters. aedes would assign an id and accept both.
+ */
+function refusesEmptyClientId(packet: ConnectPacket): boolean {
+  return packet.clientId === '' && (!packet.clean || packet.protocolVersion === 3);
+}
 
 function remoteAddress(client: Client): string {
   const conn = client.conn as Partial<Socket> | undefined;

@@ -6,10 +6,13 @@ export interface ConnectFields {
   username?: string;
   password?: string;
   keepalive?: number;
+  /** 4: MQTT 3.1.1 (the default); 3: MQTT 3.1 (`MQIsdp`). */
+  protocol?: 3 | 4;
 }
 
 /**
- * An MQTT 3.1.1 CONNECT packet written by hand, with the exact bytes a test wants to send.
+ * An MQTT CONNECT packet written by hand, so that a test can send what mqtt.js refuses to
+ * (a zero-length ClientId with CleanSession 0).
  */
 export function connectPacket(fields: ConnectFields): Buffer {
   const str = (s: string) => {
@@ -30,7 +33,9 @@ export function connectPacket(fields: ConnectFields): Buffer {
   }
   const keepalive = Buffer.alloc(2);
   keepalive.writeUInt16BE(fields.keepalive ?? 30);
-  const body = Buffer.concat([str('MQTT'), Buffer.from([0x04, flags]), keepalive, ...payload]);
+  const name = fields.protocol === 3 ? 'MQIsdp' : 'MQTT';
+  const level = fields.protocol ?? 4;
+  const body = Buffer.concat([str(name), Buffer.from([level, flags]), keepalive, ...payload]);
   return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
 }
 

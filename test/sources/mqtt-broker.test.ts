@@ -173,4 +173,28 @@ describe('embedded broker logins over real TCP (hand-written CONNECT packets)', 
     assert.equal((await login('wrong')).returnCode, 4);
     assert.equal((await login(PASSWORD)).returnCode, 0, 'the first two failures fell out of the window');
   });
+
+  it('refuses a zero-length ClientId with CleanSession 0: CONNACK 0x02, identifier rejected [MQTT-3.1.3-8]', async () => {
+    const { port, verified, denied } = await startBroker({ allowAnonymous: 'true' });
+    const anonymous = await sendConnect(port, { clientId: '', clean: false });
+    assert.deepEqual(anonymous.connack, Buffer.from([0x20, 0x02, 0x00, 0x02]));
+    const withLogin = await sendConnect(port, {
+      clientId: '',
+      clean: false,
+      username: 'alice',
+      password: PASSWORD,
+    });
+    assert.deepEqual(withLogin.connack, Buffer.from([0x20, 0x02, 0x00, 0x02]));
+    assert.equal(verified.length, 0, 'refused before any password check');
+    assert.equal(await denied('client_id'), 2);
+
+    // [MQTT-3.1.3-6]: with CleanSession 1 the broker assigns an id and accepts.
+    const clean = await sendConnect(port, { clientId: '', clean: true });
+    assert.deepEqual(clean.connack, Buffer.from([0x20, 0x02, 0x00, 0x00]));
+    const named = await sendConnect(port, { clientId: 'sensor-1', clean: false });
+    assert.equal(named.returnCode, 0);
+    // MQTT 3.1 knows no assigned ids: a ClientId of 1 to 23 characters, or 0x02.
+    const v31 = await sendConnect(port, { clientId: '', clean: true, protocol: 3 });
+    assert.deepEqual(v31.connack, Buffer.from([0x20, 0x02, 0x00, 0x02]));
+  });
 });
