@@ -149,7 +149,7 @@ export class Metrics {
 
   readonly brokerDenied = new Counter({
     name: 'tidegate_broker_denied_total',
-    help: 'Embedded broker refusals: auth (bad credentials), anonymous, acl_publish, acl_subscribe',
+    help: 'Embedded broker refusals: auth (failed login), throttled (login refused after repeated failures from the address), anonymous, client_id (zero-length ClientId without CleanSession), acl_publish, acl_subscribe',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -18,7 +18,7 @@ export interface RouteDoc {
   /** Path parameters, by name. */
   params?: Record<string, string>;
   responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
-  /** Open without the bearer token (only /health). */
+  /** Open without the bearer token, which still tells it more (only /health). */
   public?: boolean;
 }
 
@@ -46,7 +46,13 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
       method: 'get',
       path: `${V1}/health`,
       summary: 'Status, version, uptime, sources, broker, store, upstreams and outbox',
-      responses: { 200: { description: 'always while the process serves', schema: s.health } },
+      responses: {
+        200: {
+          description:
+            'always while the process serves; with api.token set and no valid bearer token, only status and version',
+          schema: z.union([s.health, s.healthBrief]),
+        },
+      },
       public: true,
     },
     {
@@ -177,7 +183,8 @@ export function openApiDocument(version: string, extra: readonly RouteDoc[] = []
       summary: route.summary,
       parameters: parameters(route),
       responses,
-      ...(route.public ? { security: [] } : {}),
+      // `{}`: no credentials needed; the bearer token, when sent, is still read.
+      ...(route.public ? { security: [{}, { bearer: [] }] } : {}),
       ...(route.body
         ? {
             requestBody: {

@@ -128,6 +128,9 @@ export const health = z.strictObject({
   outbox: z.strictObject({ rows: z.number().int(), lastSeq: z.number().int().nullable() }),
 });
 
+/** What `/health` answers without the bearer token when `api.token` is set. */
+export const healthBrief = health.pick({ status: true, version: true });
+
 export const resultRecord = z.strictObject({
   type: z.literal('result'),
   rule: z.string(),

@@ -1,10 +1,12 @@
 import { createRequire } from 'node:module';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
-import type { BrokerConfig, BrokerUser } from '../config/schema.js';
-import { isLoopbackHost } from '../config/schema.js';
+import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
+import type { Clock } from '../clock.js';
+import type { BrokerConfig } from '../config/schema.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { type Acl, BrokerLogins, type PasswordVerifier } from './broker-login.js';
+import { DEFAULT_LOGIN_LIMITS, type LoginThrottleLimits } from './login-throttle.js';
 import { verifyPassword } from './password.js';
 import { anyTopicMatches, filterWithin } from './topic-filter.js';
 import type { TopicTemplate } from './topic-template.js';
@@ -28,15 +30,12 @@ export interface BrokerRoute {
   onMessage(topic: string, named: { device?: string; metric?: string }, payload: Buffer): Promise<void>;
 }
 
-interface Acl {
-  publish: readonly string[];
-  subscribe: readonly string[];
-}
+type DenyReason = 'auth' | 'anonymous' | 'throttled' | 'client_id' | 'acl_publish' | 'acl_subscribe';
 
 /**
- * The embedded MQTT broker (aedes): users with scrypt-hashed passwords, per-user topic ACLs,
- * anonymous clients only when configured (or only from loopback), a payload cap, `$SYS` closed to
- * publishers. Client publishes are ingested in `authorizePublish`, before the PUBACK, so a QoS 1
+ * The embedded MQTT broker (aedes): users with scrypt-hashed passwords (failed logins throttled
+ * per address), per-user topic ACLs, anonymous clients only when configured (or only from
+ * loopback), a payload cap, `$SYS` closed to publishers. Client publishes are ingested in `authorizePublish`, before the PUBACK, so a QoS 1
  * acknowledgement means the readings are committed.
  */
 export class EmbeddedBroker {
@@ -44,7 +43,10 @@ export class EmbeddedBroker {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private readonly acls = new WeakMap<Client, Acl>();
-  private readonly users: Map<string, BrokerUser>;
+  /** Clients whose CONNECT has a zero-length ClientId that the protocol refuses (see preConnect). */
+  private readonly missingClientId = new WeakSet<Client>();
+  private readonly logins: BrokerLogins;
+  private readonly loginLimits: LoginThrottleLimits;
   private readonly routes = new Set<BrokerRoute>();
   private boundPort = 0;
 
@@ -54,16 +56,29 @@ export class EmbeddedBroker {
       metrics: Metrics;
       log: Logger;
       warn: RateLimitedLog;
+      clock: Clock;
       onUnknownTopic(topic: string): void;
+      /** The password check (scrypt); tests observe it. */
+      verifyPassword?: PasswordVerifier;
+      loginThrottle?: Partial<LoginThrottleLimits>;
     },
   ) {
-    this.users = new Map(config.users.map((u) => [u.username, u]));
+    this.loginLimits = { ...DEFAULT_LOGIN_LIMITS, ...deps.loginThrottle };
+    this.logins = new BrokerLogins(config, {
+      verify: deps.verifyPassword ?? verifyPassword,
+      limits: this.loginLimits,
+      now: () => deps.clock.now(),
+    });
   }
 
   async start(): Promise<void> {
     disablePacketNumberCache();
     const aedes = await Aedes.createBroker({
       id: 'tidegate',
+      preConnect: (client, packet, done) => {
+        if (refusesEmptyClientId(packet)) this.missingClientId.add(client);
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
       authorizeSubscribe: (client, sub, done) => {
@@ -148,45 +163,49 @@ export class EmbeddedBroker {
     return new Promise((resolve, reject) => aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
   }
 
+  /**
+   * Login checks (BrokerLogins) behind the ClientId rule, which aedes leaves to us: a refusal here
+   * is answered with its CONNACK return code and the connection closed.
+   */
   private authenticate(
     client: Client,
     username: string | undefined,
     password: Buffer | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
-    const refuse = (returnCode: 4 | 5, reason: 'auth' | 'anonymous', message: string) => {
+    const refuse = (returnCode: 2 | 4 | 5, reason: DenyReason, message: string) => {
       this.deny(reason, client, message);
       const err = new Error(message) as AuthenticateError;
       err.returnCode = returnCode;
       done(err, false);
     };
-    if (username === undefined || username === '') {
-      const allowed =
-        this.config.allowAnonymous === true ||
-        (this.config.allowAnonymous === 'loopback' && isLoopbackHost(remoteAddress(client)));
-      if (!allowed) {
-        refuse(5, 'anonymous', 'anonymous connection refused');
-        return;
-      }
-      this.acls.set(client, this.config.anonymous);
-      done(null, true);
+    if (this.missingClientId.has(client)) {
+      refuse(
+        2,
+        'client_id',
+        'a zero-length ClientId needs CleanSession 1 (MQTT 3.1.1) and is refused by MQTT 3.1',
+      );
       return;
     }
-    const user = this.users.get(username);
-    if (!user || !password) {
-      refuse(4, 'auth', `bad username or password for "${username}"`);
-      return;
-    }
-    verifyPassword(password, user.passwordHash).then(
-      (ok) => {
-        if (!ok) {
-          refuse(4, 'auth', `bad username or password for "${username}"`);
+    const address = remoteAddress(client);
+    this.logins.check(address, username, password).then(
+      (verdict) => {
+        if (verdict.accepted) {
+          this.acls.set(client, verdict.acl);
+          done(null, true);
           return;
         }
-        this.acls.set(client, user);
-        done(null, true);
+        if (verdict.throttledNow) {
+          const { failures, backoffMs } = this.loginLimits;
+          this.deps.warn.warn(
+            'broker:throttle',
+            { address, failures, backoffMs },
+            'too many failed logins: address throttled',
+          );
+        }
+        refuse(verdict.returnCode, verdict.reason, verdict.message);
       },
-      (err: Error) => refuse(4, 'auth', `password check failed: ${err.message}`),
+      (err: Error) => refuse(4, 'auth', `login check failed: ${err.message}`),
     );
   }
 
@@ -267,11 +286,7 @@ export class EmbeddedBroker {
     };
   }
 
-  private deny(
-    reason: 'auth' | 'anonymous' | 'acl_publish' | 'acl_subscribe',
-    client: Client,
-    message: string,
-  ): void {
+  private deny(reason: DenyReason, client: Client, message: string): void {
     this.deps.metrics.brokerDenied.inc({ reason });
     this.deps.warn.warn(
       `broker:${reason}`,
@@ -289,6 +304,14 @@ interface PacketParser {
 
 /** A publish's bytes besides its payload: the topic (at most 65,535 bytes), its length, the packet id, properties. */
 const PACKET_OVERHEAD = 65_536 + 1_024;
+
+/**
+ * [MQTT-3.1.3-8]: a zero-length ClientId with CleanSession 0 is refused with 0x02; MQTT 3.1 needs
+ * 1 to 23 characters. aedes would assign an id and accept both.
+ */
+function refusesEmptyClientId(packet: ConnectPacket): boolean {
+  return packet.clientId === '' && (!packet.clean || packet.protocolVersion === 3);
+}
 
 function remoteAddress(client: Client): string {
   const conn = client.conn as Partial<Socket> | undefined;

@@ -27,6 +27,17 @@ export async function hashPassword(password: string): Promise<string> {
   return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
+/**
+ * A hash that no password matches (random salt and key) with the scrypt parameters of `like`, or
+ * the defaults: checking an unknown username against it costs what checking a known one does.
+ */
+export function decoyHash(like?: string): string {
+  const params = like?.split('$').slice(1, 4).map(Number);
+  const [n, r, p] = params?.length === 3 && params.every(Number.isInteger) ? params : [N, R, P];
+  const salt = randomBytes(16).toString('base64');
+  return `scrypt$${n}$${r}$${p}$${salt}$${randomBytes(KEY_LENGTH).toString('base64')}`;
+}
+
 /** Constant-time check of a password against a `passwordHash`; false for a malformed hash. */
 export async function verifyPassword(password: string | Buffer, encoded: string): Promise<boolean> {
   const parts = encoded.split('$');

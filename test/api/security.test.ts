@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { ApiView } from '../../src/api/server.js';
 import { ApiServer, createApp } from '../../src/api/server.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
@@ -22,7 +23,11 @@ describe('API security: rate limiting per client and security headers', () => {
   let db: Db;
   const servers: ApiServer[] = [];
 
-  const startApi = async (yaml: string, requestsPerMinute: number): Promise<string> => {
+  const startApi = async (
+    yaml: string,
+    requestsPerMinute: number,
+    view: Partial<ApiView> = {},
+  ): Promise<string> => {
     const config = parseConfigText(yaml, 'test.yaml', {});
     const app = createApp(config.api, {
       query: new ReadingsQuery(db),
@@ -30,7 +35,7 @@ describe('API security: rate limiting per client and security headers', () => {
       metrics: new Metrics(),
       log,
       rateLimit: { requestsPerMinute },
-      view: testView({ startedAt: T0, now: () => T0 }),
+      view: testView({ startedAt: T0, now: () => T0, ...view }),
     });
     const server = new ApiServer(config.api, app, log);
     await server.start();
@@ -105,5 +110,49 @@ describe('API security: rate limiting per client and security headers', () => {
       // Limit 0 turns rate limiting off.
       assert.equal(h.get('ratelimit'), null);
     }
+  });
+
+  /** A gateway whose health tells where its store is and what its upstream's error says. */
+  const revealingView: Partial<ApiView> = {
+    store: () => ({ path: '/var/lib/tidegate/site-7.db', bytes: 4096, pendingWrites: 0, lastError: null }),
+    upstreams: () => [
+      {
+        id: 'cloud',
+        type: 'mqtt',
+        state: 'backoff',
+        acked: 0,
+        backlog: 3,
+        oldestAgeSeconds: 12,
+        lastError: 'connect ECONNREFUSED 10.20.30.40:8883',
+        lastDeliveryAt: null,
+      },
+    ],
+  };
+
+  it('answers /health without the token with only status and version when api.token is set, and in full with it', async () => {
+    const base = await startApi(`api: { port: 0, token: ${TOKEN} }\n`, 0, revealingView);
+    for (const authorization of [undefined, 'Bearer not-the-token', `Basic ${TOKEN}`]) {
+      const res = await fetch(`${base}/api/v1/health`, authorization ? { headers: { authorization } } : {});
+      assert.equal(res.status, 200, `${authorization}`);
+      const body = await res.json();
+      openApi.check('GET', `${base}/api/v1/health`, res.status, body);
+      assert.deepEqual(body, { status: 'degraded', version: '9.9.9' }, `${authorization}`);
+    }
+    const res = await fetch(`${base}/api/v1/health`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(res.status, 200);
+    const full = (await res.json()) as { store: { path: string }; upstreams: { lastError: string }[] };
+    openApi.check('GET', `${base}/api/v1/health`, res.status, full);
+    assert.equal(full.store.path, '/var/lib/tidegate/site-7.db');
+    assert.equal(full.upstreams[0]?.lastError, 'connect ECONNREFUSED 10.20.30.40:8883');
+  });
+
+  it('answers /health in full, without a token, when no api.token is set', async () => {
+    const base = await startApi('api: { port: 0 }\n', 0, revealingView);
+    const res = await fetch(`${base}/api/v1/health`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { gateway: string; store: { path: string } };
+    openApi.check('GET', `${base}/api/v1/health`, res.status, body);
+    assert.equal(body.gateway, 'gw-test');
+    assert.equal(body.store.path, '/var/lib/tidegate/site-7.db');
   });
 });

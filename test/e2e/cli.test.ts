@@ -80,7 +80,7 @@ describe('tidegate CLI', () => {
     assert.match(stderr, /api\.token: the API binds to 0\.0\.0\.0, beyond loopback/);
   });
 
-  it('with a token beyond loopback, every route but /health needs it', async () => {
+  it('with a token beyond loopback, every route but /health needs it, and /health tells little without it', async () => {
     const file = join(dir, 'token.yaml');
     const token = 'a-long-enough-secret-token';
     writeFileSync(
@@ -89,7 +89,11 @@ describe('tidegate CLI', () => {
     );
     const gw = await startGateway(file, { env: { MY_TOKEN: token } });
     try {
-      assert.equal((await gw.api('/api/v1/health')).status, 200);
+      const health = await gw.api('/api/v1/health');
+      assert.equal(health.status, 200);
+      assert.deepEqual(Object.keys((await health.json()) as object).sort(), ['status', 'version']);
+      const full = await gw.api('/api/v1/health', { headers: { authorization: `Bearer ${token}` } });
+      assert.ok('store' in ((await full.json()) as object), 'the full report with the token');
       const denied = await gw.api('/api/v1/readings');
       assert.equal(denied.status, 401);
       assert.equal(((await denied.json()) as { error: { code: string } }).error.code, 'unauthorized');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { hashPassword, verifyPassword } from '../../src/sources/password.js';
+import { decoyHash, hashPassword, verifyPassword } from '../../src/sources/password.js';
 
 describe('password hashes', () => {
   let hash = '';
@@ -68,5 +68,18 @@ describe('password hashes', () => {
     key[0] = (key[0] ?? 0) ^ 1;
     parts[5] = key.toString('base64');
     assert.equal(await verifyPassword('correct horse battery staple', parts.join('$')), false);
+  });
+
+  it('makes decoy hashes with the parameters of a given hash, new each time, that no password matches', async () => {
+    const params = (h: string) => h.split('$').slice(0, 4).join('$');
+    const like = 'scrypt$1024$8$2$c2FsdA==$a2V5';
+    assert.equal(params(decoyHash(like)), 'scrypt$1024$8$2');
+    assert.equal(params(decoyHash()), params(hash), 'the defaults of hashPassword');
+    assert.equal(params(decoyHash('garbage')), params(hash));
+    const decoy = decoyHash(hash);
+    assert.notEqual(decoy, decoyHash(hash));
+    assert.match(decoy, /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    assert.equal(await verifyPassword('correct horse battery staple', decoy), false);
+    assert.equal(await verifyPassword('', decoy), false);
   });
 });
