@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { isLoopbackHost } from '../config/hosts.js';
 import type { ApiConfig } from '../config/schema.js';
-import { isLoopbackHost } from '../config/schema.js';
 import { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';

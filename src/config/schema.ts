@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { RuleSpec } from '../model/rule.js';
 import { modbusSourceSchema } from '../sources/modbus/config.js';
@@ -7,6 +6,7 @@ import { serialSourceSchema } from '../sources/serial/config.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
 import { upstreamSchema } from '../upstreams/config.js';
+import { checkAcrossSections } from './cross-checks.js';
 import { bool, boolOr, duration, identifier, name, num, port, size } from './types.js';
 
 /**
@@ -189,71 +189,8 @@ export const configSchema = z
     outbox: outboxSchema.prefault({}),
     upstreams: z.array(upstreamSchema).default([]),
   })
-  // Cross-field checks run even when fields have problems (`when`), so `validate` reports every
-  // problem at once; they therefore read the data defensively.
-  .superRefine(
-    (config, ctx) => {
-      const c = config as unknown as Partial<Record<string, unknown>> & {
-        sources?: unknown;
-        broker?: { enabled?: unknown; users?: unknown };
-        api?: { host?: unknown; token?: unknown; insecure?: unknown };
-      };
-      const sources = Array.isArray(c.sources) ? (c.sources as { id?: unknown; type?: unknown }[]) : [];
-      const seen = new Set<unknown>();
-      sources.forEach((s, i) => {
-        if (typeof s !== 'object' || s === null) return;
-        if (typeof s.id === 'string' && seen.has(s.id)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sources', i, 'id'],
-            message: `duplicate source id "${s.id}"`,
-          });
-        }
-        seen.add(s.id);
-        if (s.type === 'mqtt' && (s as { url?: unknown }).url === undefined && c.broker?.enabled === false) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sources', i],
-            message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
-          });
-        }
-      });
-      const upstreams = Array.isArray(c['upstreams']) ? (c['upstreams'] as { id?: unknown }[]) : [];
-      const upstreamIds = new Set<unknown>();
-      upstreams.forEach((u, i) => {
-        if (typeof u?.id === 'string' && upstreamIds.has(u.id)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['upstreams', i, 'id'],
-            message: `duplicate upstream id "${u.id}"`,
-          });
-        }
-        upstreamIds.add(u?.id);
-      });
-      const users = Array.isArray(c.broker?.users) ? (c.broker.users as { username?: unknown }[]) : [];
-      const names = new Set<unknown>();
-      users.forEach((u, i) => {
-        if (typeof u?.username === 'string' && names.has(u.username)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['broker', 'users', i, 'username'],
-            message: `duplicate user "${u.username}"`,
-          });
-        }
-        names.add(u?.username);
-      });
-      const host = typeof c.api?.host === 'string' ? c.api.host : '127.0.0.1';
-      const hasToken = typeof c.api?.token === 'string' && c.api.token !== '';
-      if (!isLoopbackHost(host) && !hasToken && c.api?.insecure !== true) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['api', 'token'],
-          message: `the API binds to ${host}, beyond loopback: set api.token (at least 16 characters) or, knowingly, api.insecure: true`,
-        });
-      }
-    },
-    { when: () => true },
-  );
+  // Run even when fields have problems (`when`), so that `validate` reports every problem at once.
+  .superRefine(checkAcrossSections, { when: () => true });
 
 /** The configuration as the schema parses it; `rules` is still a file name or raw rules. */
 export type ParsedConfig = z.output<typeof configSchema>;
@@ -272,12 +209,3 @@ export type BrokerUser = BrokerConfig['users'][number];
 export type StoreConfig = GatewayConfig['store'];
 export type OutboxConfig = GatewayConfig['outbox'];
 export type ApiConfig = GatewayConfig['api'];
-
-/** 127.0.0.0/8, ::1 and `localhost`. */
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  const kind = isIP(host);
-  if (kind === 4) return host.startsWith('127.');
-  if (kind === 6) return host === '::1' || host.startsWith('::ffff:127.');
-  return false;
-}

@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import { isLoopbackHost } from '../config/hosts.js';
 import type { BrokerConfig, BrokerUser } from '../config/schema.js';
-import { isLoopbackHost } from '../config/schema.js';
 import type { Logger, RateLimitedLog } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { verifyPassword } from './password.js';
