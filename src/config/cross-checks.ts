@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { isLoopbackHost } from './hosts.js';
+import { bindsOverlap, isLoopbackHost } from './hosts.js';
 
 /**
  * Checks across sections of the configuration, so that `validate` refuses what `run` would. They
@@ -25,8 +25,9 @@ export function checkAcrossSections(config: unknown, ctx: Ctx): void {
   checkUnique(list(c['sources']), 'id', ['sources'], 'source id', ctx);
   checkUnique(list(c['upstreams']), 'id', ['upstreams'], 'upstream id', ctx);
   checkUnique(list(broker['users']), 'username', ['broker', 'users'], 'user', ctx);
-  checkEmbeddedBrokerUsers(list(c['sources']), broker, ctx);
+  checkEmbeddedBrokerUsers(c, broker, ctx);
   checkApiExposure(api, ctx);
+  checkPortsApart(api, broker, ctx);
 }
 
 function checkUnique(items: Loose[], key: string, at: (string | number)[], what: string, ctx: Ctx): void {
@@ -40,18 +41,24 @@ function checkUnique(items: Loose[], key: string, at: (string | number)[], what:
   });
 }
 
-/** An mqtt source without url reads the embedded broker: it must be there. */
-function checkEmbeddedBrokerUsers(sources: Loose[], broker: Loose, ctx: Ctx): void {
+/** mqtt sources and upstreams without url read and publish into the embedded broker: it must be there. */
+function checkEmbeddedBrokerUsers(c: Loose, broker: Loose, ctx: Ctx): void {
   if (broker['enabled'] !== false) return;
-  sources.forEach((s, i) => {
-    if (s['type'] === 'mqtt' && s['url'] === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['sources', i],
-        message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
-      });
-    }
-  });
+  const uses = [
+    ['sources', 'an mqtt source without url reads the embedded broker'],
+    ['upstreams', 'an mqtt upstream without url publishes into the embedded broker'],
+  ] as const;
+  for (const [key, what] of uses) {
+    list(c[key]).forEach((item, i) => {
+      if (item['type'] === 'mqtt' && item['url'] === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [key, i, 'url'],
+          message: `${what}, but broker.enabled is false`,
+        });
+      }
+    });
+  }
 }
 
 /** SPEC §5: beyond loopback only with a token, or knowingly insecure. */
@@ -65,4 +72,20 @@ function checkApiExposure(api: Loose, ctx: Ctx): void {
       message: `the API binds to ${host}, beyond loopback: set api.token (at least 16 characters) or, knowingly, api.insecure: true`,
     });
   }
+}
+
+/** Both would bind the port and the second, the API, would fail at start. Port 0 is the kernel's pick. */
+function checkPortsApart(api: Loose, broker: Loose, ctx: Ctx): void {
+  if (api['enabled'] === false || broker['enabled'] === false) return;
+  const port = api['port'];
+  if (typeof port !== 'number' || port === 0 || port !== broker['port']) return;
+  const apiHost = typeof api['host'] === 'string' ? api['host'] : '127.0.0.1';
+  const brokerHost = typeof broker['host'] === 'string' ? broker['host'] : '0.0.0.0';
+  if (!bindsOverlap(apiHost, brokerHost)) return;
+  const where = apiHost === brokerHost ? `${apiHost}:${port}` : `port ${port} (${apiHost} and ${brokerHost})`;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['api', 'port'],
+    message: `the API and the embedded broker both listen on ${where}: give one of them another port`,
+  });
 }

@@ -459,6 +459,59 @@ describe('parseConfigText: the bind rule', () => {
   });
 });
 
+describe('parseConfigText: what run would refuse', () => {
+  it('refuses an mqtt upstream without url while the broker is disabled, at its url', () => {
+    const problems = problemsOf(
+      yaml('broker: { enabled: false }', 'upstreams:', '  - { id: local, type: mqtt }'),
+    );
+    assert.equal(problems.length, 1);
+    const p = findProblem(problems, 'upstreams[0].url');
+    assert.equal(p.line, 3);
+    assert.match(p.message, /without url publishes into the embedded broker, but broker\.enabled is false/);
+    const sourced = problemsOf(
+      yaml(
+        'broker: { enabled: false }',
+        'sources:',
+        '  - { id: a, type: mqtt, topics: [{ filter: "s/{device}" }] }',
+      ),
+    );
+    assert.match(findProblem(sourced, 'sources[0].url').message, /reads the embedded broker/);
+  });
+
+  it('accepts an mqtt upstream without url beside the embedded broker, or with a url without it', () => {
+    parseConfigText(yaml('upstreams:', '  - { id: local, type: mqtt }'), FILE, {});
+    parseConfigText(
+      yaml('broker: { enabled: false }', 'upstreams:', '  - { id: cloud, type: mqtt, url: "mqtt://h:1883" }'),
+      FILE,
+      {},
+    );
+  });
+
+  it('refuses the API and the broker on one port where their hosts overlap, at api.port', () => {
+    for (const [apiHost, brokerHost] of [
+      ['127.0.0.1', '127.0.0.1'],
+      ['127.0.0.1', '0.0.0.0'],
+      ['::', '10.0.0.2'],
+    ]) {
+      const problems = problemsOf(
+        yaml(
+          `api: { host: "${apiHost}", port: 9000, token: 0123456789abcdef }`,
+          `broker: { host: "${brokerHost}", port: 9000 }`,
+        ),
+      );
+      assert.equal(problems.length, 1, `${apiHost} ${brokerHost}`);
+      assert.match(findProblem(problems, 'api.port').message, /both listen on .*9000/);
+    }
+  });
+
+  it('accepts one port on two distinct addresses, port 0, or with either part disabled', () => {
+    parseConfigText(yaml('api: { port: 9000 }', 'broker: { host: 10.0.0.2, port: 9000 }'), FILE, {});
+    parseConfigText(yaml('api: { port: 0 }', 'broker: { port: 0 }'), FILE, {});
+    parseConfigText(yaml('api: { port: 1883 }', 'broker: { enabled: false }'), FILE, {});
+    parseConfigText(yaml('api: { port: 1883, enabled: false }'), FILE, {});
+  });
+});
+
 describe('formatProblem', () => {
   it('writes file:line:col: path: message', () => {
     assert.equal(
