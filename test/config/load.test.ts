@@ -487,6 +487,51 @@ describe('parseConfigText: what run would refuse', () => {
     );
   });
 
+  it('refuses TLS files that cannot be read, at their path, and names the variable one came from', () => {
+    const dir = makeTempDir();
+    try {
+      const problems = problemsOf(
+        yaml(
+          'sources:',
+          `  - { id: ext, type: mqtt, url: "mqtts://h:8883", cert: ${dir.file('c.pem')}, key: ${dir.path}, topics: [{ filter: "s/{device}" }] }`,
+          'upstreams:',
+          `  - { id: cloud, type: mqtt, url: "mqtts://h:8883", ca: ${dir.file('ca.pem')} }`,
+          `  - { id: ingest, type: http, url: "https://h/in", ca: ca.pem }`,
+        ),
+        { TIDEGATE_UPSTREAMS__1__CA: dir.file('from-env.pem') },
+      );
+      assert.equal(problems.length, 4, problems.map(formatProblem).join(' | '));
+      const cert = findProblem(problems, 'sources[0].cert');
+      assert.equal(cert.line, 2);
+      assert.equal(cert.message, `cannot read the file ${dir.file('c.pem')}: no such file`);
+      assert.equal(
+        findProblem(problems, 'sources[0].key').message,
+        `cannot read the file ${dir.path}: not a file`,
+      );
+      assert.match(findProblem(problems, 'upstreams[0].ca').message, /ca\.pem: no such file$/);
+      const fromEnv = findProblem(problems, 'upstreams[1].ca');
+      assert.equal(fromEnv.env, 'TIDEGATE_UPSTREAMS__1__CA');
+      assert.match(fromEnv.message, /from-env\.pem: no such file$/);
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('accepts TLS files that can be read', () => {
+    const dir = makeTempDir();
+    try {
+      writeFileSync(dir.file('ca.pem'), 'PEM');
+      const c = parseConfigText(
+        yaml('upstreams:', `  - { id: ingest, type: http, url: "https://h/in", ca: ${dir.file('ca.pem')} }`),
+        FILE,
+        {},
+      );
+      assert.equal(c.upstreams[0]?.type === 'http' && c.upstreams[0].ca, dir.file('ca.pem'));
+    } finally {
+      dir.remove();
+    }
+  });
+
   it('refuses the API and the broker on one port where their hosts overlap, at api.port', () => {
     for (const [apiHost, brokerHost] of [
       ['127.0.0.1', '127.0.0.1'],
