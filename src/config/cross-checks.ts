@@ -61,8 +61,9 @@ function checkEmbeddedBrokerUsers(c: Loose, broker: Loose, ctx: Ctx): void {
   }
 }
 
-/** SPEC §5: beyond loopback only with a token, or knowingly insecure. */
+/** SPEC §5: beyond loopback only with a token, or knowingly insecure; a disabled API binds nothing. */
 function checkApiExposure(api: Loose, ctx: Ctx): void {
+  if (api['enabled'] === false) return;
   const host = typeof api['host'] === 'string' ? api['host'] : '127.0.0.1';
   const hasToken = typeof api['token'] === 'string' && api['token'] !== '';
   if (!isLoopbackHost(host) && !hasToken && api['insecure'] !== true) {

@@ -105,7 +105,7 @@ function knownKeys(): Map<string, string> {
         { id: 'm', type: 'mqtt', topics: [{ filter: 'a/{device}' }] },
         { id: 's', type: 'simulator' },
       ],
-      broker: { users: [{ username: 'u', passwordHash: 'scrypt$2$1$1$AA==$AA==' }] },
+      broker: { users: [{ username: 'u', passwordHash: `scrypt$2$1$1$AA==$${'A'.repeat(43)}=` }] },
     }),
   );
   return keys;

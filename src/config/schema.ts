@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { RuleSpec } from '../model/rule.js';
 import { modbusSourceSchema } from '../sources/modbus/config.js';
 import type { Profile } from '../sources/modbus/profile.js';
+import { parsePasswordHash } from '../sources/password.js';
 import { serialSourceSchema } from '../sources/serial/config.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
@@ -40,9 +41,17 @@ const apiSchema = z.strictObject({
 
 const userSchema = z.strictObject({
   username: z.string().min(1).max(128),
-  passwordHash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, {
-    message: 'expected the output of `tidegate hash-password` (scrypt$N$r$p$salt$hash)',
-  }),
+  passwordHash: z
+    .string()
+    .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, {
+      message: 'expected the output of `tidegate hash-password` (scrypt$N$r$p$salt$hash)',
+      abort: true,
+    })
+    // The broker would refuse every login with it, and say nothing at start.
+    .refine((h) => parsePasswordHash(h) !== null, {
+      message:
+        'a hash no password can match (N a power of two up to 2^20, r 1–32, p 1–16, a 32-byte key): make one with `tidegate hash-password`',
+    }),
   publish: z.array(topicFilter).default([]),
   subscribe: z.array(topicFilter).default([]),
 });

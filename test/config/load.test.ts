@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, parseConfigText } from '../../src/config/load.js';
 import { ConfigError, type ConfigProblem, formatPath, formatProblem } from '../../src/config/problems.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
+import { hashPassword, verifyPassword } from '../../src/sources/password.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 const FILE = 'conf/gateway.yaml';
@@ -530,6 +531,31 @@ describe('parseConfigText: what run would refuse', () => {
     } finally {
       dir.remove();
     }
+  });
+
+  it('refuses a passwordHash that no password can match, as the broker would at every login', async () => {
+    const good = await hashPassword('s3cret');
+    const [, n, r, p, salt, key] = good.split('$');
+    const userWith = (hash: string) =>
+      yaml('broker:', '  users:', `    - { username: u, passwordHash: "${hash}" }`);
+    assert.equal(parseConfigText(userWith(good), FILE, {}).broker.users[0]?.passwordHash, good);
+    for (const hash of [
+      `scrypt$1000$${r}$${p}$${salt}$${key}`, // N not a power of two
+      `scrypt$${2 ** 21}$${r}$${p}$${salt}$${key}`, // N too large
+      `scrypt$${n}$0$${p}$${salt}$${key}`,
+      `scrypt$${n}$${r}$99$${salt}$${key}`,
+      `scrypt$${n}$${r}$${p}$${salt}$${(key ?? '').slice(0, 8)}`, // a short key
+    ]) {
+      assert.equal(await verifyPassword('s3cret', hash), false, hash);
+      const problem = findProblem(problemsOf(userWith(hash)), 'broker.users[0].passwordHash');
+      assert.equal(problem.line, 3);
+      assert.match(problem.message, /no password can match/, hash);
+    }
+  });
+
+  it('accepts the API beyond loopback without a token while the API is disabled', () => {
+    const c = parseConfigText(yaml('api: { enabled: false, host: 0.0.0.0 }'), FILE, {});
+    assert.equal(c.api.enabled, false);
   });
 
   it('refuses the API and the broker on one port where their hosts overlap, at api.port', () => {
