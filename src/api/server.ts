@@ -87,6 +87,7 @@ export class ApiServer {
   ) {}
 
   async start(): Promise<void> {
+    // The config refuses this already (config/cross-checks.ts); kept for servers built in code.
     if (!isLoopbackHost(this.config.host) && this.config.token === undefined && !this.config.insecure) {
       throw new ApiError('internal', `refusing to serve the API on ${this.config.host} without api.token`);
     }
