@@ -258,6 +258,7 @@ export class Gateway {
             },
           );
         }
+        // The config refuses this (config/cross-checks.ts); a Gateway built in code can still ask.
         if (!this.broker) throw new Error(`source ${sc.id}: the embedded broker is disabled`);
         return new EmbeddedMqttSource(sc, {
           broker: this.broker,

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { isLoopbackHost } from '../config/hosts.js';
 import type { ApiConfig } from '../config/schema.js';
-import { isLoopbackHost } from '../config/schema.js';
 import { EventBus } from '../events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -87,6 +87,7 @@ export class ApiServer {
   ) {}
 
   async start(): Promise<void> {
+    // The config refuses this already (config/cross-checks.ts); kept for servers built in code.
     if (!isLoopbackHost(this.config.host) && this.config.token === undefined && !this.config.insecure) {
       throw new ApiError('internal', `refusing to serve the API on ${this.config.host} without api.token`);
     }

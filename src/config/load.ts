@@ -4,6 +4,7 @@ import { loadProfiles, type Profile } from '../sources/modbus/profile.js';
 import { ConfigError, type ConfigProblem, issuesToProblems, locate } from './problems.js';
 import { checkRules, loadRulesFile } from './rules.js';
 import { configSchema, type GatewayConfig } from './schema.js';
+import { checkFilesReadAtStart } from './start-files.js';
 import { parseYaml, readYaml, type YamlSource } from './yaml-file.js';
 
 export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml';
@@ -33,6 +34,7 @@ function configFromYaml({ file, doc, lines, data: parsed }: YamlSource, env: Env
   const envOrigins = applyEnvOverrides(data, env, file, problems);
   const result = configSchema.safeParse(data, { reportInput: true });
   if (!result.success) problems.push(...issuesToProblems(result.error.issues, file, doc, lines, envOrigins));
+  problems.push(...checkFilesReadAtStart(data, file, doc, lines, envOrigins));
   let rules: RuleSpec[] = [];
   const rawRules = data['rules'];
   try {
@@ -103,7 +105,7 @@ function knownKeys(): Map<string, string> {
         { id: 'm', type: 'mqtt', topics: [{ filter: 'a/{device}' }] },
         { id: 's', type: 'simulator' },
       ],
-      broker: { users: [{ username: 'u', passwordHash: 'scrypt$2$1$1$AA==$AA==' }] },
+      broker: { users: [{ username: 'u', passwordHash: `scrypt$2$1$1$AA==$${'A'.repeat(43)}=` }] },
     }),
   );
   return keys;

@@ -1,12 +1,13 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { RuleSpec } from '../model/rule.js';
 import { modbusSourceSchema } from '../sources/modbus/config.js';
 import type { Profile } from '../sources/modbus/profile.js';
+import { parsePasswordHash } from '../sources/password.js';
 import { serialSourceSchema } from '../sources/serial/config.js';
 import { isValidTopicFilter } from '../sources/topic-filter.js';
 import { isValidTemplate } from '../sources/topic-template.js';
 import { upstreamSchema } from '../upstreams/config.js';
+import { checkAcrossSections } from './cross-checks.js';
 import { bool, boolOr, duration, identifier, name, num, port, size } from './types.js';
 
 /**
@@ -40,9 +41,17 @@ const apiSchema = z.strictObject({
 
 const userSchema = z.strictObject({
   username: z.string().min(1).max(128),
-  passwordHash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, {
-    message: 'expected the output of `tidegate hash-password` (scrypt$N$r$p$salt$hash)',
-  }),
+  passwordHash: z
+    .string()
+    .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, {
+      message: 'expected the output of `tidegate hash-password` (scrypt$N$r$p$salt$hash)',
+      abort: true,
+    })
+    // The broker would refuse every login with it, and say nothing at start.
+    .refine((h) => parsePasswordHash(h) !== null, {
+      message:
+        'a hash no password can match (N a power of two up to 2^20, r 1–32, p 1–16, a 32-byte key): make one with `tidegate hash-password`',
+    }),
   publish: z.array(topicFilter).default([]),
   subscribe: z.array(topicFilter).default([]),
 });
@@ -191,71 +200,8 @@ export const configSchema = z
     outbox: outboxSchema.prefault({}),
     upstreams: z.array(upstreamSchema).default([]),
   })
-  // Cross-field checks run even when fields have problems (`when`), so `validate` reports every
-  // problem at once; they therefore read the data defensively.
-  .superRefine(
-    (config, ctx) => {
-      const c = config as unknown as Partial<Record<string, unknown>> & {
-        sources?: unknown;
-        broker?: { enabled?: unknown; users?: unknown };
-        api?: { host?: unknown; token?: unknown; insecure?: unknown };
-      };
-      const sources = Array.isArray(c.sources) ? (c.sources as { id?: unknown; type?: unknown }[]) : [];
-      const seen = new Set<unknown>();
-      sources.forEach((s, i) => {
-        if (typeof s !== 'object' || s === null) return;
-        if (typeof s.id === 'string' && seen.has(s.id)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sources', i, 'id'],
-            message: `duplicate source id "${s.id}"`,
-          });
-        }
-        seen.add(s.id);
-        if (s.type === 'mqtt' && (s as { url?: unknown }).url === undefined && c.broker?.enabled === false) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sources', i],
-            message: 'an mqtt source without url reads the embedded broker, but broker.enabled is false',
-          });
-        }
-      });
-      const upstreams = Array.isArray(c['upstreams']) ? (c['upstreams'] as { id?: unknown }[]) : [];
-      const upstreamIds = new Set<unknown>();
-      upstreams.forEach((u, i) => {
-        if (typeof u?.id === 'string' && upstreamIds.has(u.id)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['upstreams', i, 'id'],
-            message: `duplicate upstream id "${u.id}"`,
-          });
-        }
-        upstreamIds.add(u?.id);
-      });
-      const users = Array.isArray(c.broker?.users) ? (c.broker.users as { username?: unknown }[]) : [];
-      const names = new Set<unknown>();
-      users.forEach((u, i) => {
-        if (typeof u?.username === 'string' && names.has(u.username)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['broker', 'users', i, 'username'],
-            message: `duplicate user "${u.username}"`,
-          });
-        }
-        names.add(u?.username);
-      });
-      const host = typeof c.api?.host === 'string' ? c.api.host : '127.0.0.1';
-      const hasToken = typeof c.api?.token === 'string' && c.api.token !== '';
-      if (!isLoopbackHost(host) && !hasToken && c.api?.insecure !== true) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['api', 'token'],
-          message: `the API binds to ${host}, beyond loopback: set api.token (at least 16 characters) or, knowingly, api.insecure: true`,
-        });
-      }
-    },
-    { when: () => true },
-  );
+  // Run even when fields have problems (`when`), so that `validate` reports every problem at once.
+  .superRefine(checkAcrossSections, { when: () => true });
 
 /** The configuration as the schema parses it; `rules` is still a file name or raw rules. */
 export type ParsedConfig = z.output<typeof configSchema>;
@@ -274,12 +220,3 @@ export type BrokerUser = BrokerConfig['users'][number];
 export type StoreConfig = GatewayConfig['store'];
 export type OutboxConfig = GatewayConfig['outbox'];
 export type ApiConfig = GatewayConfig['api'];
-
-/** 127.0.0.0/8, ::1 and `localhost`. */
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  const kind = isIP(host);
-  if (kind === 4) return host.startsWith('127.');
-  if (kind === 6) return host === '::1' || host.startsWith('::ffff:127.');
-  return false;
-}

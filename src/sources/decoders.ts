@@ -9,6 +9,7 @@ import { type ReadingCandidate, ReadingRejection } from '../model/reading.js';
  *   and `metric` fields are used where the topic doesn't name them.
  * - `json`: a flat object of several metrics (Zigbee2MQTT, Tasmota, Shelly style) with an optional
  *   `ts` or `time`; numeric and boolean fields become readings named by their key, others are skipped.
+ *   Where the topic names a metric, a `value` field is that metric (with the object's `unit`).
  * - `auto`: `value` for objects with a `value` key and for lists, `json` for other objects, else `number`.
  */
 export type PayloadFormat = 'auto' | 'number' | 'value' | 'json';
@@ -116,7 +117,10 @@ function decodeFlat(obj: Record<string, unknown>, ctx: DecodeContext): Decoded {
     if (RESERVED.has(key)) continue;
     const v = obj[key];
     if (typeof v !== 'number' && typeof v !== 'boolean') continue;
-    out.candidates.push({ device, metric: key, value: v, ts, tags });
+    // `{"value": 60}` on sensors/{device}/{metric} is that metric: the template says what the topic carries.
+    if (key === 'value' && ctx.metric !== undefined) {
+      out.candidates.push({ device, metric: ctx.metric, value: v, ts, unit: obj['unit'], tags });
+    } else out.candidates.push({ device, metric: key, value: v, ts, tags });
   }
   if (out.candidates.length > ctx.maxMetrics) {
     return rejected(

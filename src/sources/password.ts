@@ -38,10 +38,12 @@ export function decoyHash(like?: string): string {
   return `scrypt$${n}$${r}$${p}$${salt}$${randomBytes(KEY_LENGTH).toString('base64')}`;
 }
 
-/** Constant-time check of a password against a `passwordHash`; false for a malformed hash. */
-export async function verifyPassword(password: string | Buffer, encoded: string): Promise<boolean> {
+/** The parts of a `passwordHash`, or null when no password can match it (unknown form, unusable parameters). */
+export function parsePasswordHash(
+  encoded: string,
+): { n: number; r: number; p: number; salt: Buffer; key: Buffer } | null {
   const parts = encoded.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return null;
   const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
   if (
     !Number.isInteger(n) ||
@@ -51,11 +53,17 @@ export async function verifyPassword(password: string | Buffer, encoded: string)
     !(r >= 1 && r <= 32) ||
     !(p >= 1 && p <= 16)
   ) {
-    return false;
+    return null;
   }
-  const salt = Buffer.from(parts[4] as string, 'base64');
-  const expected = Buffer.from(parts[5] as string, 'base64');
-  if (expected.length !== KEY_LENGTH) return false;
-  const actual = await scryptAsync(password, salt, n, r, p);
-  return timingSafeEqual(actual, expected);
+  const key = Buffer.from(parts[5] as string, 'base64');
+  if (key.length !== KEY_LENGTH) return null;
+  return { n, r, p, salt: Buffer.from(parts[4] as string, 'base64'), key };
+}
+
+/** Constant-time check of a password against a `passwordHash`; false for a malformed hash. */
+export async function verifyPassword(password: string | Buffer, encoded: string): Promise<boolean> {
+  const hash = parsePasswordHash(encoded);
+  if (hash === null) return false;
+  const actual = await scryptAsync(password, hash.salt, hash.n, hash.r, hash.p);
+  return timingSafeEqual(actual, hash.key);
 }

@@ -25,6 +25,7 @@ export async function createUpstream(config: UpstreamConfig, deps: UpstreamDeps)
         const { MqttUpstream } = await import('./mqtt.js');
         return new MqttUpstream({ ...config, url }, deps);
       }
+      // The config refuses this (config/cross-checks.ts); a Gateway built in code can still ask.
       if (!deps.embeddedPublish) {
         throw new Error(
           `upstream "${config.id}" has no url, so it publishes to the embedded broker, but broker.enabled is false`,

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, parseConfigText } from '../../src/config/load.js';
 import { ConfigError, type ConfigProblem, formatPath, formatProblem } from '../../src/config/problems.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
+import { hashPassword, verifyPassword } from '../../src/sources/password.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 const FILE = 'conf/gateway.yaml';
@@ -456,6 +457,129 @@ describe('parseConfigText: the bind rule', () => {
       const c = parseConfigText(yaml('api:', `  host: "${host}"`), FILE, {});
       assert.equal(c.api.host, host);
     }
+  });
+});
+
+describe('parseConfigText: what run would refuse', () => {
+  it('refuses an mqtt upstream without url while the broker is disabled, at its url', () => {
+    const problems = problemsOf(
+      yaml('broker: { enabled: false }', 'upstreams:', '  - { id: local, type: mqtt }'),
+    );
+    assert.equal(problems.length, 1);
+    const p = findProblem(problems, 'upstreams[0].url');
+    assert.equal(p.line, 3);
+    assert.match(p.message, /without url publishes into the embedded broker, but broker\.enabled is false/);
+    const sourced = problemsOf(
+      yaml(
+        'broker: { enabled: false }',
+        'sources:',
+        '  - { id: a, type: mqtt, topics: [{ filter: "s/{device}" }] }',
+      ),
+    );
+    assert.match(findProblem(sourced, 'sources[0].url').message, /reads the embedded broker/);
+  });
+
+  it('accepts an mqtt upstream without url beside the embedded broker, or with a url without it', () => {
+    parseConfigText(yaml('upstreams:', '  - { id: local, type: mqtt }'), FILE, {});
+    parseConfigText(
+      yaml('broker: { enabled: false }', 'upstreams:', '  - { id: cloud, type: mqtt, url: "mqtt://h:1883" }'),
+      FILE,
+      {},
+    );
+  });
+
+  it('refuses TLS files that cannot be read, at their path, and names the variable one came from', () => {
+    const dir = makeTempDir();
+    try {
+      const problems = problemsOf(
+        yaml(
+          'sources:',
+          `  - { id: ext, type: mqtt, url: "mqtts://h:8883", cert: ${dir.file('c.pem')}, key: ${dir.path}, topics: [{ filter: "s/{device}" }] }`,
+          'upstreams:',
+          `  - { id: cloud, type: mqtt, url: "mqtts://h:8883", ca: ${dir.file('ca.pem')} }`,
+          `  - { id: ingest, type: http, url: "https://h/in", ca: ca.pem }`,
+        ),
+        { TIDEGATE_UPSTREAMS__1__CA: dir.file('from-env.pem') },
+      );
+      assert.equal(problems.length, 4, problems.map(formatProblem).join(' | '));
+      const cert = findProblem(problems, 'sources[0].cert');
+      assert.equal(cert.line, 2);
+      assert.equal(cert.message, `cannot read the file ${dir.file('c.pem')}: no such file`);
+      assert.equal(
+        findProblem(problems, 'sources[0].key').message,
+        `cannot read the file ${dir.path}: not a file`,
+      );
+      assert.match(findProblem(problems, 'upstreams[0].ca').message, /ca\.pem: no such file$/);
+      const fromEnv = findProblem(problems, 'upstreams[1].ca');
+      assert.equal(fromEnv.env, 'TIDEGATE_UPSTREAMS__1__CA');
+      assert.match(fromEnv.message, /from-env\.pem: no such file$/);
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('accepts TLS files that can be read', () => {
+    const dir = makeTempDir();
+    try {
+      writeFileSync(dir.file('ca.pem'), 'PEM');
+      const c = parseConfigText(
+        yaml('upstreams:', `  - { id: ingest, type: http, url: "https://h/in", ca: ${dir.file('ca.pem')} }`),
+        FILE,
+        {},
+      );
+      assert.equal(c.upstreams[0]?.type === 'http' && c.upstreams[0].ca, dir.file('ca.pem'));
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('refuses a passwordHash that no password can match, as the broker would at every login', async () => {
+    const good = await hashPassword('s3cret');
+    const [, n, r, p, salt, key] = good.split('$');
+    const userWith = (hash: string) =>
+      yaml('broker:', '  users:', `    - { username: u, passwordHash: "${hash}" }`);
+    assert.equal(parseConfigText(userWith(good), FILE, {}).broker.users[0]?.passwordHash, good);
+    for (const hash of [
+      `scrypt$1000$${r}$${p}$${salt}$${key}`, // N not a power of two
+      `scrypt$${2 ** 21}$${r}$${p}$${salt}$${key}`, // N too large
+      `scrypt$${n}$0$${p}$${salt}$${key}`,
+      `scrypt$${n}$${r}$99$${salt}$${key}`,
+      `scrypt$${n}$${r}$${p}$${salt}$${(key ?? '').slice(0, 8)}`, // a short key
+    ]) {
+      assert.equal(await verifyPassword('s3cret', hash), false, hash);
+      const problem = findProblem(problemsOf(userWith(hash)), 'broker.users[0].passwordHash');
+      assert.equal(problem.line, 3);
+      assert.match(problem.message, /no password can match/, hash);
+    }
+  });
+
+  it('accepts the API beyond loopback without a token while the API is disabled', () => {
+    const c = parseConfigText(yaml('api: { enabled: false, host: 0.0.0.0 }'), FILE, {});
+    assert.equal(c.api.enabled, false);
+  });
+
+  it('refuses the API and the broker on one port where their hosts overlap, at api.port', () => {
+    for (const [apiHost, brokerHost] of [
+      ['127.0.0.1', '127.0.0.1'],
+      ['127.0.0.1', '0.0.0.0'],
+      ['::', '10.0.0.2'],
+    ]) {
+      const problems = problemsOf(
+        yaml(
+          `api: { host: "${apiHost}", port: 9000, token: 0123456789abcdef }`,
+          `broker: { host: "${brokerHost}", port: 9000 }`,
+        ),
+      );
+      assert.equal(problems.length, 1, `${apiHost} ${brokerHost}`);
+      assert.match(findProblem(problems, 'api.port').message, /both listen on .*9000/);
+    }
+  });
+
+  it('accepts one port on two distinct addresses, port 0, or with either part disabled', () => {
+    parseConfigText(yaml('api: { port: 9000 }', 'broker: { host: 10.0.0.2, port: 9000 }'), FILE, {});
+    parseConfigText(yaml('api: { port: 0 }', 'broker: { port: 0 }'), FILE, {});
+    parseConfigText(yaml('api: { port: 1883 }', 'broker: { enabled: false }'), FILE, {});
+    parseConfigText(yaml('api: { port: 1883, enabled: false }'), FILE, {});
   });
 });
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { verifyPassword } from '../../src/sources/password.js';
 import { eventually, ROOT, runCli, startGateway } from '../helpers/gateway-process.js';
+import { freePort } from '../helpers/net.js';
 
 describe('tidegate CLI', () => {
   let dir: string;
@@ -217,5 +218,80 @@ describe('tidegate validate with rules', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('validate refuses what run refuses, with the same problems', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tidegate-agree-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The problem lines (`file:line:col: path: message`) of an output, in order. */
+  const problemLines = (output: string, file: string) =>
+    output.split('\n').filter((l) => l.startsWith(`${file}:`));
+
+  /**
+   * Writes `yaml` (the store in the temp dir, ports free unless the case sets them), then checks
+   * that validate exits 1 (SPEC §7), run exits 78, and both print the same problems, one at `path`.
+   */
+  async function agree(name: string, yaml: string, path: RegExp): Promise<void> {
+    const file = join(dir, `${name}.yaml`);
+    writeFileSync(file, `store: { path: ${join(dir, `${name}.db`)} }\n${yaml}`);
+    const validated = await runCli(['validate', '--config', file]);
+    const ran = await runCli(['run', '--config', file]);
+    const found = problemLines(validated.stdout, file);
+    assert.equal(validated.code, 1, `validate passed what run refuses:\n${validated.stdout}${ran.stderr}`);
+    assert.ok(
+      found.some((l) => path.test(l)),
+      `no problem matches ${path}:\n${validated.stdout}`,
+    );
+    assert.equal(ran.code, 78, `run: ${ran.stderr}`);
+    assert.deepEqual(problemLines(ran.stderr, file), found);
+  }
+
+  it('an mqtt upstream without url while the broker is disabled', async () => {
+    await agree(
+      'upstream-no-broker',
+      'api: { port: 0 }\nbroker: { enabled: false }\nupstreams: [{ id: local, type: mqtt }]\n',
+      /:\d+:\d+: upstreams\[0\]\.url: an mqtt upstream without url publishes into the embedded broker, but broker\.enabled is false$/,
+    );
+  });
+
+  it('an mqtt source without url while the broker is disabled', async () => {
+    await agree(
+      'source-no-broker',
+      'api: { port: 0 }\nbroker: { enabled: false }\nsources: [{ id: local, type: mqtt, topics: [{ filter: "s/{device}/{metric}" }] }]\n',
+      /:\d+:\d+: sources\[0\]\.url: an mqtt source without url reads the embedded broker, but broker\.enabled is false$/,
+    );
+  });
+
+  it('the API beyond loopback without a token', async () => {
+    await agree(
+      'api-open',
+      'api: { host: 0.0.0.0, port: 0 }\nbroker: { enabled: false }\n',
+      /:\d+:\d+: api\.token: the API binds to 0\.0\.0\.0, beyond loopback/,
+    );
+  });
+
+  it('TLS files that cannot be read', async () => {
+    const missing = join(dir, 'missing-ca.pem');
+    await agree(
+      'tls-missing',
+      `api: { port: 0 }\nbroker: { enabled: false }\nupstreams: [{ id: cloud, type: mqtt, url: "mqtts://127.0.0.1:1", ca: ${missing} }]\n`,
+      /:\d+:\d+: upstreams\[0\]\.ca: cannot read the file .*missing-ca\.pem: no such file$/,
+    );
+  });
+
+  it('the API and the embedded broker on one port', async () => {
+    const port = await freePort();
+    await agree(
+      'one-port',
+      `api: { port: ${port} }\nbroker: { host: 127.0.0.1, port: ${port} }\n`,
+      new RegExp(
+        `:\\d+:\\d+: api\\.port: the API and the embedded broker both listen on 127\\.0\\.0\\.1:${port}`,
+      ),
+    );
   });
 });

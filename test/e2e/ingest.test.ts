@@ -76,6 +76,7 @@ sources:
     topics:
       - { filter: "sensors/{device}/{metric}" }
       - { filter: "sensors/{device}", payload: json }
+      - { filter: "json/{device}/{metric}", payload: json }
 store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
 `,
     );
@@ -170,6 +171,21 @@ store: { path: ${join(dir, 'gw.db')}, flushInterval: 50ms }
       ['voltage', 230.1, iso(T0 + 2000)],
     ]);
     assert.equal((await readingsEventually(gw, 'device=alice-1', 1))[0]?.value, 22);
+  });
+
+  it('stores {"value": …} in the json format under the metric its topic names', async () => {
+    const client = await connectAsync(`mqtt://127.0.0.1:${gw.brokerPort}`, { reconnectPeriod: 0 });
+    try {
+      await client.publishAsync('json/js-3/temp', JSON.stringify({ value: 60, unit: '°C' }), { qos: 1 });
+      await client.publishAsync('json/js-3/env', JSON.stringify({ hum: 40, ts: 1764000000000 }), { qos: 1 });
+    } finally {
+      await client.endAsync();
+    }
+    const stored = await readings(gw, 'device=js-3');
+    assert.deepEqual(stored.map((r) => [r.metric, r.value, r.unit]).sort(), [
+      ['hum', 40, undefined],
+      ['temp', 60, '°C'],
+    ]);
   });
 
   it('rejects and counts bad input, stores none of it, and keeps running', async () => {

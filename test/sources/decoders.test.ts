@@ -14,6 +14,7 @@ import {
   decodePayload,
   type PayloadFormat,
 } from '../../src/sources/decoders.js';
+import { MqttTopicRoute } from '../../src/sources/mqtt-route.js';
 
 const NOW = Date.parse('2026-11-24T10:00:00.000Z');
 const LIMITS = { now: NOW, maxFutureSkew: 5 * 60_000 };
@@ -254,6 +255,60 @@ describe('decodePayload: a flat object of several metrics', () => {
     assert.deepEqual(
       readings(d).map((r) => [r.metric, r.value]),
       [['temperature', 3]],
+    );
+  });
+});
+
+describe('decodePayload: json where the topic names the metric', () => {
+  it("reads a lone value field as the topic's metric, not as a metric called value", () => {
+    assert.deepEqual(readings(decodePayload('{"value": 60}', 'json', topic)), [
+      { device: 'boiler-1', metric: 'temperature', value: 60, ts: NOW },
+    ]);
+  });
+
+  it('reads {"value", "ts", "unit", "tags"} as the value shape does', () => {
+    const text =
+      '{"value": 81.5, "ts": "2026-11-24T09:59:00.000Z", "unit": "°C", "tags": {"room": "cellar"}}';
+    assert.deepEqual(
+      readings(decodePayload(text, 'json', topic)),
+      readings(decodePayload(text, 'value', topic)),
+    );
+  });
+
+  it("names the other fields by their keys, beside value as the topic's metric", () => {
+    const d = decodePayload('{"value": 21, "unit": "°C", "battery": 90, "ts": 1764000000000}', 'json', topic);
+    assert.deepEqual(
+      readings(d).map((r) => [r.metric, r.value, r.ts, r.unit]),
+      [
+        ['temperature', 21, 1764000000000, '°C'],
+        ['battery', 90, 1764000000000, undefined],
+      ],
+    );
+  });
+
+  it('takes the fixed metric of a topic entry too', () => {
+    const route = new MqttTopicRoute(
+      { filter: 'home/boiler/flow', device: 'boiler-1', metric: 'flow', payload: 'json', qos: 0 },
+      256,
+    );
+    const named = route.template.match('home/boiler/flow') ?? assert.fail('the topic matches');
+    assert.deepEqual(
+      readings(route.decode(named, '{"value": 7.5}')).map((r) => [r.metric, r.value]),
+      [['flow', 7.5]],
+    );
+  });
+
+  it('leaves objects without a value field, and topics without a metric, as they were', () => {
+    assert.deepEqual(
+      readings(decodePayload('{"temp": 21, "hum": 40}', 'json', topic)).map((r) => [r.metric, r.value]),
+      [
+        ['temp', 21],
+        ['hum', 40],
+      ],
+    );
+    assert.deepEqual(
+      readings(decodePayload('{"value": 60}', 'json', deviceOnly)).map((r) => [r.metric, r.value]),
+      [['value', 60]],
     );
   });
 });
