@@ -30,13 +30,16 @@ export interface EngineOptions {
 /** Per device name: its clock in each rule (by slot), and per metric the rules that match both. */
 interface DeviceEntry {
   clocks: (DeviceClock | undefined)[];
-  runners: Map<string, RuleRunner[]>;
+  /** A cache, built on demand; dropped while the device is idle everywhere. */
+  runners: Map<string, RuleRunner[]> | null;
   /** The rule set `runners` was built for (see RuleEngine.generation). */
   generation: number;
 }
 
 const NOTHING: OutputRecord[] = Object.freeze([]) as unknown as OutputRecord[];
 const METRIC_INDEX_LIMIT = 10_000;
+/** Ticks (about seconds) between two sweeps of idle devices' rule index. */
+const CACHE_SWEEP_TICKS = 10;
 
 /** What a rule change did to the state of the rule it replaced or removed. */
 export interface RuleStateDiscarded {
@@ -58,6 +61,7 @@ export class RuleEngine {
   private readonly valueEnv = new Float64Array(1);
   private out: OutputRecord[] = [];
   private seq = 0;
+  private ticks = 0;
 
   constructor(
     rules: CompiledRule[],
@@ -136,7 +140,7 @@ export class RuleEngine {
     if (this.runnersFor(reading.metric).length === 0) return NOTHING;
     let entry = this.devices.get(reading.device);
     if (entry === undefined) {
-      entry = { clocks: new Array(this.slots), runners: new Map(), generation: this.generation };
+      entry = { clocks: new Array(this.slots), runners: null, generation: this.generation };
       this.devices.set(reading.device, entry);
     }
     // Fine print 1: a reading that fails match or where is invisible to the rule.
@@ -166,7 +170,23 @@ export class RuleEngine {
     if (!this.options.live) return NOTHING;
     const now = this.options.clock.now();
     for (const r of this.runners) r.tick(now, this.out);
+    if (++this.ticks % CACHE_SWEEP_TICKS === 0) this.dropIdleCaches();
     return this.take();
+  }
+
+  /** Devices whose groups are all forgotten keep their clocks (a few numbers), not their rule index. */
+  private dropIdleCaches(): void {
+    for (const entry of this.devices.values()) {
+      if (entry.runners === null) continue;
+      let resting = true;
+      for (const d of entry.clocks) {
+        if (d !== undefined && (d.feeds.length > 0 || d.ownGroup !== null)) {
+          resting = false;
+          break;
+        }
+      }
+      if (resting) entry.runners = null;
+    }
   }
 
   /** End of bounded input: every watermark to +∞, everything flushed (count windows: nothing partial). */
@@ -188,7 +208,7 @@ export class RuleEngine {
 
   /** The decision state of every (rule, group) that has one, to persist. */
   decisionStates(): DecisionStateRecord[] {
-    return this.runners.flatMap((r) => r.decisionStates());
+    return this.runners.flatMap((r) => r.decisionStates(this.clocksIn(r.index)));
   }
 
   /**
@@ -207,6 +227,10 @@ export class RuleEngine {
     for (const s of states) byId.get(s.rule)?.restoreDecisionState(s);
   }
 
+  private *clocksIn(slot: number): Iterable<DeviceClock | undefined> {
+    for (const entry of this.devices.values()) yield entry.clocks[slot];
+  }
+
   private take(): OutputRecord[] {
     const out = this.out;
     if (out.length === 0) return NOTHING;
@@ -216,7 +240,7 @@ export class RuleEngine {
 
   /** The rules, in order, whose match accepts this reading's device and metric. */
   private runnersOf(entry: DeviceEntry, reading: Reading): RuleRunner[] {
-    if (entry.generation !== this.generation) {
+    if (entry.generation !== this.generation || entry.runners === null) {
       entry.runners = new Map();
       entry.generation = this.generation;
     }

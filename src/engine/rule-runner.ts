@@ -101,6 +101,8 @@ export class RuleRunner {
   private readonly assigner: AlignedAssigner | null;
   /** Groups forgotten while idle, by map key (see restIdle). */
   private readonly rested = new Map<unknown, RestedGroup>();
+  /** Forgotten groups kept by their device (groupBy [device]: no map entry needed). */
+  private ownRested = 0;
   /** Wall-clock time of the last tick: idle groups' watermarks have followed it. */
   private lastTick = Number.NEGATIVE_INFINITY;
 
@@ -134,6 +136,7 @@ export class RuleRunner {
     }
     // A device heard again gets its forgotten groups back first, as they stand now.
     if (d.rested !== null) this.reviveAll(d);
+    if (d.ownRest !== null) this.reviveOwn(d);
     // 1. The device's clock advances first (fine print 2) ...
     const oldMax = d.maxTs;
     const advanced = r.ts > oldMax;
@@ -186,12 +189,12 @@ export class RuleRunner {
 
   /** Groups in memory and groups forgotten while idle. */
   get groupCount(): number {
-    return this.groups.size + this.rested.size;
+    return this.groups.size + this.rested.size + this.ownRested;
   }
 
   /** Groups forgotten while idle (kept as a few numbers each). */
   get restedCount(): number {
-    return this.rested.size;
+    return this.rested.size + this.ownRested;
   }
 
   /**
@@ -217,24 +220,41 @@ export class RuleRunner {
     const m = g.decision;
     const initial =
       m === null || (m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY);
-    const feeder = this.isCount ? null : (g.devices[0] as DeviceClock);
     // A count group in its initial state is a new group: nothing to keep.
-    if (feeder === null && initial) return;
+    if (this.isCount && initial) return;
+    // Count windows: no feeders; with groupBy [device] the owner keeps what is left.
+    const feeder = this.isCount ? g.owner : (g.devices[0] as DeviceClock);
     const t: RestedGroup = {
       mapKey,
-      keyValues: this.byDeviceOnly && feeder !== null ? null : g.keyValues,
+      keyValues: this.byDeviceOnly ? null : g.keyValues,
       feeder,
       watermark: g.watermark,
       state: initial ? null : (m as DecisionMachine).state,
       streak: m?.streak ?? 0,
       lastEnd: m?.lastEnd ?? Number.NEGATIVE_INFINITY,
     };
-    this.rested.set(mapKey, t);
-    if (feeder !== null) {
-      feeder.feeds.splice(feeder.feeds.indexOf(g), 1);
-      if (feeder.rested === null) feeder.rested = [t];
-      else feeder.rested.push(t);
+    if (!this.isCount) {
+      const feeds = (feeder as DeviceClock).feeds;
+      feeds.splice(feeds.indexOf(g), 1);
+      // An empty literal has no backing store: the array a push grew costs ~150 B per idle device.
+      if (feeds.length === 0) (feeder as DeviceClock).feeds = [];
     }
+    if (this.byDeviceOnly) {
+      (feeder as DeviceClock).ownRest = t;
+      this.ownRested++;
+      return;
+    }
+    this.rested.set(mapKey, t);
+    if (feeder === null) return;
+    if (feeder.rested === null) feeder.rested = [t];
+    else feeder.rested.push(t);
+  }
+
+  private reviveOwn(d: DeviceClock): Group {
+    const t = d.ownRest as RestedGroup;
+    d.ownRest = null;
+    this.ownRested--;
+    return this.revive(t);
   }
 
   private reviveAll(d: DeviceClock): void {
@@ -244,23 +264,26 @@ export class RuleRunner {
 
   /** A forgotten group back in memory, as it would stand had it never been forgotten. */
   private revive(t: RestedGroup): Group {
-    this.rested.delete(t.mapKey);
     const d = t.feeder;
     const g = this.newGroup(t.mapKey, t.keyValues ?? [(d as DeviceClock).name]);
     if (t.state !== null) g.decision?.restore({ state: t.state, streak: t.streak, lastEnd: t.lastEnd });
-    if (d === null) return g;
-    const list = d.rested as RestedGroup[];
-    list.splice(list.indexOf(t), 1);
-    if (list.length === 0) d.rested = null;
+    if (this.byDeviceOnly) {
+      (d as DeviceClock).ownGroup = g;
+      g.owner = d;
+    } else {
+      this.rested.delete(t.mapKey);
+      if (d !== null) {
+        const list = d.rested as RestedGroup[];
+        list.splice(list.indexOf(t), 1);
+        if (list.length === 0) d.rested = null;
+      }
+    }
+    if (this.isCount || d === null) return g;
     // Every tick since, the idle device's clock was extrapolated at wall speed (GroupWatermark.recompute).
     g.watermark = Math.max(t.watermark, d.maxTs + (this.lastTick - d.lastArrival) - this.rule.maxOutOfOrder);
     g.minTs = Number.POSITIVE_INFINITY;
     g.devices.push(d);
     d.feeds.push(g);
-    if (this.byDeviceOnly) {
-      d.ownGroup = g;
-      g.owner = d;
-    }
     return g;
   }
 
@@ -272,8 +295,11 @@ export class RuleRunner {
     this.touched.length = 0;
   }
 
-  /** The decision state of every group that has left the initial one. */
-  decisionStates(): DecisionStateRecord[] {
+  /**
+   * The decision state of every group that has left the initial one; `clocks` are this rule's device
+   * clocks (the engine keeps them), which hold what is left of forgotten groups with groupBy [device].
+   */
+  decisionStates(clocks: Iterable<DeviceClock | undefined> = []): DecisionStateRecord[] {
     const states: DecisionStateRecord[] = [];
     for (const g of this.groups.values()) {
       const m = g.decision;
@@ -281,7 +307,9 @@ export class RuleRunner {
         continue;
       states.push(this.stateOf(g, m));
     }
-    for (const t of this.rested.values()) {
+    const forgotten: RestedGroup[] = [...this.rested.values()];
+    for (const d of clocks) if (d?.ownRest) forgotten.push(d.ownRest as RestedGroup);
+    for (const t of forgotten) {
       if (t.state === null) continue;
       const values = t.keyValues ?? [(t.feeder as DeviceClock).name];
       states.push({
@@ -359,6 +387,7 @@ export class RuleRunner {
     if (this.byDeviceOnly) {
       const known = d.ownGroup;
       if (known !== null) return known as Group;
+      if (d.ownRest !== null) return this.reviveOwn(d);
       const g = this.groupFor([r.device]);
       d.ownGroup = g;
       g.owner = d;

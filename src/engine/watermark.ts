@@ -14,12 +14,14 @@ export class DeviceClock {
   maxTs = Number.NEGATIVE_INFINITY;
   /** Wall-clock time (clock.now()) of its last reading; live mode only. */
   lastArrival = 0;
-  /** The groups this device feeds in the rule. */
-  readonly feeds: GroupWatermark[] = [];
+  /** The groups this device feeds in the rule (a new, empty array once they are all forgotten). */
+  feeds: GroupWatermark[] = [];
   /** With groupBy [device]: the device's own group, found without computing a key. */
   ownGroup: GroupWatermark | null = null;
   /** Groups it alone fed, forgotten while it was idle (RuleRunner): revived when it is heard again. */
   rested: unknown[] | null = null;
+  /** With groupBy [device]: what is kept of its own group while forgotten. */
+  ownRest: unknown = null;
 
   constructor(readonly name: string) {}
 }
