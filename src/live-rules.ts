@@ -70,6 +70,8 @@ export class LiveRules {
   readonly engine: RuleEngine;
   /** The rules at start (config rules in file order, then API rules in creation order): what the rebuild runs. */
   readonly rules: CompiledRule[];
+  /** The rules running now, by id. */
+  private readonly running = new Map<string, CompiledRule>();
   private readonly entries = new Map<string, RuleEntry>();
   /** Which record types each rule forwards; shared with the OutputWriter, updated on changes. */
   private readonly forward = new Map<string, Set<OutputRecord['type']>>();
@@ -116,7 +118,10 @@ export class LiveRules {
         updatedAt: stored.updatedAt,
       });
     }
-    for (const r of this.rules) this.forward.set(r.id, new Set(r.forward.map(recordType)));
+    for (const r of this.rules) {
+      this.running.set(r.id, r);
+      this.forward.set(r.id, new Set(r.forward.map(recordType)));
+    }
     this.engine = new RuleEngine([...this.rules], { clock: deps.clock, live: true });
     this.output = new OutputWriter(deps.db, {
       clock: deps.clock,
@@ -154,6 +159,11 @@ export class LiveRules {
   get(id: string): RuleView | null {
     const entry = this.entries.get(id);
     return entry && this.engine.has(id) ? this.view(id, entry) : null;
+  }
+
+  /** The rules running now, API changes included (the engine keeps them in its own order). */
+  compiled(): CompiledRule[] {
+    return [...this.running.values()];
   }
 
   /** Every problem of a rule (empty when it is valid); changes nothing. */
@@ -203,6 +213,7 @@ export class LiveRules {
     this.deps.store.delete(id);
     const { groups } = this.engine.removeRule(id);
     this.entries.delete(id);
+    this.running.delete(id);
     this.forward.delete(id);
     this.forgetEmitted(id);
     this.deps.log.info({ rule: id, discardedGroups: groups }, 'rule deleted through the API');
@@ -242,6 +253,7 @@ export class LiveRules {
       createdAt: stored.createdAt,
       updatedAt: stored.updatedAt,
     });
+    this.running.set(id, compiled);
     this.forward.set(id, new Set(compiled.forward.map(recordType)));
     this.forgetEmitted(id);
     this.deps.log.info(
