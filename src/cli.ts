@@ -10,7 +10,7 @@ import { loadRulesFile } from './config/rules.js';
 import { compileRules } from './engine/compile.js';
 import { replay } from './engine/replay.js';
 import { Gateway } from './gateway.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { hashPassword } from './sources/password.js';
 import { StoreOpenError } from './store/database.js';
 import { createNotifier } from './systemd/notify.js';
@@ -19,6 +19,8 @@ import { VERSION } from './version.js';
 /** Exit codes: 0 ok, 1 problems found (validate) or runtime failure, 2 usage, 74 store unusable, 78 bad config. */
 const EXIT = { ok: 0, failure: 1, usage: 2, store: 74, config: 78 } as const;
 const SHUTDOWN_LIMIT_MS = 5_000;
+/** After a process-level error the store gets this long to flush; then the process exits regardless. */
+const CRASH_STOP_LIMIT_MS = 3_000;
 
 const USAGE = `tidegate ${VERSION} — IoT sensor edge gateway
 
@@ -53,6 +55,7 @@ async function run(file: string): Promise<number> {
   }
   const log = createLogger(config.log.level);
   const gateway = new Gateway(config, { log, processMetrics: true });
+  exitOnProcessError(gateway, log);
   try {
     await gateway.start();
   } catch (err) {
@@ -99,6 +102,27 @@ async function run(file: string): Promise<number> {
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
   });
+}
+
+/**
+ * An uncaught exception or unhandled rejection leaves the gateway in an unknown state: log it as
+ * fatal, flush the store if that is quick, exit 1 so that systemd (Restart=on-failure) restarts it.
+ * Installed before start, so that an error during start is covered too.
+ */
+function exitOnProcessError(gateway: Gateway, log: Logger): void {
+  let crashing = false;
+  const crash = (err: unknown, origin: string) => {
+    log.fatal({ err, origin }, 'unexpected error: stopping');
+    if (crashing) return;
+    crashing = true;
+    // Also the code if the event loop empties while the stop is stuck.
+    process.exitCode = EXIT.failure;
+    const exit = () => process.exit(EXIT.failure);
+    setTimeout(exit, CRASH_STOP_LIMIT_MS).unref();
+    gateway.stop().then(exit, exit);
+  };
+  process.on('uncaughtException', (err, origin) => crash(err, origin));
+  process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
 }
 
 function validate(file: string): number {

@@ -108,10 +108,11 @@ export class Gateway {
       outbox: forwarding,
     });
     this.rules = rules;
-    // Without raw readings in the store, recent readings are remembered in memory (bounded).
+    // Without raw readings in the store, recent readings are remembered in memory (bounded), as far
+    // back as the rules running at each sweep need: rules created through the API count too.
     const duplicates = config.store.readings
       ? new StoredDuplicates(writer)
-      : new RecentDuplicates(dedupeHorizon(rules.rules), 200_000);
+      : new RecentDuplicates(() => dedupeHorizon(rules.compiled()), 200_000);
     rules.start(duplicates);
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew, maxDevices: config.ingest.maxDevices },

@@ -10,6 +10,7 @@ import type { Metrics } from './metrics.js';
 import type { Reading } from './model/reading.js';
 import { type RuleProblem, type RuleSpec, validateRule } from './model/rule.js';
 import { formatTimestamp } from './model/timestamp.js';
+import { RevisionsBeforeRestart } from './revisions-before-restart.js';
 import type { Db } from './store/database.js';
 import type { Outbox } from './store/outbox.js';
 import { loadDecisionStates, OutputWriter } from './store/output-writer.js';
@@ -69,14 +70,18 @@ export class LiveRules {
   readonly engine: RuleEngine;
   /** The rules at start (config rules in file order, then API rules in creation order): what the rebuild runs. */
   readonly rules: CompiledRule[];
+  /** The rules running now, by id. */
+  private readonly running = new Map<string, CompiledRule>();
   private readonly entries = new Map<string, RuleEntry>();
   /** Which record types each rule forwards; shared with the OutputWriter, updated on changes. */
   private readonly forward = new Map<string, Set<OutputRecord['type']>>();
   private readonly output: OutputWriter;
   private unsubscribe: (() => void) | null = null;
   private timer: TimerHandle | null = null;
-  /** Windows whose result was stored before the restart → the last revision stored. */
-  private readonly emitted = new Map<string, number>();
+  /** Results stored before the restart, until the engine has caught up with them; null once none are left. */
+  private restored: RevisionsBeforeRestart | null = null;
+  /** The newest event time the rules have seen, rebuilt readings included. */
+  private newestTs = Number.NEGATIVE_INFINITY;
 
   constructor(
     configRules: readonly RuleSpec[],
@@ -113,7 +118,10 @@ export class LiveRules {
         updatedAt: stored.updatedAt,
       });
     }
-    for (const r of this.rules) this.forward.set(r.id, new Set(r.forward.map(recordType)));
+    for (const r of this.rules) {
+      this.running.set(r.id, r);
+      this.forward.set(r.id, new Set(r.forward.map(recordType)));
+    }
     this.engine = new RuleEngine([...this.rules], { clock: deps.clock, live: true });
     this.output = new OutputWriter(deps.db, {
       clock: deps.clock,
@@ -151,6 +159,11 @@ export class LiveRules {
   get(id: string): RuleView | null {
     const entry = this.entries.get(id);
     return entry && this.engine.has(id) ? this.view(id, entry) : null;
+  }
+
+  /** The rules running now, API changes included (the engine keeps them in its own order). */
+  compiled(): CompiledRule[] {
+    return [...this.running.values()];
   }
 
   /** Every problem of a rule (empty when it is valid); changes nothing. */
@@ -200,6 +213,7 @@ export class LiveRules {
     this.deps.store.delete(id);
     const { groups } = this.engine.removeRule(id);
     this.entries.delete(id);
+    this.running.delete(id);
     this.forward.delete(id);
     this.forgetEmitted(id);
     this.deps.log.info({ rule: id, discardedGroups: groups }, 'rule deleted through the API');
@@ -239,6 +253,7 @@ export class LiveRules {
       createdAt: stored.createdAt,
       updatedAt: stored.updatedAt,
     });
+    this.running.set(id, compiled);
     this.forward.set(id, new Set(compiled.forward.map(recordType)));
     this.forgetEmitted(id);
     this.deps.log.info(
@@ -259,9 +274,7 @@ export class LiveRules {
    */
   private forgetEmitted(id: string): void {
     this.output.discardStates(id);
-    if (this.emitted.size === 0) return;
-    const prefix = `${id}\u0000`;
-    for (const k of this.emitted.keys()) if (k.startsWith(prefix)) this.emitted.delete(k);
+    this.restored?.forgetRule(id);
   }
 
   private view(id: string, e: RuleEntry): RuleView {
@@ -287,10 +300,16 @@ export class LiveRules {
     this.deps.writer.attach(this.output);
     this.unsubscribe = this.deps.bus.on(
       'reading',
-      (reading) => this.emit(this.engine.process(reading)),
+      (reading) => {
+        if (reading.ts > this.newestTs) this.newestTs = reading.ts;
+        this.emit(this.engine.process(reading));
+      },
       'rules',
     );
-    this.timer = this.deps.clock.setInterval(() => this.emit(this.engine.tick()), TICK_MS);
+    this.timer = this.deps.clock.setInterval(() => {
+      this.emit(this.engine.tick());
+      this.expireRestored();
+    }, TICK_MS);
     this.deps.log.info(
       { rules: this.rules.length, rebuiltFrom: rebuilt, restoredDecisions: states.length },
       'rules running',
@@ -301,20 +320,25 @@ export class LiveRules {
    * Feeds the engine the stored readings of the last `rebuildHorizon` of event time, in arrival
    * order, discarding what it emits: those records were stored with the readings that caused them.
    * Results stored before the restart are remembered, so that a window closed again (e.g. by
-   * idleness before the crash, now by a reading) is not emitted twice (SPEC §4).
+   * idleness before the crash, now by a reading) is not emitted twice (SPEC §4); those the rebuild
+   * itself emits again need no remembering.
    */
   private rebuild(duplicates?: DuplicateFilter): number {
     const { db } = this.deps;
     const maxTs = db.prepare('SELECT max(ts) FROM readings').pluck().get() as number | null;
     if (maxTs === null || this.rules.length === 0) return 0;
-    const from = maxTs - rebuildHorizon(this.rules);
-    const emitted = db
+    this.newestTs = maxTs;
+    const horizon = rebuildHorizon(this.rules);
+    const from = maxTs - horizon;
+    const stored = db
       .prepare(
         `SELECT rule, key, start, "end", max(revision) AS revision FROM results WHERE "end" >= ?
          GROUP BY rule, key, start, "end"`,
       )
       .all(from) as { rule: string; key: string; start: number; end: number; revision: number }[];
-    for (const r of emitted) this.emitted.set(windowId(r.rule, r.key, r.start, r.end), r.revision);
+    const idleTimeout = Math.max(...this.rules.map((r) => r.idleTimeout));
+    const restored = new RevisionsBeforeRestart(horizon, this.deps.clock.now() + idleTimeout + horizon);
+    for (const r of stored) restored.remember(r.rule, r.key, r.start, r.end, r.revision);
     const rows = db
       .prepare(
         `SELECT s.device, s.metric, r.value, r.ts, r.tags, s.unit FROM readings r JOIN series s ON s.id = r.series_id
@@ -333,18 +357,24 @@ export class LiveRules {
       const reading: Reading = { device: row.device, metric: row.metric, value: row.value, ts: row.ts };
       if (row.tags) reading.tags = JSON.parse(row.tags) as Record<string, string>;
       duplicates?.isDuplicate(reading);
-      this.engine.process(reading);
+      // Discarded (stored with their readings), but they show how far the rebuild caught up.
+      for (const r of this.engine.process(reading)) restored.repeats(r);
       n++;
     }
+    if (restored.size > 0) this.restored = restored;
     return n;
   }
 
-  /** Drops a result already emitted before the restart with this revision or a later one. */
-  private alreadyEmitted(r: OutputRecord): boolean {
-    if (r.type !== 'result' || this.emitted.size === 0) return false;
-    const id = windowId(r.rule, JSON.stringify(r.key), Date.parse(r.start), Date.parse(r.end));
-    const revision = this.emitted.get(id);
-    return revision !== undefined && r.revision <= revision;
+  /** Forgets the stored results of windows that can no longer fire. */
+  private expireRestored(): void {
+    if (this.restored === null) return;
+    this.restored.expire(this.newestTs, this.deps.clock.now());
+    if (this.restored.size === 0) this.restored = null;
+  }
+
+  /** Windows whose result stored before the restart is still remembered (tests). */
+  get restoredWindows(): number {
+    return this.restored?.size ?? 0;
   }
 
   stop(): void {
@@ -356,7 +386,9 @@ export class LiveRules {
 
   private emit(all: readonly OutputRecord[]): void {
     if (all.length === 0) return;
-    const records = this.emitted.size === 0 ? all : all.filter((r) => !this.alreadyEmitted(r));
+    const restored = this.restored;
+    const records = restored === null ? all : all.filter((r) => !restored.repeats(r));
+    if (restored?.size === 0) this.restored = null;
     const m = this.deps.metrics;
     const bus = this.deps.bus;
     for (const r of records) {
@@ -397,10 +429,6 @@ function withId(id: string, input: unknown): unknown {
 /** A rule's `forward` kind → the record type it forwards. */
 function recordType(kind: 'results' | 'decisions' | 'late'): OutputRecord['type'] {
   return kind === 'results' ? 'result' : kind === 'decisions' ? 'decision' : 'late';
-}
-
-function windowId(rule: string, key: string, start: number, end: number): string {
-  return `${rule}\u0000${key}\u0000${start}\u0000${end}`;
 }
 
 /**

@@ -41,7 +41,8 @@ export class RecentDuplicates implements DuplicateFilter {
   private nextSweep = 4096;
 
   constructor(
-    readonly horizon: number = HOUR,
+    /** A function is asked at every sweep: the live gateway's rules change at run time. */
+    private readonly horizon: number | (() => number) = HOUR,
     readonly maxEntries = 1_000_000,
   ) {}
 
@@ -61,7 +62,7 @@ export class RecentDuplicates implements DuplicateFilter {
   }
 
   private sweep(): void {
-    const cutoff = this.maxTs - this.horizon;
+    const cutoff = this.maxTs - (typeof this.horizon === 'function' ? this.horizon() : this.horizon);
     for (const [key, ts] of this.seen) if (ts < cutoff) this.seen.delete(key);
     // Over the cap, the earliest arrivals go (a Map iterates in insertion order).
     let excess = this.seen.size - this.maxEntries;
