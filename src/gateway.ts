@@ -52,6 +52,7 @@ export class Gateway {
   private upstreams: Upstream[] = [];
   private forwarders: Forwarder[] = [];
   private rules: LiveRules | null = null;
+  private ingest: Ingest | null = null;
   private broker: EmbeddedBroker | null = null;
   private sources: Source[] = [];
   private api: ApiServer | null = null;
@@ -69,6 +70,12 @@ export class Gateway {
     this.metrics.onCollect(() => {
       this.metrics.storeBytes.set(this.storeBytes());
       for (const f of this.forwarders) f.status();
+      const engine = this.rules?.engine.stats();
+      if (engine) {
+        this.metrics.ruleGroups.set({ state: 'live' }, engine.groups);
+        this.metrics.ruleGroups.set({ state: 'forgotten' }, engine.rested);
+      }
+      if (this.ingest) this.metrics.devicesKnown.set(this.ingest.knownDevices);
     });
     this.warn = new RateLimitedLog(this.log, () => this.clock.now());
     this.errors = new InternalErrors(this.metrics, this.warn);
@@ -125,6 +132,7 @@ export class Gateway {
         knownDevices: db.prepare('SELECT id FROM devices').pluck().all() as string[],
       },
     );
+    this.ingest = ingest;
     if (config.broker.enabled) {
       this.broker = new EmbeddedBroker(config.broker, {
         ...this.parts(),

@@ -63,6 +63,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ruleGroups = new Gauge({
+    name: 'tidegate_rule_groups',
+    help: 'Rule groups (each with its windows and decision state): in memory, or forgotten while idle',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: this.refresh,
+  });
+
+  readonly devicesKnown = new Gauge({
+    name: 'tidegate_devices_known',
+    help: 'Devices known to the gateway (ingest.maxDevices bounds them)',
+    registers: [this.registry],
+    collect: this.refresh,
+  });
+
   readonly storeBytes = new Gauge({
     name: 'tidegate_store_bytes',
     help: 'Size of the SQLite database file and its WAL',

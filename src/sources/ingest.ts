@@ -47,6 +47,10 @@ export class Ingest {
   /** Every device accepted so far (and those the store knew): bounded by `maxDevices`. */
   private readonly known: Set<string>;
 
+  get knownDevices(): number {
+    return this.known.size;
+  }
+
   /** Readings decoded from one message of `source`. */
   submit(source: string, decoded: Decoded, context?: string): IngestOutcome {
     for (const r of decoded.rejections) this.reject(source, r, context);

@@ -71,6 +71,10 @@ ${rules}
       );
       // known-1 was known first; 9,999 invented names fill the default limit of 10,000.
       assert.equal(counts.rejected, NAMES - 9_999);
+      const m = parseMetrics(await (await gw.api('/metrics')).text());
+      assert.equal(m.get('tidegate_devices_known'), 10_000);
+      const groups = (state: string) => m.get(`tidegate_rule_groups{state="${state}"}`) ?? 0;
+      assert.equal(groups('live') + groups('forgotten'), 3 * 10_000, 'one group per known device and rule');
       await client.publishAsync('flood/known-1/temp', '22.5', { qos: 1 });
       const latest = (await (await gw.api('/api/v1/readings/latest?device=known-1')).json()) as {
         items: { value: number }[];
