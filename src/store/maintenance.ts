@@ -8,8 +8,11 @@ import { TurnByTurn } from './turn-by-turn.js';
 
 /** Rows per DELETE: a few ms each (bench:retention); a retention pass deletes one per turn. */
 export const DELETE_CHUNK = 5_000;
-/** Free pages a retention pass returns to the file system per turn (a few ms, bench:retention). */
-const VACUUM_CHUNK = 1_000;
+/**
+ * Free pages a retention pass returns to the file system per turn: a few ms; 1,000 took 20–50 ms
+ * with the WAL checkpoints their moves set off (bench:retention).
+ */
+const VACUUM_CHUNK = 256;
 
 export interface MaintenanceOptions {
   /** Raw readings and rule outputs older than this (event time) are deleted. */
