@@ -289,7 +289,7 @@ describe('Forwarder', () => {
 });
 
 describe('StoreMaintenance: space goes back to the file system', () => {
-  it('the database file shrinks after the outbox drains', () => {
+  it('the database file shrinks after the outbox drains', async () => {
     const tmp = makeTempDir();
     const path = tmp.file('shrink.db');
     const s = storeRig({}, openDatabase(path, { synchronous: 'normal' }));
@@ -307,7 +307,9 @@ describe('StoreMaintenance: space goes back to the file system', () => {
         { retention: 365 * 86_400_000, maxSize: 2 ** 40, maxOutboxRows: 1_000_000 },
         { clock: s.clock, metrics: s.metrics, log: silentLogger(), outbox, forwardedUpTo: () => 20_000 },
       );
-      m.retain();
+      const pass = m.retain();
+      s.clock.advance(0);
+      await pass;
       assert.equal(outbox.bounds().rows, 0);
       const drained = statSync(path).size;
       assert.ok(drained < full / 4, `file ${full} → ${drained} bytes`);

@@ -122,7 +122,7 @@ describe('readings clustered by time, with per-minute rollups', () => {
     }
   });
 
-  it('retention and the size cap keep the rollups equal to the readings left', () => {
+  it('retention and the size cap keep the rollups equal to the readings left', async () => {
     s = storeRig({ batchSize: 100_000 });
     // 3 days at one reading per 7 s for 4 series: minute boundaries fall inside the deletions.
     for (let t = T0 - 3 * DAY; t < T0; t += 7_000)
@@ -142,13 +142,59 @@ describe('readings clustered by time, with per-minute rollups', () => {
         },
       );
     // A cutoff in the middle of a minute.
-    assert.ok(m(2 * DAY + 12_345, 2 ** 40).retain() > 0);
+    const pass = m(2 * DAY + 12_345, 2 ** 40).retain();
+    s.clock.advance(0);
+    assert.ok((await pass) > 0);
     assertRollupsMatch(s);
     const cap = m(365 * DAY, 2 ** 40);
     const used = cap.usedBytes();
     assert.ok(m(365 * DAY, Math.floor(used * 0.6)).enforceCaps() > 0);
     assertRollupsMatch(s);
     assert.ok(rowCount(s.db) > 0);
+  });
+
+  it('a retention pass deletes the rollups of the minutes it empties as it goes', async () => {
+    s = storeRig({ batchSize: 100_000 });
+    // 12 h of readings two days old, 4 series at one a second: 35 chunks to delete.
+    for (let t = T0 - 2 * DAY; t < T0 - DAY - DAY / 2; t += 1000)
+      for (let k = 0; k < 4; k++) s.writer.add(reading(`d${k}`, 'm', k, t), 'src');
+    s.writer.add(reading('d0', 'm', 1, T0), 'src');
+    s.writer.flush();
+    const m = new StoreMaintenance(
+      s.db,
+      { retention: DAY, maxSize: 2 ** 40, maxOutboxRows: 1_000_000 },
+      {
+        clock: s.clock,
+        metrics: s.metrics,
+        log: silentLogger(),
+        outbox: new Outbox(s.db),
+        forwardedUpTo: () => null,
+      },
+    );
+    const pass = m.retain();
+    const stale: { left: number; rollups: number }[] = [];
+    const probe = () => {
+      const oldest = s.db.prepare('SELECT min(ts) FROM readings').pluck().get() as number;
+      const rollups = s.db
+        .prepare('SELECT count(*) FROM readings_1m WHERE minute < ?')
+        .pluck()
+        .get(oldest - (oldest % MINUTE)) as number;
+      stale.push({ left: rowCount(s.db), rollups });
+      if (stale.length < 10) s.clock.setTimeout(probe, 0);
+    };
+    s.clock.setTimeout(probe, 0);
+    s.clock.advance(0);
+    assert.ok((await pass) > 0);
+    assert.ok(
+      stale.every(({ left }) => left > 1),
+      'the probes ran part way through the pass',
+    );
+    assert.deepEqual(
+      stale.map((p) => p.rollups),
+      stale.map(() => 0),
+      'no rollup of a minute whose readings are gone',
+    );
+    assertRollupsMatch(s);
   });
 
   it('downsampling from rollups plus partial end minutes equals aggregating every reading', () => {
