@@ -5,6 +5,7 @@ import type { GatewayConfig, SourceConfig } from './config/schema.js';
 import { dedupeHorizon, RecentDuplicates } from './engine/dedupe.js';
 import { EventBus } from './events.js';
 import { InternalErrors } from './internal-errors.js';
+import { KeptUpClock } from './kept-up-clock.js';
 import { LiveRules } from './live-rules.js';
 import { createLogger, type Logger, RateLimitedLog } from './log.js';
 import { Metrics } from './metrics.js';
@@ -29,6 +30,11 @@ import { VERSION } from './version.js';
 
 export interface GatewayOptions {
   clock?: Clock;
+  /**
+   * The clock idleness is measured on (SPEC §2): by default the time the gateway kept up with its
+   * input (KeptUpClock) on the system clock, or the injected `clock` itself.
+   */
+  idleClock?: Clock;
   log?: Logger;
   /** Collect process metrics (CPU, RSS, event-loop lag) into /metrics; on for `tidegate run`. */
   processMetrics?: boolean;
@@ -40,6 +46,8 @@ export interface GatewayOptions {
  */
 export class Gateway {
   readonly clock: Clock;
+  private readonly idleClock: Clock;
+  private readonly keptUp: KeptUpClock | null;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly bus: EventBus;
@@ -64,6 +72,8 @@ export class Gateway {
     options: GatewayOptions = {},
   ) {
     this.clock = options.clock ?? systemClock;
+    this.keptUp = options.idleClock || options.clock ? null : new KeptUpClock(systemClock);
+    this.idleClock = options.idleClock ?? this.keptUp ?? this.clock;
     this.log = options.log ?? createLogger(config.log.level);
     this.metrics = new Metrics({ processMetrics: options.processMetrics ?? false });
     // Gauges of state are read when Prometheus scrapes, not only when someone asks /health.
@@ -106,8 +116,10 @@ export class Gateway {
     const forwarding = config.upstreams.length > 0 ? outbox : undefined;
     const writer = this.startWriter(db, forwarding);
     // Always running, even without rules: rules can be created through the API at any time.
+    this.keptUp?.start();
     const rules = new LiveRules(config.rules, {
       ...this.parts(),
+      idleClock: this.idleClock,
       db,
       writer,
       bus: this.bus,
@@ -351,6 +363,7 @@ export class Gateway {
     for (const u of this.upstreams) await step(`upstream ${u.id}`, () => u.close());
     await step('broker', () => this.broker?.stop());
     this.rules?.stop();
+    this.keptUp?.stop();
     this.maintenance?.stop();
     await step('store writer', () => this.writer?.stop());
     await step('database', () => this.db?.close());

@@ -90,6 +90,8 @@ export class LiveRules {
       writer: ReadingWriter;
       bus: EventBus;
       clock: Clock;
+      /** What idleness is measured on (SPEC §2): the time the gateway kept up; default `clock`. */
+      idleClock?: Clock;
       metrics: Metrics;
       log: Logger;
       /** The rules created through the API. */
@@ -122,7 +124,7 @@ export class LiveRules {
       this.running.set(r.id, r);
       this.forward.set(r.id, new Set(r.forward.map(recordType)));
     }
-    this.engine = new RuleEngine([...this.rules], { clock: deps.clock, live: true });
+    this.engine = new RuleEngine([...this.rules], { clock: deps.idleClock ?? deps.clock, live: true });
     this.output = new OutputWriter(deps.db, {
       clock: deps.clock,
       changedDecisionStates: () => this.engine.takeChangedDecisionStates(),
