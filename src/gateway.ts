@@ -86,6 +86,7 @@ export class Gateway {
         this.metrics.ruleGroups.set({ state: 'forgotten' }, engine.rested);
       }
       if (this.ingest) this.metrics.devicesKnown.set(this.ingest.knownDevices);
+      if (this.keptUp) this.metrics.idleClockBehind.set(this.keptUp.behindMs / 1000);
     });
     this.warn = new RateLimitedLog(this.log, () => this.clock.now());
     this.errors = new InternalErrors(this.metrics, this.warn);

@@ -71,6 +71,13 @@ export class Metrics {
     collect: this.refresh,
   });
 
+  readonly idleClockBehind = new Gauge({
+    name: 'tidegate_idle_clock_behind_seconds',
+    help: 'Wall time since start that did not count toward idleness: the gateway was behind its input',
+    registers: [this.registry],
+    collect: this.refresh,
+  });
+
   readonly devicesKnown = new Gauge({
     name: 'tidegate_devices_known',
     help: 'Devices known to the gateway (ingest.maxDevices bounds them)',

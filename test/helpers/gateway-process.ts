@@ -30,9 +30,14 @@ export interface RunningGateway {
  */
 export async function startGateway(
   configFile: string,
-  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number; cpu?: number } = {},
 ): Promise<RunningGateway> {
-  const proc = spawn(process.execPath, [CLI, 'run', '--config', configFile], {
+  const node = [process.execPath, CLI, 'run', '--config', configFile];
+  // taskset execs node: the pid stays the gateway's.
+  const [cmd, ...args] = (
+    options.cpu === undefined ? node : ['taskset', '-c', String(options.cpu), ...node]
+  ) as [string, ...string[]];
+  const proc = spawn(cmd, args, {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
