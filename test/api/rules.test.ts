@@ -6,10 +6,12 @@ import { parseConfigText } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import type { Reading } from '../../src/model/reading.js';
+import { iso, recentHour } from '../helpers/event-time.js';
 import { openApi } from '../helpers/openapi.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
-const T0 = Date.parse('2026-11-24T10:00:00.000Z');
+// From the clock: the gateway runs on it, and its retention would delete readings from a fixed date.
+const T0 = recentHour();
 
 interface ErrorBody {
   error: { code: string; message: string; details: { path?: string; message: string }[] };
@@ -127,7 +129,7 @@ rules:
     publish([reading('b-1', 90, 1), reading('b-1', 91, 5), reading('b-1', 70, 11)]);
     assert.deepEqual(
       (await decisions('boiler-hot')).map((d) => [d.state, d.at]),
-      [['firing', '2026-11-24T10:00:10.000Z']],
+      [['firing', iso(T0 + 10_000)]],
     );
   });
 
@@ -309,7 +311,7 @@ rules:
     publish([reading('b-9', 20, 101), reading('b-9', 20, 111)]);
     assert.deepEqual(
       (await decisions('later')).map((d) => [d.state, d.at]),
-      [['firing', '2026-11-24T10:01:50.000Z']],
+      [['firing', iso(T0 + 110_000)]],
     );
   });
 });
