@@ -5,7 +5,8 @@ import type { DuplicateFilter } from './engine/dedupe.js';
 import { RuleEngine } from './engine/engine.js';
 import type { OutputRecord } from './engine/records.js';
 import type { EventBus } from './events.js';
-import type { Logger } from './log.js';
+import { InternalErrors } from './internal-errors.js';
+import { type Logger, RateLimitedLog } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Reading } from './model/reading.js';
 import { type RuleProblem, type RuleSpec, validateRule } from './model/rule.js';
@@ -308,9 +309,18 @@ export class LiveRules {
       },
       'rules',
     );
+    const errors = new InternalErrors(
+      this.deps.metrics,
+      new RateLimitedLog(this.deps.log, () => this.deps.clock.now()),
+    );
     this.timer = this.deps.clock.setInterval(() => {
-      this.emit(this.engine.tick());
-      this.expireRestored();
+      // A timer's throw would reach the process and restart the gateway: counted, and the next tick tries again.
+      try {
+        this.emit(this.engine.tick());
+        this.expireRestored();
+      } catch (err) {
+        errors.report('rules/tick', err);
+      }
     }, TICK_MS);
     this.deps.log.info(
       { rules: this.rules.length, rebuiltFrom: rebuilt, restoredDecisions: states.length },

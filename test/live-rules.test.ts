@@ -45,6 +45,7 @@ function run(db: Db, clock: ManualClock) {
   );
   return {
     rules,
+    metrics,
     send: (device: string, s: number) => ingest.accept('src', reading(device, 't', 1, T0 + s * 1000)),
     stop() {
       rules.stop();
@@ -149,5 +150,33 @@ describe('LiveRules after a restart', () => {
       'closed again by idleness, not emitted twice',
     );
     assert.equal(second.rules.restoredWindows, 0);
+  });
+});
+
+describe('LiveRules tick', () => {
+  it('a tick that throws is counted and the next one runs', async () => {
+    const db = openDatabase(':memory:', { synchronous: 'normal' });
+    const clock = new ManualClock(T0);
+    const gw = run(db, clock);
+    try {
+      const engine = gw.rules.engine;
+      const tick = engine.tick.bind(engine);
+      let calls = 0;
+      engine.tick = () => {
+        if (calls++ === 0) throw new Error('a bug in a tick');
+        return tick();
+      };
+      assert.doesNotThrow(() => clock.advance(2_000));
+      assert.equal(calls, 2, 'the tick after the failed one ran');
+      const m = gw.metrics.registry.getSingleMetric('tidegate_internal_errors_total');
+      const values = (await m?.get())?.values ?? [];
+      assert.deepEqual(
+        values.map((v) => [v.labels.where, v.value]),
+        [['rules/tick', 1]],
+      );
+    } finally {
+      gw.stop();
+      db.close();
+    }
   });
 });

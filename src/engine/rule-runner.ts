@@ -50,7 +50,7 @@ export class Group extends GroupWatermark {
  */
 interface RestedGroup {
   mapKey: unknown;
-  /** null with groupBy [device]: the feeder's name. */
+  /** null when its device keeps it (groupBy [device]): the key is the device's name. */
   keyValues: readonly KeyValue[] | null;
   /** The one device that fed it (null for count windows, which watermarks do not concern). */
   feeder: DeviceClock | null;
@@ -222,11 +222,13 @@ export class RuleRunner {
       m === null || (m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY);
     // A count group in its initial state is a new group: nothing to keep.
     if (this.isCount && initial) return;
-    // Count windows: no feeders; with groupBy [device] the owner keeps what is left.
+    // Count windows: no feeders; with groupBy [device] the owner keeps what is left (none yet for a
+    // group restored from persisted decision state and never fed).
     const feeder = this.isCount ? g.owner : (g.devices[0] as DeviceClock);
+    const onDevice = this.byDeviceOnly && feeder !== null;
     const t: RestedGroup = {
       mapKey,
-      keyValues: this.byDeviceOnly ? null : g.keyValues,
+      keyValues: onDevice ? null : g.keyValues,
       feeder,
       watermark: g.watermark,
       state: initial ? null : (m as DecisionMachine).state,
@@ -239,13 +241,13 @@ export class RuleRunner {
       // An empty literal has no backing store: the array a push grew costs ~150 B per idle device.
       if (feeds.length === 0) (feeder as DeviceClock).feeds = [];
     }
-    if (this.byDeviceOnly) {
+    if (onDevice) {
       (feeder as DeviceClock).ownRest = t;
       this.ownRested++;
       return;
     }
     this.rested.set(mapKey, t);
-    if (feeder === null) return;
+    if (feeder === null || this.isCount) return;
     if (feeder.rested === null) feeder.rested = [t];
     else feeder.rested.push(t);
   }
@@ -267,12 +269,12 @@ export class RuleRunner {
     const d = t.feeder;
     const g = this.newGroup(t.mapKey, t.keyValues ?? [(d as DeviceClock).name]);
     if (t.state !== null) g.decision?.restore({ state: t.state, streak: t.streak, lastEnd: t.lastEnd });
-    if (this.byDeviceOnly) {
+    if (t.keyValues === null) {
       (d as DeviceClock).ownGroup = g;
       g.owner = d;
     } else {
       this.rested.delete(t.mapKey);
-      if (d !== null) {
+      if (d !== null && !this.isCount) {
         const list = d.rested as RestedGroup[];
         list.splice(list.indexOf(t), 1);
         if (list.length === 0) d.rested = null;

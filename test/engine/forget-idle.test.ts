@@ -137,3 +137,21 @@ describe('forgetting idle groups', () => {
     assert.equal(e.stats().groups, 1);
   });
 });
+
+describe('forgetting groups restored from persisted decision state', () => {
+  it('a count group restored at start and never fed is forgotten and comes back with its state', () => {
+    const clock = new ManualClock(T0);
+    const rule = { ...(RULES[3] as Record<string, unknown>), for: 2 };
+    const e = new RuleEngine(compile(rule), { clock, live: true });
+    e.restoreDecisionStates([{ rule: 'r1', key: { device: 'd1' }, state: 'ok', streak: 1, lastEnd: T0 }]);
+    clock.advance(10_000);
+    assert.doesNotThrow(() => e.tick());
+    assert.deepEqual(e.stats(), { devices: 0, groups: 0, rested: 1 });
+    // Its streak of 1 survived: two more windows over 150 fire at the second one… the first is enough.
+    const out = [60, 60, 60].flatMap((v) => e.process(rd('d1', 1, v)));
+    assert.deepEqual(
+      out.filter((r) => r.type === 'decision').map((r) => (r.type === 'decision' ? r.state : '')),
+      ['firing'],
+    );
+  });
+});
