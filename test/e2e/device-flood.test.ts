@@ -30,7 +30,7 @@ describe('a flood of invented device names (built gateway, embedded broker)', ()
       RULE('s30', '{ type: sliding, size: 30s, slide: 10s }'),
       RULE('sess', '{ type: session, gap: 5s }'),
     ].join('\n');
-    const text = `api: { port: 0 }
+    const text = `api: { port: 0, rateLimit: 0 } # polled every 50 ms below
 broker: { host: 127.0.0.1, port: 0, allowAnonymous: loopback }
 sources: [{ id: local, type: mqtt, topics: [{ filter: "flood/{device}/{metric}" }] }]
 store: { path: ${tmp.file('gw.db')} }

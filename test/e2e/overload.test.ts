@@ -26,7 +26,7 @@ describe('overload at QoS 0 on one core (built gateway, embedded broker)', () =>
     const config = tmp.file('gateway.yaml');
     writeFileSync(
       config,
-      `api: { port: 0 }
+      `api: { port: 0, rateLimit: 0 } # polled every 50 ms below
 broker: { host: 127.0.0.1, port: 0, allowAnonymous: loopback }
 sources: [{ id: local, type: mqtt, topics: [{ filter: "load/{device}/{metric}" }] }]
 store: { path: ${tmp.file('gw.db')} }
