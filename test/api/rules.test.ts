@@ -4,8 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { parseConfigText } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
-import { createLogger } from '../../src/log.js';
 import type { Reading } from '../../src/model/reading.js';
+import { createLogger } from '../../src/runtime/log.js';
 import { openApi } from '../helpers/openapi.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
