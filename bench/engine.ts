@@ -6,10 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { ManualClock } from '../src/clock.js';
+import { compileRules } from '../src/engine/compile.js';
 import { RuleEngine } from '../src/engine/engine.js';
 import type { Reading } from '../src/model/reading.js';
-import { compileRules, validateRules } from '../src/model/rule.js';
+import { validateRules } from '../src/model/rule.js';
+import { ManualClock } from '../src/runtime/clock.js';
 
 interface Scenario {
   title: string;

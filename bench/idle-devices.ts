@@ -3,9 +3,11 @@
  * device): while its windows are open, and once it is idle and its groups are forgotten.
  * Run with `node --expose-gc build/bench/idle-devices.js [devices]`.
  */
-import { ManualClock } from '../src/clock.js';
+
+import { compileRules } from '../src/engine/compile.js';
 import { RuleEngine } from '../src/engine/engine.js';
-import { compileRules, validateRules } from '../src/model/rule.js';
+import { validateRules } from '../src/model/rule.js';
+import { ManualClock } from '../src/runtime/clock.js';
 import { machine } from './machine.js';
 
 const N = Number(process.argv[2] ?? 50_000);

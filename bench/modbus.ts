@@ -1,9 +1,9 @@
 import { ServerTCP } from 'modbus-serial';
-import { systemClock } from '../src/clock.js';
-import { EventBus } from '../src/events.js';
-import { RateLimitedLog, silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
-import { Ingest } from '../src/sources/ingest.js';
+import { Ingest } from '../src/ingest/ingest.js';
+import { systemClock } from '../src/runtime/clock.js';
+import { EventBus } from '../src/runtime/events.js';
+import { RateLimitedLog, silentLogger } from '../src/runtime/log.js';
+import { Metrics } from '../src/runtime/metrics.js';
 import { modbusSourceSchema } from '../src/sources/modbus/config.js';
 import { type Profile, parseProfileText } from '../src/sources/modbus/profile.js';
 import { ModbusSource } from '../src/sources/modbus/source.js';

@@ -1,9 +1,9 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ApiServer, createApp } from '../src/api/server.js';
-import { systemClock } from '../src/clock.js';
 import { parseConfigText } from '../src/config/load.js';
-import { silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
+import { systemClock } from '../src/runtime/clock.js';
+import { silentLogger } from '../src/runtime/log.js';
+import { Metrics } from '../src/runtime/metrics.js';
 import { openDatabase } from '../src/store/database.js';
 import { StoreMaintenance } from '../src/store/maintenance.js';
 import { Outbox } from '../src/store/outbox.js';

@@ -3,9 +3,9 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, statSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ManualClock } from '../src/clock.js';
-import { silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
+import { ManualClock } from '../src/runtime/clock.js';
+import { silentLogger } from '../src/runtime/log.js';
+import { Metrics } from '../src/runtime/metrics.js';
 import { openDatabase } from '../src/store/database.js';
 import { ReadingWriter } from '../src/store/reading-writer.js';
 import { freePort } from '../test/helpers/net.js';

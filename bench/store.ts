@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManualClock } from '../src/clock.js';
-import { silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
+import { ManualClock } from '../src/runtime/clock.js';
+import { silentLogger } from '../src/runtime/log.js';
+import { Metrics } from '../src/runtime/metrics.js';
 import { openDatabase } from '../src/store/database.js';
 import { ReadingWriter } from '../src/store/reading-writer.js';
 import { machine, quantile, rssMiB } from './machine.js';

@@ -5,16 +5,16 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_FILE, loadConfig } from './config/load.js';
-import { ConfigError, formatProblem } from './config/problems.js';
 import { loadRulesFile } from './config/rules.js';
 import { compileRules } from './engine/compile.js';
-import { replay } from './engine/replay.js';
 import { Gateway } from './gateway.js';
-import { createLogger, type Logger } from './log.js';
+import { replay } from './replay/replay.js';
+import { createLogger, type Logger } from './runtime/log.js';
+import { VERSION } from './runtime/version.js';
+import { ConfigError, formatProblem } from './schema/problems.js';
 import { hashPassword } from './sources/password.js';
 import { StoreOpenError } from './store/database.js';
 import { createNotifier } from './systemd/notify.js';
-import { VERSION } from './version.js';
 
 /** Exit codes: 0 ok, 1 problems found (validate) or runtime failure, 2 usage, 74 store unusable, 78 bad config. */
 const EXIT = { ok: 0, failure: 1, usage: 2, store: 74, config: 78 } as const;

@@ -1,32 +1,31 @@
 import { statSync } from 'node:fs';
 import { ApiServer, createApp } from './api/server.js';
-import { type Clock, systemClock } from './clock.js';
-import type { GatewayConfig, SourceConfig } from './config/schema.js';
-import { dedupeHorizon, RecentDuplicates } from './engine/dedupe.js';
-import { EventBus } from './events.js';
-import { InternalErrors } from './internal-errors.js';
-import { KeptUpClock } from './kept-up-clock.js';
-import { LiveRules } from './live-rules.js';
-import { createLogger, type Logger, RateLimitedLog } from './log.js';
-import { Metrics } from './metrics.js';
+import type { GatewayConfig } from './config/schema.js';
+import { Forwarder } from './forward/forwarder.js';
+import { dedupeHorizon, RecentDuplicates } from './ingest/duplicates.js';
+import { Ingest } from './ingest/ingest.js';
+import { StoredDuplicates } from './ingest/stored-duplicates.js';
 import { ReadingRejection } from './model/reading.js';
-import { Ingest } from './sources/ingest.js';
+import { LiveRules } from './rules/live.js';
+import { type Clock, systemClock } from './runtime/clock.js';
+import { EventBus } from './runtime/events.js';
+import { InternalErrors } from './runtime/internal-errors.js';
+import { KeptUpClock } from './runtime/kept-up-clock.js';
+import { createLogger, type Logger, RateLimitedLog } from './runtime/log.js';
+import { Metrics } from './runtime/metrics.js';
+import { VERSION } from './runtime/version.js';
+import { createSource } from './sources/create.js';
 import { EmbeddedBroker } from './sources/mqtt-broker.js';
-import { EmbeddedMqttSource } from './sources/mqtt-embedded.js';
-import { SimulatorSource } from './sources/simulator.js';
 import type { Source } from './sources/source.js';
 import { type Db, openDatabase } from './store/database.js';
-import { Forwarder } from './store/forwarder.js';
 import { StoreMaintenance } from './store/maintenance.js';
 import { Outbox } from './store/outbox.js';
 import { OutputsQuery } from './store/outputs-query.js';
 import { ReadingWriter } from './store/reading-writer.js';
 import { ReadingsQuery } from './store/readings-query.js';
 import { RuleStore } from './store/rule-store.js';
-import { StoredDuplicates } from './store/stored-duplicates.js';
 import { createUpstream } from './upstreams/create.js';
 import type { Upstream } from './upstreams/upstream.js';
-import { VERSION } from './version.js';
 
 export interface GatewayOptions {
   clock?: Clock;
@@ -119,7 +118,7 @@ export class Gateway {
     // Always running, even without rules: rules can be created through the API at any time.
     this.keptUp?.start();
     const rules = new LiveRules(config.rules, {
-      ...this.parts(),
+      ...this.commonDeps(),
       idleClock: this.idleClock,
       db,
       writer,
@@ -137,7 +136,7 @@ export class Gateway {
     const ingest = new Ingest(
       { maxFutureSkew: config.ingest.maxFutureSkew, maxDevices: config.ingest.maxDevices },
       {
-        ...this.parts(),
+        ...this.commonDeps(),
         warn: this.warn,
         bus: this.bus,
         writer,
@@ -148,7 +147,7 @@ export class Gateway {
     this.ingest = ingest;
     if (config.broker.enabled) {
       this.broker = new EmbeddedBroker(config.broker, {
-        ...this.parts(),
+        ...this.commonDeps(),
         warn: this.warn,
         onUnknownTopic: (topic) =>
           ingest.reject(
@@ -161,7 +160,15 @@ export class Gateway {
     // Sources first, then the broker listens: a publish must never arrive before the mqtt source
     // that owns its topic has registered (it would be acknowledged as an unknown topic, and lost).
     for (const sc of config.sources) {
-      const source = await this.createSource(sc, ingest);
+      const source = await createSource(sc, {
+        ...this.commonDeps(),
+        ingest,
+        warn: this.warn,
+        gatewayId: config.gateway.id,
+        maxMetricsPerMessage: config.ingest.maxMetricsPerMessage,
+        profiles: config.profiles,
+        broker: this.broker,
+      });
       this.sources.push(source);
       await source.start();
     }
@@ -179,7 +186,7 @@ export class Gateway {
         log: this.log,
         view: this.view(),
         bus: this.bus,
-        rules,
+        rules: rules.catalog,
       });
       this.api = new ApiServer(config.api, app, this.log);
       await this.api.start();
@@ -187,7 +194,7 @@ export class Gateway {
   }
 
   /** The collaborators most parts take. */
-  private parts() {
+  private commonDeps() {
     return { clock: this.clock, metrics: this.metrics, log: this.log };
   }
 
@@ -207,7 +214,7 @@ export class Gateway {
             ? { outbox: forwarding, interval: outbox.readingsInterval }
             : undefined,
       },
-      this.parts(),
+      this.commonDeps(),
     );
     this.writer = writer;
     writer.start();
@@ -226,7 +233,7 @@ export class Gateway {
         capInterval: store.maintenanceInterval,
       },
       {
-        ...this.parts(),
+        ...this.commonDeps(),
         outbox,
         forwardedUpTo: () =>
           this.forwarders.length ? Math.min(...this.forwarders.map((f) => f.cursor)) : null,
@@ -255,62 +262,10 @@ export class Gateway {
         upstream,
         outbox,
         { gatewayId: this.config.gateway.id, batchSize: uc.batchSize },
-        this.parts(),
+        this.commonDeps(),
       );
       this.forwarders.push(forwarder);
       forwarder.start();
-    }
-  }
-
-  /** Drivers are loaded only when configured (serialport, modbus-serial, mqtt.js weigh 15–20 MB each). */
-  private async createSource(sc: SourceConfig, ingest: Ingest): Promise<Source> {
-    switch (sc.type) {
-      case 'mqtt':
-        if (sc.url !== undefined) {
-          const { ExternalMqttSource } = await import('./sources/mqtt-client.js');
-          return new ExternalMqttSource(
-            { ...sc, url: sc.url },
-            {
-              ingest,
-              clock: this.clock,
-              metrics: this.metrics,
-              log: this.log,
-              gatewayId: this.config.gateway.id,
-              maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
-            },
-          );
-        }
-        // The config refuses this (config/cross-checks.ts); a Gateway built in code can still ask.
-        if (!this.broker) throw new Error(`source ${sc.id}: the embedded broker is disabled`);
-        return new EmbeddedMqttSource(sc, {
-          broker: this.broker,
-          ingest,
-          clock: this.clock,
-          maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
-        });
-      case 'simulator':
-        return new SimulatorSource(sc, { ingest, clock: this.clock });
-      case 'serial': {
-        const { SerialSource } = await import('./sources/serial/source.js');
-        return new SerialSource(sc, {
-          ingest,
-          clock: this.clock,
-          metrics: this.metrics,
-          log: this.log,
-          maxMetricsPerMessage: this.config.ingest.maxMetricsPerMessage,
-        });
-      }
-      case 'modbus': {
-        const { ModbusSource } = await import('./sources/modbus/source.js');
-        return new ModbusSource(sc, {
-          ingest,
-          clock: this.clock,
-          metrics: this.metrics,
-          log: this.log,
-          warn: this.warn,
-          profiles: this.config.profiles,
-        });
-      }
     }
   }
 

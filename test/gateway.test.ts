@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectAsync } from 'mqtt';
 import { parseConfigText } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/runtime/log.js';
 import { recentHour } from './helpers/event-time.js';
 import { makeTempDir, type TempDir } from './helpers/tmp.js';
 import { metricValue } from './store/rig.js';

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 
 export type ApiErrorCode =
   | 'bad_request'

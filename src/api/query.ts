@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { issueMessage } from '../config/problems.js';
 import { NAME_RE } from '../model/reading.js';
 import { parseIsoTimestamp } from '../model/timestamp.js';
+import { issueMessage } from '../schema/problems.js';
 import { ApiError } from './errors.js';
 
 /** Listings are bounded: 1,000 rows by default, 100,000 at most (SPEC §5). */

@@ -1,10 +1,7 @@
 import type { RequestHandler, Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
-import type { Metrics } from '../metrics.js';
-
-/** Requests per minute per client address, unless configured otherwise. */
-export const DEFAULT_RATE_LIMIT = 600;
+import type { Metrics } from '../runtime/metrics.js';
 
 /**
  * An error in the SPEC §5 shape for the statuses the API answers outside `ApiError`'s set:

@@ -1,11 +1,17 @@
+/**
+ * api/ — the local REST API (SPEC §5): express routes over the store's queries and the rules
+ * service, auth, rate limits and security headers, errors in one shape, SSE (/stream), /metrics and
+ * the OpenAPI document. May import model/, runtime/, store/ (queries), rules/catalog.ts (types and
+ * RuleChangeError), sources/source.ts and forward/forwarder.ts (status types), config/ (types).
+ */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { isLoopbackHost } from '../config/hosts.js';
 import type { ApiConfig } from '../config/schema.js';
-import { EventBus } from '../events.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { EventBus } from '../runtime/events.js';
+import { isLoopbackHost } from '../runtime/hosts.js';
+import type { Logger } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { OutputsQuery } from '../store/outputs-query.js';
 import type { ReadingsQuery } from '../store/readings-query.js';
 import { bearerAuth } from './auth.js';

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { bindsOverlap, isLoopbackHost } from './hosts.js';
+import { bindsOverlap, isLoopbackHost } from '../runtime/hosts.js';
 
 /**
  * Checks across sections of the configuration, so that `validate` refuses what `run` would. They

@@ -1,11 +1,18 @@
+/**
+ * config/ — the gateway's configuration (SPEC §6): the one schema (config/schema.ts, assembled
+ * from the schemas each part owns: sources/, upstreams/), YAML loading with `${VAR}` and TIDEGATE_*
+ * overrides, rule files, device profiles, cross-section checks. May import model/, schema/, runtime/,
+ * and the config schemas and profile loader of sources/ and upstreams/; no stage imports config/
+ * except for types (api/server.ts, gateway.ts, cli.ts).
+ */
 import type { RuleSpec } from '../model/rule.js';
+import { ConfigError, type ConfigProblem, issuesToProblems, locate } from '../schema/problems.js';
+import { parseYaml, readYaml, type YamlSource } from '../schema/yaml-file.js';
 import { checkModbusProfiles } from '../sources/modbus/config.js';
 import { loadProfiles, type Profile } from '../sources/modbus/profile.js';
-import { ConfigError, type ConfigProblem, issuesToProblems, locate } from './problems.js';
 import { checkRules, loadRulesFile } from './rules.js';
 import { configSchema, type GatewayConfig } from './schema.js';
 import { checkFilesReadAtStart } from './start-files.js';
-import { parseYaml, readYaml, type YamlSource } from './yaml-file.js';
 
 export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml';
 

@@ -1,7 +1,7 @@
 import type { LineCounter, Document as YamlDocument } from 'yaml';
 import { type RuleSpec, validateRules } from '../model/rule.js';
-import { ConfigError, type ConfigProblem, locate } from './problems.js';
-import { readYaml } from './yaml-file.js';
+import { ConfigError, type ConfigProblem, locate } from '../schema/problems.js';
+import { readYaml } from '../schema/yaml-file.js';
 
 /** Each config rule as the user wrote it (the API lists rules that way), by its validated spec. */
 const written = new WeakMap<RuleSpec, unknown>();

@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import type { LineCounter, Document as YamlDocument } from 'yaml';
-import { type ConfigProblem, locate } from './problems.js';
+import { type ConfigProblem, locate } from '../schema/problems.js';
 
 /**
  * Files that sources and upstreams read when they start (TLS PEM files), looked at here so that

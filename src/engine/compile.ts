@@ -3,7 +3,7 @@
  * closure, the aggregation plan and the decision logic. Done once per rule, never per reading.
  */
 import type { RuleSpec, WindowSpec } from '../model/rule.js';
-import { decisionNames } from '../model/rule.js';
+import { decisionNames, windowExtent } from '../model/rule.js';
 import { AggregationPlan } from './aggregates.js';
 import type { DecisionLogic } from './decision.js';
 import { type ConditionFn, compileCondition } from './expression.js';
@@ -66,4 +66,12 @@ export function compileRule(spec: RuleSpec): CompiledRule {
 /** Compiles rules in file order. */
 export function compileRules(specs: readonly RuleSpec[]): CompiledRule[] {
   return specs.map(compileRule);
+}
+
+/**
+ * How much event time one of the rule's windows stays open and live: its extent, plus the
+ * out-of-orderness and lateness it waits for. What the duplicate filter and the rebuild look back on.
+ */
+export function liveSpan(rule: CompiledRule): number {
+  return windowExtent(rule.window) + rule.maxOutOfOrder + rule.lateness;
 }

@@ -4,8 +4,9 @@
  * default: `when` does not). Only transitions are reported. The state is plain data so the gateway
  * can persist it and restore it after a restart.
  */
+
+import type { DecisionState, GroupKey } from '../model/records.js';
 import type { ConditionFn } from './expression.js';
-import type { DecisionState, GroupKey } from './records.js';
 
 /** What must be persisted to continue a (rule, group)'s decisions exactly. */
 export interface DecisionStateRecord {

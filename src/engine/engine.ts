@@ -1,4 +1,9 @@
 /**
+ * engine/ — the rule engine: window assigners and operators, watermarks, aggregates,
+ * expressions, decisions. Pure: no I/O, no wall clock (time is an injected Clock).
+ * May import model/ and runtime/clock.ts only.
+ */
+/**
  * The rule engine (SPEC §2): pure, no I/O; time comes only from the injected Clock, and only for
  * idleness in live mode. Rules run in file order on each reading. Rules are indexed by metric (the
  * rules whose metric glob accepts the name) and, per device, by metric (those whose device glob
@@ -8,11 +13,12 @@
  * Rules can change at run time (the REST API): each runner owns a *slot* in the per-device arrays,
  * stable while the rule lives, so that a change never disturbs the state of the other rules.
  */
-import type { Clock } from '../clock.js';
+
 import type { Reading } from '../model/reading.js';
+import type { OutputRecord } from '../model/records.js';
+import type { Clock } from '../runtime/clock.js';
 import type { CompiledRule } from './compile.js';
 import type { DecisionStateRecord } from './decision.js';
-import type { OutputRecord } from './records.js';
 import { RuleRunner } from './rule-runner.js';
 import { DeviceClock } from './watermark.js';
 
@@ -101,7 +107,7 @@ export class RuleEngine {
     const i = this.position(rule.id);
     const old = this.runners[i] as RuleRunner;
     const discarded = this.clearSlot(old);
-    this.runners[i] = new RuleRunner(rule, old.index, this.options.live, this.options.forgetIdle ?? true);
+    this.runners[i] = new RuleRunner(rule, old.slot, this.options.live, this.options.forgetIdle ?? true);
     this.rulesChanged();
     return discarded;
   }
@@ -112,7 +118,7 @@ export class RuleEngine {
     const old = this.runners[i] as RuleRunner;
     const discarded = this.clearSlot(old);
     this.runners.splice(i, 1);
-    this.freeSlots.push(old.index);
+    this.freeSlots.push(old.slot);
     this.rulesChanged();
     return discarded;
   }
@@ -125,7 +131,7 @@ export class RuleEngine {
 
   /** Forgets every device's clock in the runner's slot; counts its groups (also those forgotten while idle). */
   private clearSlot(runner: RuleRunner): RuleStateDiscarded {
-    const slot = runner.index;
+    const slot = runner.slot;
     for (const entry of this.devices.values()) entry.clocks[slot] = undefined;
     return { groups: runner.groupCount };
   }
@@ -149,7 +155,7 @@ export class RuleEngine {
     const valueEnv = this.valueEnv;
     for (let i = 0; i < runners.length; i++) {
       const runner = runners[i] as RuleRunner;
-      const k = runner.index;
+      const k = runner.slot;
       const where = runner.rule.where;
       if (where !== null) {
         valueEnv[0] = reading.value;
@@ -208,7 +214,7 @@ export class RuleEngine {
 
   /** The decision state of every (rule, group) that has one, to persist. */
   decisionStates(): DecisionStateRecord[] {
-    return this.runners.flatMap((r) => r.decisionStates(this.clocksIn(r.index)));
+    return this.runners.flatMap((r) => r.decisionStates(this.clocksIn(r.slot)));
   }
 
   /**

@@ -5,11 +5,7 @@
  * (end, start, key) order, each decision right after its result.
  */
 import type { Reading } from '../model/reading.js';
-import { AlignedWindowOperator } from './aligned-windows.js';
-import type { CompiledRule } from './compile.js';
-import { CountWindowOperator } from './count-windows.js';
-import { DecisionMachine, type DecisionStateRecord } from './decision.js';
-import type { DecisionState } from './records.js';
+import type { DecisionState } from '../model/records.js';
 import {
   decisionRecord,
   type GroupKey,
@@ -17,7 +13,11 @@ import {
   type OutputRecord,
   resultRecord,
   valuesObject,
-} from './records.js';
+} from '../model/records.js';
+import { AlignedWindowOperator } from './aligned-windows.js';
+import type { CompiledRule } from './compile.js';
+import { CountWindowOperator } from './count-windows.js';
+import { DecisionMachine, type DecisionStateRecord } from './decision.js';
 import { SessionWindowOperator } from './session-windows.js';
 import { type DeviceClock, GroupWatermark, type IdlePolicy } from './watermark.js';
 import { AlignedAssigner } from './window-assigner.js';
@@ -108,8 +108,8 @@ export class RuleRunner {
 
   constructor(
     readonly rule: CompiledRule,
-    /** Position in file order. */
-    readonly index: number,
+    /** Its slot in the per-device clock arrays; a removed rule's slot is reused by the next rule added. */
+    readonly slot: number,
     private readonly live: boolean,
     private readonly forgetIdle = true,
   ) {

@@ -1,4 +1,6 @@
 /** Durations and sizes as the SPEC writes them: `250ms`, `10s`, `5m`, `2h`, `1d` or integer ms; `64KiB`, `1GiB`. */
+import { z } from 'zod';
+import { describeFound } from './found.js';
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
@@ -13,6 +15,28 @@ export function parseDuration(input: unknown): number | null {
   if (!m) return null;
   const ms = Number(m[1]) * (DURATION_UNITS[m[2] as string] as number);
   return Number.isSafeInteger(Math.round(ms)) ? Math.round(ms) : null;
+}
+
+const DURATION_HELP = 'a duration like 250ms, 10s, 5m, 2h, 1d or integer milliseconds';
+
+/** The schema of a duration field (config and rules): text or integer ms in, ms out, at least `min`. */
+export function durationSchema(options: { min?: number } = {}) {
+  const min = options.min ?? 0;
+  return z.unknown().transform((input, ctx): number => {
+    const ms = parseDuration(input);
+    if (ms === null) {
+      ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HELP}, found ${describeFound(input)}` });
+      return z.NEVER;
+    }
+    if (ms < min) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration of at least ${min} ms, found ${describeFound(input)}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
 }
 
 const SIZE_UNITS: Record<string, number> = {

@@ -1,3 +1,9 @@
+/**
+ * model/ — what the gateway talks about: readings, rules, output records, timestamps, durations, and their
+ * validation (types come from the schemas). The base layer: imports nothing of the gateway but
+ * engine/expression.ts, a leaf the rule schema checks expressions with.
+ */
+import { describeFound } from './found.js';
 import { formatTimestamp, parseTimestamp } from './timestamp.js';
 
 /** One numeric sample (SPEC §1). `ts` is event time in epoch milliseconds. */
@@ -58,10 +64,10 @@ export interface ReadingCandidate {
   tags?: unknown;
 }
 
-function describe(x: unknown): string {
-  if (typeof x === 'string') return JSON.stringify(x.length > 40 ? `${x.slice(0, 40)}…` : x);
-  if (typeof x === 'number' || typeof x === 'boolean' || x === null) return String(x);
-  return typeof x;
+/** What a source made of one message: the reading candidates it found, and what it refused. */
+export interface Decoded {
+  candidates: ReadingCandidate[];
+  rejections: ReadingRejection[];
 }
 
 /** A finite number; booleans map to 0/1. */
@@ -76,20 +82,20 @@ export function validateReading(c: ReadingCandidate, limits: ReadingLimits): Rea
   if (typeof c.device !== 'string' || !NAME_RE.test(c.device)) {
     return new ReadingRejection(
       'invalid_device',
-      `device must be 1–128 of [A-Za-z0-9_.:-], found ${describe(c.device)}`,
+      `device must be 1–128 of [A-Za-z0-9_.:-], found ${describeFound(c.device)}`,
     );
   }
   if (typeof c.metric !== 'string' || !NAME_RE.test(c.metric)) {
     return new ReadingRejection(
       'invalid_metric',
-      `metric must be 1–128 of [A-Za-z0-9_.:-], found ${describe(c.metric)}`,
+      `metric must be 1–128 of [A-Za-z0-9_.:-], found ${describeFound(c.metric)}`,
     );
   }
   const value = toReadingValue(c.value);
   if (value === null) {
     return new ReadingRejection(
       'invalid_value',
-      `value must be a finite number or boolean, found ${describe(c.value)}`,
+      `value must be a finite number or boolean, found ${describeFound(c.value)}`,
     );
   }
   let ts: number;
@@ -101,7 +107,7 @@ export function validateReading(c: ReadingCandidate, limits: ReadingLimits): Rea
     if (parsed === null) {
       return new ReadingRejection(
         'invalid_ts',
-        `ts must be epoch milliseconds or ISO-8601 with Z or ±HH:MM, found ${describe(c.ts)}`,
+        `ts must be epoch milliseconds or ISO-8601 with Z or ±HH:MM, found ${describeFound(c.ts)}`,
       );
     }
     if (parsed > limits.now + limits.maxFutureSkew) {
@@ -139,7 +145,7 @@ function validateTags(input: unknown): Record<string, string> | undefined | Read
   if (entries.length === 0) return undefined;
   for (const [k, v] of entries) {
     if (!NAME_RE.test(k))
-      return new ReadingRejection('invalid_tags', `tag name ${describe(k)} is not a valid name`);
+      return new ReadingRejection('invalid_tags', `tag name ${describeFound(k)} is not a valid name`);
     if (typeof v !== 'string' || v.length > MAX_TAG_VALUE_LENGTH) {
       return new ReadingRejection(
         'invalid_tags',

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { checkCondition, RESERVED_NAMES } from '../engine/expression.js';
-import { parseDuration } from './duration.js';
+import { durationSchema } from './duration.js';
+import { describeFound } from './found.js';
 import { NAME_RE } from './reading.js';
 
 export const RULE_ID_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -26,37 +27,6 @@ export const AGGREGATE_FUNCTIONS = [
   'rate',
   'median',
 ] as const;
-
-/** A short, quoted rendering of what was found, for messages. */
-export function describeFound(x: unknown): string {
-  if (x === undefined) return 'nothing';
-  if (x === null) return 'null';
-  if (typeof x === 'string') return JSON.stringify(x.length > 60 ? `${x.slice(0, 60)}…` : x);
-  if (typeof x === 'number' || typeof x === 'boolean') return String(x);
-  if (Array.isArray(x)) return 'a list';
-  return `a ${typeof x}`;
-}
-
-const DURATION_HELP = 'a duration like 250ms, 10s, 5m, 2h, 1d or integer milliseconds';
-
-/** A duration field in milliseconds, at least `min`. */
-function duration(min: number) {
-  return z.unknown().transform((input, ctx): number => {
-    const ms = parseDuration(input);
-    if (ms === null) {
-      ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HELP}, found ${describeFound(input)}` });
-      return z.NEVER;
-    }
-    if (ms < min) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a duration of at least ${min} ms, found ${describeFound(input)}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
-}
 
 /** A whole number ≥ 1 (count windows, `for`). */
 function positiveInt(what: string) {
@@ -131,9 +101,13 @@ const groupBySchema = z.unknown().transform((input, ctx): string[] => {
   return input as string[];
 });
 
-const tumblingSchema = z.strictObject({ type: z.literal('tumbling'), size: duration(1) });
-const slidingSchema = z.strictObject({ type: z.literal('sliding'), size: duration(1), slide: duration(1) });
-const sessionSchema = z.strictObject({ type: z.literal('session'), gap: duration(1) });
+const tumblingSchema = z.strictObject({ type: z.literal('tumbling'), size: durationSchema({ min: 1 }) });
+const slidingSchema = z.strictObject({
+  type: z.literal('sliding'),
+  size: durationSchema({ min: 1 }),
+  slide: durationSchema({ min: 1 }),
+});
+const sessionSchema = z.strictObject({ type: z.literal('session'), gap: durationSchema({ min: 1 }) });
 const countSchema = z.strictObject({
   type: z.literal('count'),
   size: positiveInt('a number of readings'),
@@ -148,33 +122,24 @@ export const windowSchema = z.discriminatedUnion('type', [
 ]);
 export type WindowSpec = z.output<typeof windowSchema>;
 
+/** The event time one window spans: its size, or a session's gap; count windows have none. */
+export function windowExtent(w: WindowSpec): number {
+  return w.type === 'session' ? w.gap : w.type === 'count' ? 0 : w.size;
+}
+
 const watermarkSchema = z.strictObject({
-  maxOutOfOrder: duration(0).optional(),
-  idleTimeout: duration(1).optional(),
+  maxOutOfOrder: durationSchema({ min: 0 }).optional(),
+  idleTimeout: durationSchema({ min: 1 }).optional(),
 });
 
 /** One parsed aggregate: `alias: fn` or `alias: fn(metric)`; `median` is the 50th percentile. */
-export const aggregateSpecSchema = z.object({
-  alias: z.string(),
-  fn: z.enum([
-    'count',
-    'sum',
-    'avg',
-    'min',
-    'max',
-    'first',
-    'last',
-    'stddev',
-    'spread',
-    'delta',
-    'rate',
-    'quantile',
-  ]),
-  metric: z.string().nullable(),
+export interface AggregateSpec {
+  alias: string;
+  fn: Exclude<(typeof AGGREGATE_FUNCTIONS)[number], 'median'> | 'quantile';
+  metric: string | null;
   /** The percentile (0–100) for `quantile`, else null. */
-  q: z.number().nullable(),
-});
-export type AggregateSpec = z.output<typeof aggregateSpecSchema>;
+  q: number | null;
+}
 
 const AGGREGATE_RE = /^\s*([A-Za-z][A-Za-z0-9.]*)\s*(?:\(\s*([^()]*?)\s*\))?\s*$/;
 const QUANTILE_RE = /^p(\d{1,3}(?:\.\d+)?)$/;
@@ -274,7 +239,7 @@ const ruleObjectSchema = z.strictObject({
   groupBy: groupBySchema.optional(),
   window: windowSchema,
   watermark: watermarkSchema.optional(),
-  lateness: duration(0).optional(),
+  lateness: durationSchema({ min: 0 }).optional(),
   aggregates: aggregatesSchema.optional(),
   when: z
     .string({ error: (i) => `expected an expression string, found ${describeFound(i.input)}` })
@@ -289,7 +254,7 @@ const ruleObjectSchema = z.strictObject({
 /** The rule schema: input as written in YAML/JSON, output with defaults applied and durations in ms. */
 export const ruleSchema = ruleObjectSchema.transform((r) => {
   const w = r.window;
-  const defaultIdle = w.type === 'session' ? 2 * w.gap : w.type === 'count' ? 0 : 2 * w.size;
+  const defaultIdle = 2 * windowExtent(w);
   return {
     id: r.id,
     description: r.description ?? '',
@@ -440,5 +405,3 @@ export function validateRules(input: unknown): RuleValidation {
   });
   return problems.length === 0 ? { ok: true, rules } : { ok: false, problems };
 }
-
-export { type CompiledRule, compileRule, compileRules } from '../engine/compile.js';

@@ -1,5 +1,5 @@
-import { isLoopbackHost } from '../config/hosts.js';
-import type { BrokerConfig, BrokerUser } from '../config/schema.js';
+import { isLoopbackHost } from '../runtime/hosts.js';
+import type { BrokerConfig, BrokerUser } from './broker-config.js';
 import { LoginThrottle, type LoginThrottleLimits } from './login-throttle.js';
 import { decoyHash } from './password.js';
 

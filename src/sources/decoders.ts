@@ -1,4 +1,6 @@
-import { type ReadingCandidate, ReadingRejection } from '../model/reading.js';
+import { type Decoded, type ReadingCandidate, ReadingRejection } from '../model/reading.js';
+
+export type { Decoded };
 
 /**
  * Payload decoders shared by every MQTT source (SPEC §3). They turn one message into reading
@@ -20,11 +22,6 @@ export interface DecodeContext {
   metric?: string | undefined;
   /** More candidates than this reject the whole message. */
   maxMetrics: number;
-}
-
-export interface Decoded {
-  candidates: ReadingCandidate[];
-  rejections: ReadingRejection[];
 }
 
 const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;

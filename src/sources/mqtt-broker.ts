@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
-import type { Clock } from '../clock.js';
-import type { BrokerConfig } from '../config/schema.js';
-import type { Logger, RateLimitedLog } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Clock } from '../runtime/clock.js';
+import type { Logger, RateLimitedLog } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { BrokerConfig } from './broker-config.js';
 import { type Acl, BrokerLogins, type PasswordVerifier } from './broker-login.js';
 import { DEFAULT_LOGIN_LIMITS, type LoginThrottleLimits } from './login-throttle.js';
 import { verifyPassword } from './password.js';

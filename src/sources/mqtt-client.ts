@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import type { Clock } from '../clock.js';
-import type { MqttSourceConfig } from '../config/schema.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import type { Ingest } from './ingest.js';
+import type { Ingest } from '../ingest/ingest.js';
+import type { Clock } from '../runtime/clock.js';
+import type { Logger } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { MqttSourceConfig } from './config.js';
 import { MqttTopicRoute } from './mqtt-route.js';
 import { type Source, SourceStats, type SourceStatus } from './source.js';
 

@@ -1,6 +1,6 @@
-import type { Clock } from '../clock.js';
-import type { MqttSourceConfig } from '../config/schema.js';
-import type { Ingest } from './ingest.js';
+import type { Ingest } from '../ingest/ingest.js';
+import type { Clock } from '../runtime/clock.js';
+import type { MqttSourceConfig } from './config.js';
 import type { EmbeddedBroker } from './mqtt-broker.js';
 import { MqttTopicRoute } from './mqtt-route.js';
 import { type Source, SourceStats, type SourceStatus } from './source.js';

@@ -1,4 +1,4 @@
-import type { TopicConfig } from '../config/schema.js';
+import type { TopicConfig } from './config.js';
 import { type Decoded, decodePayload } from './decoders.js';
 import { compileTemplate, type TopicTemplate } from './topic-template.js';
 

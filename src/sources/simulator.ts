@@ -1,6 +1,6 @@
-import type { Clock, TimerHandle } from '../clock.js';
-import type { SimulatorSourceConfig } from '../config/schema.js';
-import type { Ingest } from './ingest.js';
+import type { Ingest } from '../ingest/ingest.js';
+import type { Clock, TimerHandle } from '../runtime/clock.js';
+import type { SimulatorSourceConfig } from './config.js';
 import { type Source, SourceStats, type SourceStatus } from './source.js';
 
 /** mulberry32: a small, fast, seedable PRNG, so a simulated run can be reproduced. */

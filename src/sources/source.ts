@@ -1,4 +1,11 @@
 /**
+ * sources/ — the drivers readings come in through, one folder or file each: the embedded broker
+ * (mqtt-broker.ts) and MQTT sources (embedded, external), modbus/, serial/, the simulator, payload
+ * decoders, topic templates; each driver's config schema (config.ts, broker-config.ts and the
+ * drivers' folders) and `createSource` (create.ts). Every reading goes to ingest/. May import
+ * model/, schema/, ingest/ and runtime/; never config/.
+ */
+/**
  * The source interface every driver implements (embedded MQTT, external MQTT, Modbus, serial,
  * simulator). Constructors take their collaborators and do nothing; `start()` connects, `stop()`
  * releases everything. Readings go to the injected `Ingest`.

@@ -1,3 +1,8 @@
+/**
+ * store/ — SQLite: schema and migrations, the group-committing reading writer, rule outputs and
+ * decision state, the outbox, queries, summaries, retention and caps, what the rebuild reads. May
+ * import model/, engine/ (record types) and runtime/.
+ */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';

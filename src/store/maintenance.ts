@@ -1,6 +1,6 @@
-import type { Clock, TimerHandle } from '../clock.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Clock, TimerHandle } from '../runtime/clock.js';
+import type { Logger } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from './database.js';
 import { MINUTE, minuteOf } from './minutes.js';
 import type { Outbox } from './outbox.js';

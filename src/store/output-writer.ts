@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
-import type { Clock } from '../clock.js';
 import type { DecisionStateRecord } from '../engine/decision.js';
-import type { OutputRecord } from '../engine/records.js';
+import type { OutputRecord } from '../model/records.js';
+import type { Clock } from '../runtime/clock.js';
 import type { Db } from './database.js';
 import type { Outbox } from './outbox.js';
 import type { BatchPart } from './reading-writer.js';

@@ -1,9 +1,9 @@
 import type { Statement } from 'better-sqlite3';
-import type { Clock, TimerHandle } from '../clock.js';
-import { InternalErrors } from '../internal-errors.js';
-import { type Logger, RateLimitedLog } from '../log.js';
-import type { Metrics } from '../metrics.js';
 import { type Reading, readingToJson } from '../model/reading.js';
+import type { Clock, TimerHandle } from '../runtime/clock.js';
+import { InternalErrors } from '../runtime/internal-errors.js';
+import { type Logger, RateLimitedLog } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from './database.js';
 import { ForwardedBuckets } from './forwarded-buckets.js';
 import { minuteOf } from './minutes.js';
@@ -15,7 +15,7 @@ export interface ReadingWriterOptions {
   batchSize: number;
   /** Commit at least this often while readings wait. */
   flushInterval: number;
-  /** After soon(), commit within this many ms (rule outputs bound for the upstreams); default 2. */
+  /** After commitSoon(), commit within this many ms (rule outputs bound for the upstreams); default 2. */
   outputFlushInterval?: number;
   /** Readings held in memory while the disk fails; beyond this add() refuses. */
   maxPending: number;
@@ -61,7 +61,7 @@ export class ReadingWriter {
   private pending: Pending[] = [];
   private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private timer: TimerHandle | null = null;
-  private soonTimer: TimerHandle | null = null;
+  private commitTimer: TimerHandle | null = null;
   private readonly seriesIds = new Map<string, number>();
   /** Per series, the event-time bucket of the last reading forwarded (downsampling). */
   private readonly forwardedBucket = new ForwardedBuckets();
@@ -127,7 +127,7 @@ export class ReadingWriter {
    * Called once something was queued and everything it caused too: commits early once a batch is
    * full. While commits fail, retries are left to the timer, not made on every reading.
    */
-  queued(): void {
+  commitIfFull(): void {
     if (this.totalPending() >= this.options.batchSize && !this.failing) this.flush();
   }
 
@@ -142,10 +142,10 @@ export class ReadingWriter {
    * output waits whose latency matters (it goes upstream once committed). Outputs made meanwhile
    * share that commit.
    */
-  soon(): void {
-    if (this.soonTimer || this.failing) return;
-    this.soonTimer = this.deps.clock.setTimeout(() => {
-      this.soonTimer = null;
+  commitSoon(): void {
+    if (this.commitTimer || this.failing) return;
+    this.commitTimer = this.deps.clock.setTimeout(() => {
+      this.commitTimer = null;
       this.flush();
     }, this.options.outputFlushInterval ?? 2);
   }
@@ -158,7 +158,7 @@ export class ReadingWriter {
   /**
    * Queues a reading for the next commit; false when the queue is full (the disk is failing). It
    * never commits by itself: the caller runs the rules on the reading first and then calls
-   * `queued()`, so that a reading and the records it caused always share a commit.
+   * `commitIfFull()`, so that a reading and the records it caused always share a commit.
    */
   add(reading: Reading, source: string): boolean {
     if (this.pending.length >= this.options.maxPending) return false;
@@ -214,8 +214,8 @@ export class ReadingWriter {
 
   /** Commits everything queued; returns how many new raw readings were stored. */
   flush(): number {
-    this.soonTimer?.cancel();
-    this.soonTimer = null;
+    this.commitTimer?.cancel();
+    this.commitTimer = null;
     if (this.totalPending() === 0) {
       // No readings: summaries held back still go once their interval has passed.
       if (this.summaries.due(this.deps.clock.now())) this.syncSummaries();
@@ -267,8 +267,8 @@ export class ReadingWriter {
   stop(): void {
     this.timer?.cancel();
     this.timer = null;
-    this.soonTimer?.cancel();
-    this.soonTimer = null;
+    this.commitTimer?.cancel();
+    this.commitTimer = null;
     this.flush();
     this.syncSummaries();
   }

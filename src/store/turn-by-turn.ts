@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock, TimerHandle } from '../runtime/clock.js';
 
 /**
  * Work cut into steps by a generator (each `yield` ends one), run one step per timer turn of the

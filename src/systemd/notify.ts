@@ -1,3 +1,7 @@
+/**
+ * systemd/ — sd_notify (READY, WATCHDOG, STOPPING) for the unit in /systemd. Imports nothing of the
+ * gateway.
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, fstatSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { bool, duration, identifier, num } from '../config/types.js';
+import { durationSchema } from '../model/duration.js';
+import { bool, identifier, num } from '../schema/fields.js';
 import { isValidUpstreamTopic } from './topic.js';
 
 /**
@@ -74,7 +75,7 @@ export const mqttUpstreamSchema = z
     /** Message ids are 16 bits, and a batch is in flight at once. */
     batchSize: num(z.number().int().min(1).max(10_000)).default(500),
     /** A batch not fully acknowledged by then fails (and is retried). */
-    timeout: duration({ min: 1 }).default(10_000),
+    timeout: durationSchema({ min: 1 }).default(10_000),
   })
   .superRefine((c, ctx) => {
     if ((c.cert === undefined) !== (c.key === undefined)) {
@@ -117,7 +118,7 @@ export const httpUpstreamSchema = z
       }),
     batchSize: num(z.number().int().min(1).max(100_000)).default(500),
     /** The whole request, answer included. */
-    timeout: duration({ min: 1 }).default(5000),
+    timeout: durationSchema({ min: 1 }).default(5000),
     headers: z.record(headerName, headerValue).default({}),
     /** A PEM file of the CA to trust for https:// (instead of the system's). */
     ca: filePath,

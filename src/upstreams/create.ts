@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 import type { UpstreamConfig } from './config.js';
 import { EmbeddedMqttUpstream, type EmbeddedPublish } from './embedded.js';
 import { HttpUpstream } from './http.js';

@@ -1,4 +1,5 @@
-import type { Logger } from '../log.js';
+import { deadline } from '../runtime/deadline.js';
+import type { Logger } from '../runtime/log.js';
 import type { MqttUpstreamConfig } from './config.js';
 import { compileUpstreamTopic, type TopicRenderer } from './topic.js';
 import {
@@ -38,34 +39,30 @@ export class EmbeddedMqttUpstream implements Upstream {
   async deliver(batch: readonly OutboxItem[]): Promise<void> {
     if (this.closed) throw new UpstreamUnavailableError(`upstream ${this.id} is closed`);
     const { qos, timeout } = this.config;
-    let timer: NodeJS.Timeout | undefined;
     let done = 0;
-    let expiredAlready = false;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        expiredAlready = true;
-        reject(
-          new Error(`the embedded broker took ${done} of ${batch.length} messages within ${timeout} ms`),
-        );
-      }, timeout);
-    });
+    let expired = false;
     // One at a time, so the order holds whatever the broker's persistence does.
     const publishAll = async () => {
       for (const item of batch) {
-        if (expiredAlready) return;
+        if (expired) return;
         const topic = this.topic(item.envelope.type, item.rule);
         await this.deps.publish(topic, Buffer.from(JSON.stringify(item.envelope)), qos);
         done++;
       }
     };
     try {
-      await Promise.race([publishAll(), expired]);
+      await deadline(publishAll(), timeout, {
+        onTimeout: () => {
+          expired = true;
+          return new Error(
+            `the embedded broker took ${done} of ${batch.length} messages within ${timeout} ms`,
+          );
+        },
+      });
       this.error = null;
     } catch (err) {
       this.error = errorMessage(err);
       throw new Error(`publishing to the embedded broker failed: ${this.error}`);
-    } finally {
-      clearTimeout(timer);
     }
   }
 

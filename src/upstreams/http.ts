@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import type { Logger } from '../log.js';
-import { VERSION } from '../version.js';
+import type { Logger } from '../runtime/log.js';
+import { VERSION } from '../runtime/version.js';
 import type { HttpUpstreamConfig } from './config.js';
 import { errorMessage, type OutboxItem, type Upstream, type UpstreamState } from './upstream.js';
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import type { Logger } from '../log.js';
+import { deadline } from '../runtime/deadline.js';
+import type { Logger } from '../runtime/log.js';
 import type { MqttUpstreamConfig } from './config.js';
 import { compileUpstreamTopic, type TopicRenderer } from './topic.js';
 import {
@@ -145,13 +146,13 @@ export class MqttUpstream implements Upstream {
       return Promise.reject(new Error(`upstream ${this.id} has ${MAX_IN_FLIGHT} batches in flight already`));
     if (batch.length === 0) return Promise.resolve();
     const { qos, timeout } = this.config;
-    return new Promise<void>((resolve, reject) => {
-      let unacked = batch.length;
+    let unacked = batch.length;
+    let finish: (err: Error | null) => void = () => {};
+    const acked = new Promise<void>((resolve, reject) => {
       let settled = false;
-      const finish = (err: Error | null) => {
+      finish = (err) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
         this.inFlight.delete(finish);
         if (err) {
           // The forwarder resends from this batch on, so the batches after it fail with it. With
@@ -165,15 +166,6 @@ export class MqttUpstream implements Upstream {
           resolve();
         }
       };
-      const timer = setTimeout(
-        () =>
-          finish(
-            new Error(
-              `${this.where} acknowledged ${batch.length - unacked} of ${batch.length} messages within ${timeout} ms`,
-            ),
-          ),
-        timeout,
-      );
       this.inFlight.add(finish);
       for (const item of batch) {
         const topic = this.topic(item.envelope.type, item.rule);
@@ -183,6 +175,15 @@ export class MqttUpstream implements Upstream {
         });
         if (settled) break;
       }
+    });
+    return deadline(acked, timeout, {
+      onTimeout: () => {
+        const err = new Error(
+          `${this.where} acknowledged ${batch.length - unacked} of ${batch.length} messages within ${timeout} ms`,
+        );
+        finish(err);
+        return err;
+      },
     });
   }
 

@@ -1,3 +1,8 @@
+/**
+ * upstreams/ — where results go: mqtt (an external broker, or the embedded one in process) and
+ * http. Each only delivers a batch and reports the acknowledgement; ordering, retries and cursors are
+ * forward/'s. May import model/, schema/ and runtime/.
+ */
 /** One outbox row as the upstream sends it: the SPEC §4 envelope. */
 export interface Envelope {
   gateway: string;

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApiServer, createApp } from '../../src/api/server.js';
-import { ManualClock } from '../../src/clock.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { DecisionStateRecord } from '../../src/engine/decision.js';
-import type { OutputRecord } from '../../src/engine/records.js';
-import { silentLogger } from '../../src/log.js';
-import { Metrics } from '../../src/metrics.js';
+import type { OutputRecord } from '../../src/model/records.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { Outbox } from '../../src/store/outbox.js';
 import { OutputWriter } from '../../src/store/output-writer.js';

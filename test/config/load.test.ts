@@ -4,8 +4,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, parseConfigText } from '../../src/config/load.js';
-import { ConfigError, type ConfigProblem, formatPath, formatProblem } from '../../src/config/problems.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
+import { ConfigError, type ConfigProblem, formatPath, formatProblem } from '../../src/schema/problems.js';
 import { hashPassword, verifyPassword } from '../../src/sources/password.js';
 import { makeTempDir } from '../helpers/tmp.js';
 

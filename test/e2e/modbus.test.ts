@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { ServerTCP } from 'modbus-serial';
 import { loadConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { eventually, ROOT, runCli } from '../helpers/gateway-process.js';
 import { freePort } from '../helpers/net.js';
 

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { parseConfigText } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { eventually } from '../helpers/gateway-process.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 

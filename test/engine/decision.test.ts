@@ -1,9 +1,9 @@
 /** Decisions (SPEC §2, fine print 5 and 14): the per-(rule, group) ok/firing state machine. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock } from '../../src/clock.js';
 import type { DecisionStateRecord } from '../../src/engine/decision.js';
 import { RuleEngine } from '../../src/engine/engine.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { brief, compile, engine, rd, run } from './helpers.js';
 
 const base = { window: { type: 'tumbling', size: '10s' }, aggregates: { avg: 'avg' } };

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { ManualClock } from '../../src/clock.js';
 import { RuleEngine } from '../../src/engine/engine.js';
-import type { OutputRecord } from '../../src/engine/records.js';
 import type { Reading } from '../../src/model/reading.js';
+import type { OutputRecord } from '../../src/model/records.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { compile, rd, T0 } from './helpers.js';
 
 const RULES = [

@@ -1,10 +1,11 @@
 /** Shared fixtures for the engine tests: rules from plain objects, readings, and record shorthands. */
 import assert from 'node:assert/strict';
-import { ManualClock } from '../../src/clock.js';
+import { compileRules } from '../../src/engine/compile.js';
 import { RuleEngine } from '../../src/engine/engine.js';
-import type { OutputRecord } from '../../src/engine/records.js';
 import type { Reading } from '../../src/model/reading.js';
-import { compileRules, validateRules } from '../../src/model/rule.js';
+import type { OutputRecord } from '../../src/model/records.js';
+import { validateRules } from '../../src/model/rule.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 
 export const T0 = Date.UTC(2026, 10, 24, 10, 0, 0);
 

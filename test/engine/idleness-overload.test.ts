@@ -4,10 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Clock, ManualClock } from '../../src/clock.js';
 import { RuleEngine } from '../../src/engine/engine.js';
-import type { OutputRecord } from '../../src/engine/records.js';
-import { KeptUpClock } from '../../src/kept-up-clock.js';
+import type { OutputRecord } from '../../src/model/records.js';
+import { type Clock, ManualClock } from '../../src/runtime/clock.js';
+import { KeptUpClock } from '../../src/runtime/kept-up-clock.js';
 import { loopMeter } from '../helpers/loop-meter.js';
 import { compile } from './helpers.js';
 

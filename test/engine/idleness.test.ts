@@ -1,8 +1,8 @@
 /** Idleness in live mode (SPEC §2 "Idleness"): wall-clock time from the injected Clock only. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock } from '../../src/clock.js';
-import type { OutputRecord } from '../../src/engine/records.js';
+import type { OutputRecord } from '../../src/model/records.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { brief, engine, rd } from './helpers.js';
 
 const rule = { window: { type: 'tumbling', size: '10s' }, aggregates: { n: 'count' } };

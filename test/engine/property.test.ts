@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { ManualClock } from '../../src/clock.js';
+import { compileRules } from '../../src/engine/compile.js';
 import { RuleEngine } from '../../src/engine/engine.js';
 import type { Reading } from '../../src/model/reading.js';
-import { compileRules, validateRules } from '../../src/model/rule.js';
+import { validateRules } from '../../src/model/rule.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 
 interface Params {
   size: number;

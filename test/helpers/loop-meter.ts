@@ -1,5 +1,5 @@
-import type { ManualClock } from '../../src/clock.js';
-import type { LoopTimes } from '../../src/kept-up-clock.js';
+import type { ManualClock } from '../../src/runtime/clock.js';
+import type { LoopTimes } from '../../src/runtime/kept-up-clock.js';
 
 /** A loop meter on the manual clock: wall time goes to `active` while saturated, else half idle. */
 export function loopMeter(wall: ManualClock) {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ManualClock } from '../../src/clock.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { RateLimitedLog, silentLogger } from '../../src/log.js';
-import { Metrics } from '../../src/metrics.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { RateLimitedLog, silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
 import { EmbeddedBroker } from '../../src/sources/mqtt-broker.js';
 import { hashPassword, verifyPassword } from '../../src/sources/password.js';
 import { sendConnect } from '../helpers/mqtt-connect.js';

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { ManualClock } from '../../src/clock.js';
-import { EventBus } from '../../src/events.js';
-import { LiveRules } from '../../src/live-rules.js';
-import { RateLimitedLog, silentLogger } from '../../src/log.js';
-import { Metrics } from '../../src/metrics.js';
+import { Ingest } from '../../src/ingest/ingest.js';
 import { validateRule } from '../../src/model/rule.js';
-import { Ingest } from '../../src/sources/ingest.js';
+import { LiveRules } from '../../src/rules/live.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { EventBus } from '../../src/runtime/events.js';
+import { RateLimitedLog, silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { Outbox } from '../../src/store/outbox.js';
 import { ReadingWriter, type ReadingWriterOptions } from '../../src/store/reading-writer.js';

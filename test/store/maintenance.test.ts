@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { type Clock, systemClock } from '../../src/clock.js';
-import { silentLogger } from '../../src/log.js';
+import { type Clock, systemClock } from '../../src/runtime/clock.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { DELETE_CHUNK, type MaintenanceOptions, StoreMaintenance } from '../../src/store/maintenance.js';
 import { Outbox } from '../../src/store/outbox.js';
 import { metricValue, reading, rowCount, type StoreRig, storeRig, T0 } from './rig.js';

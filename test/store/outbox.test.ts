@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
-import { silentLogger } from '../../src/log.js';
+import { Forwarder, type ForwarderOptions } from '../../src/forward/forwarder.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { openDatabase } from '../../src/store/database.js';
-import { Forwarder, type ForwarderOptions } from '../../src/store/forwarder.js';
 import { StoreMaintenance } from '../../src/store/maintenance.js';
 import { Outbox } from '../../src/store/outbox.js';
 import type { OutboxItem, Upstream } from '../../src/upstreams/upstream.js';

@@ -14,13 +14,13 @@ describe('ReadingWriter', () => {
         [2, T0 + 1],
       ] as const) {
         s.writer.add(reading('d', 'm', v, ts), 'src');
-        s.writer.queued();
+        s.writer.commitIfFull();
       }
       assert.equal(rowCount(s.db), 0);
       assert.equal(s.writer.pendingCount, 2);
       s.writer.add(reading('d', 'm', 3, T0 + 2), 'src');
       assert.equal(rowCount(s.db), 0, 'add() alone never commits: what the reading causes must join it');
-      s.writer.queued();
+      s.writer.commitIfFull();
       assert.equal(rowCount(s.db), 3);
       assert.equal(s.writer.pendingCount, 0);
       assert.equal(await metricValue(s.metrics, 'tidegate_store_commits_total'), 1);
@@ -46,14 +46,14 @@ describe('ReadingWriter', () => {
       );
     });
 
-    it('soon() commits within outputFlushInterval, once for every request made meanwhile', async () => {
+    it('commitSoon() commits within outputFlushInterval, once for every request made meanwhile', async () => {
       s = storeRig({ flushInterval: 200, outputFlushInterval: 10 });
       s.writer.start();
       s.writer.add(reading('d', 'm', 1, T0), 'src');
-      s.writer.soon();
+      s.writer.commitSoon();
       s.clock.advance(5);
       s.writer.add(reading('d', 'm', 2, T0 + 1), 'src');
-      s.writer.soon();
+      s.writer.commitSoon();
       s.clock.advance(4);
       assert.equal(rowCount(s.db), 0, 'not before outputFlushInterval');
       s.clock.advance(1);
@@ -62,7 +62,7 @@ describe('ReadingWriter', () => {
       assert.equal(await metricValue(s.metrics, 'tidegate_store_commits_total'), 1);
       // A regular commit first cancels the pending request: no empty commit follows.
       s.writer.add(reading('d', 'm', 3, T0 + 2), 'src');
-      s.writer.soon();
+      s.writer.commitSoon();
       s.writer.flush();
       s.clock.advance(20);
       assert.equal(await metricValue(s.metrics, 'tidegate_store_commits_total'), 2);

@@ -1,7 +1,7 @@
-import { ManualClock } from '../../src/clock.js';
-import { silentLogger } from '../../src/log.js';
-import { Metrics } from '../../src/metrics.js';
 import type { Reading } from '../../src/model/reading.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { ReadingWriter, type ReadingWriterOptions } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { openDatabase } from '../../src/store/database.js';
 import { StoreMaintenance } from '../../src/store/maintenance.js';
 import { MIGRATIONS, migrate, schemaVersion } from '../../src/store/migrations.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { StoreMaintenance } from '../../src/store/maintenance.js';
 import { MINUTE } from '../../src/store/minutes.js';

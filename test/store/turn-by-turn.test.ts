@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { TurnByTurn } from '../../src/store/turn-by-turn.js';
 
 describe('TurnByTurn', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { httpUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
 import { HttpUpstream } from '../../src/upstreams/http.js';

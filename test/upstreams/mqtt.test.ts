@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { mqttUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
 import { EmbeddedMqttUpstream } from '../../src/upstreams/embedded.js';

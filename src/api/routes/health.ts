@@ -1,6 +1,6 @@
 import { Router } from 'express';
+import type { ForwarderStatus } from '../../forward/forwarder.js';
 import type { SourceStatus } from '../../sources/source.js';
-import type { ForwarderStatus } from '../../store/forwarder.js';
 import { authenticated } from '../auth.js';
 
 export interface HealthView {

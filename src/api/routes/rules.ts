@@ -1,13 +1,13 @@
 import { type Request, Router } from 'express';
 import { z } from 'zod';
-import type { RuleChange, RuleView } from '../../live-rules.js';
-import { RuleChangeError } from '../../live-rules.js';
 import type { RuleProblem } from '../../model/rule.js';
+import type { RuleChange, RuleView } from '../../rules/catalog.js';
+import { RuleChangeError } from '../../rules/catalog.js';
 import { ApiError, type ApiErrorDetail } from '../errors.js';
 import type { RouteDoc } from '../openapi.js';
 import { errorBody } from '../schemas.js';
 
-/** What the rules routes need from the running gateway (implemented by `LiveRules`). */
+/** What the rules routes need from the running gateway (implemented by `RuleCatalog`). */
 export interface RulesService {
   list(): RuleView[];
   get(id: string): RuleView | null;

@@ -1,10 +1,10 @@
 import type { Request, Response } from 'express';
 import { Router } from 'express';
 import { z } from 'zod';
-import type { DecisionRecord, LateRecord, ResultRecord } from '../../engine/records.js';
-import type { EventBus } from '../../events.js';
-import type { Metrics } from '../../metrics.js';
 import { type Reading, readingToJson } from '../../model/reading.js';
+import type { DecisionRecord, LateRecord, ResultRecord } from '../../model/records.js';
+import type { EventBus } from '../../runtime/events.js';
+import type { Metrics } from '../../runtime/metrics.js';
 import type { RouteDoc } from '../openapi.js';
 import { namesParam, parseQuery, single } from '../query.js';
 import { errorBody } from '../schemas.js';

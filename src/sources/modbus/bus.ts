@@ -1,10 +1,11 @@
 import type { EventEmitter } from 'node:events';
 import ModbusSerial from 'modbus-serial';
-import type { Clock, TimerHandle } from '../../clock.js';
+import type { Clock, TimerHandle } from '../../runtime/clock.js';
+import { deadline } from '../../runtime/deadline.js';
 import type { ModbusConnection } from './config.js';
 import type { Table } from './profile.js';
 import { SerialQueue } from './queue.js';
-import { deadline } from './waitress.js';
+import { RequestTimeoutError } from './waitress.js';
 
 // modbus-serial is CommonJS: its class is the module itself, typed as its `default`.
 const ModbusRTU = ModbusSerial.default;
@@ -133,9 +134,10 @@ export class ModbusBus {
             ? client.readCoils(c.address, c.count)
             : client.readDiscreteInputs(c.address, c.count);
     try {
-      const result = await deadline<{ data: number[] | boolean[] }>(work, c.timeout, this.options.clock, {
-        what,
+      const result = await deadline<{ data: number[] | boolean[] }>(work, c.timeout, {
+        clock: this.options.clock,
         signal: link.signal,
+        onTimeout: () => new RequestTimeoutError(what, c.timeout),
       });
       // Bits come padded to whole bytes.
       return result.data.length > c.count ? result.data.slice(0, c.count) : result.data;
@@ -169,8 +171,10 @@ export class ModbusBus {
               dataBits: c.dataBits,
               stopBits: c.stopBits,
             });
-      await deadline(opening, this.options.connectTimeout, this.options.clock, {
-        what: `connect ${this.key}`,
+      const ms = this.options.connectTimeout;
+      await deadline(opening, ms, {
+        clock: this.options.clock,
+        onTimeout: () => new RequestTimeoutError(`connect ${this.key}`, ms),
       });
     } catch (err) {
       void closeClient(client);

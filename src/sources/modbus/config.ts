@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { duration, identifier, name, num, port } from '../../config/types.js';
+import { durationSchema } from '../../model/duration.js';
+import { identifier, name, num, port } from '../../schema/fields.js';
 import type { Profile } from './profile.js';
 
 /**
@@ -78,8 +79,8 @@ const deviceSchema = z.strictObject({
   unitId: num(z.number().int().min(0).max(247)),
   /** A profile name from devicesDir. */
   profile: z.string().min(1),
-  interval: duration({ min: 1 }).optional(),
-  timeout: duration({ min: 1 }).optional(),
+  interval: durationSchema({ min: 1 }).optional(),
+  timeout: durationSchema({ min: 1 }).optional(),
   retries: retries.optional(),
 });
 
@@ -88,12 +89,12 @@ export const modbusSourceSchema = z
     id: identifier,
     type: z.literal('modbus'),
     connection: connectionSchema,
-    interval: duration({ min: 1 }).default(5000),
-    timeout: duration({ min: 1 }).default(1000),
+    interval: durationSchema({ min: 1 }).default(5000),
+    timeout: durationSchema({ min: 1 }).default(1000),
     /** Further attempts of a failed request (timeout, CRC error, busy) before the device is offline. */
     retries: retries.default(2),
     /** Silence on the bus between a response and the next request (RTU needs ≥ 3.5 characters). */
-    interFrameGap: duration().default(10),
+    interFrameGap: durationSchema().default(10),
     /** Unused registers read to join two requests into one (coils and discrete inputs: × 16 bits). */
     maxGap: num(z.number().int().min(0).max(121)).default(8),
     /** Registers per request (the protocol allows 125; some devices fewer). */

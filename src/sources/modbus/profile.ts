@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, type ConfigProblem, issuesToProblems, locate } from '../../config/problems.js';
-import { name, num } from '../../config/types.js';
-import { parseYaml } from '../../config/yaml-file.js';
+import { name, num } from '../../schema/fields.js';
+import { ConfigError, type ConfigProblem, issuesToProblems, locate } from '../../schema/problems.js';
+import { parseYaml } from '../../schema/yaml-file.js';
 
 /**
  * Device profiles (SPEC §3): which Modbus registers of a device model hold which metric, and how

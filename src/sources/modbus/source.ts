@@ -1,8 +1,8 @@
-import type { Clock, TimerHandle } from '../../clock.js';
-import { InternalErrors } from '../../internal-errors.js';
-import type { Logger, RateLimitedLog } from '../../log.js';
-import type { Metrics } from '../../metrics.js';
-import type { Ingest } from '../ingest.js';
+import type { Ingest } from '../../ingest/ingest.js';
+import type { Clock, TimerHandle } from '../../runtime/clock.js';
+import { InternalErrors } from '../../runtime/internal-errors.js';
+import type { Logger, RateLimitedLog } from '../../runtime/log.js';
+import type { Metrics } from '../../runtime/metrics.js';
 import { type DeviceStatus, type Source, SourceStats, type SourceStatus } from '../source.js';
 import { LinkDownError, ModbusBus } from './bus.js';
 import type { ModbusDeviceConfig, ModbusSourceConfig } from './config.js';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { duration, identifier, name, num } from '../../config/types.js';
+import { durationSchema } from '../../model/duration.js';
 import { NAME_RE } from '../../model/reading.js';
+import { identifier, name, num } from '../../schema/fields.js';
 
 /**
  * The `serial` source of the gateway configuration (SPEC §3, §6): a line-oriented sensor on a
@@ -62,7 +63,10 @@ export const serialSourceSchema = z
     maxLineLength: num(z.number().int().min(16).max(1_048_576)).default(4096),
     /** Reopen backoff after an unplug or a failed open: from min, doubling, up to max. */
     reopen: z
-      .strictObject({ min: duration({ min: 10 }).default(1000), max: duration({ min: 10 }).default(30_000) })
+      .strictObject({
+        min: durationSchema({ min: 10 }).default(1000),
+        max: durationSchema({ min: 10 }).default(30_000),
+      })
       .prefault({}),
   })
   .superRefine((s, ctx) => {

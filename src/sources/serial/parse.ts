@@ -1,3 +1,4 @@
+import { describeFound } from '../../model/found.js';
 import { type ReadingCandidate, ReadingRejection } from '../../model/reading.js';
 import { type Decoded, decodePayload } from '../decoders.js';
 import { DEVICE_FIELD, regexGroups, type SerialSourceConfig, SKIP_COLUMN, TS_FIELD } from './config.js';
@@ -34,11 +35,6 @@ const EPOCH_MS_RE = /^\d{1,16}$/;
 const NOISE_RE = /[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/;
 const KV_SPLIT_RE = /[\s,;]+/;
 
-/** A line (or part of one) as a message shows it: quoted, at most 60 characters. */
-export function show(text: string): string {
-  return JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
-}
-
 function malformed(message: string): ReadingRejection {
   return new ReadingRejection('malformed_payload', message);
 }
@@ -64,7 +60,9 @@ export function createLineParser(config: ParserConfig, options: ParserOptions = 
       const noise = NOISE_RE.exec(line);
       if (noise) {
         const code = noise[0].charCodeAt(0).toString(16).padStart(4, '0');
-        return rejectLine(`line noise: character U+${code} at column ${noise.index + 1} of ${show(line)}`);
+        return rejectLine(
+          `line noise: character U+${code} at column ${noise.index + 1} of ${describeFound(line)}`,
+        );
       }
       const decoded = parseBody(line);
       if (decoded.candidates.length > maxMetrics)
@@ -112,7 +110,9 @@ function parseJsonLine(
     c.metric ??= metric;
     if (c.metric === undefined)
       out.rejections.push(
-        malformed(`${show(line)} names no metric: set \`metric\` in the source config for bare values`),
+        malformed(
+          `${describeFound(line)} names no metric: set \`metric\` in the source config for bare values`,
+        ),
       );
     else out.candidates.push(c);
   }
@@ -130,14 +130,16 @@ class FieldCollector {
     if (NUMBER_RE.test(text)) this.candidates.push({ device, metric, value: Number(text) });
     else
       this.rejections.push(
-        malformed(`${metric}: expected a number, found ${show(text)} in ${show(this.line)}`),
+        malformed(
+          `${metric}: expected a number, found ${describeFound(text)} in ${describeFound(this.line)}`,
+        ),
       );
   }
 
   /** Applies the line's ts to its readings; a line with no good field is one rejection. */
   finish(ts: string | number | undefined, emptyMessage: string): Decoded {
     if (this.candidates.length === 0) {
-      if (this.rejections.length > 1) return rejectLine(`no numeric field in ${show(this.line)}`);
+      if (this.rejections.length > 1) return rejectLine(`no numeric field in ${describeFound(this.line)}`);
       if (this.rejections.length === 0) return rejectLine(emptyMessage);
     }
     if (ts !== undefined) for (const c of this.candidates) c.ts = ts;
@@ -150,7 +152,7 @@ function csvParser(columns: readonly string[], separator: string, defaultDevice:
     const fields = line.split(separator);
     if (fields.length !== columns.length)
       return rejectLine(
-        `expected ${columns.length} fields separated by ${JSON.stringify(separator)}, found ${fields.length} in ${show(line)}`,
+        `expected ${columns.length} fields separated by ${JSON.stringify(separator)}, found ${fields.length} in ${describeFound(line)}`,
       );
     let device = defaultDevice;
     let ts: string | number | undefined;
@@ -168,7 +170,7 @@ function csvParser(columns: readonly string[], separator: string, defaultDevice:
       const text = fields[i]?.trim() ?? '';
       if (text !== '') out.metric(device, column, text);
     }
-    return out.finish(ts, `every metric field is empty in ${show(line)}`);
+    return out.finish(ts, `every metric field is empty in ${describeFound(line)}`);
   };
 }
 
@@ -183,7 +185,9 @@ function parseKvLine(line: string, defaultDevice: string): Decoded {
     let at = token.indexOf('=');
     if (at < 0) at = token.indexOf(':');
     if (at <= 0 || at === token.length - 1) {
-      bad.push(malformed(`expected key=value or key:value, found ${show(token)} in ${show(line)}`));
+      bad.push(
+        malformed(`expected key=value or key:value, found ${describeFound(token)} in ${describeFound(line)}`),
+      );
       continue;
     }
     const key = token.slice(0, at);
@@ -195,7 +199,7 @@ function parseKvLine(line: string, defaultDevice: string): Decoded {
   const out = new FieldCollector(line);
   out.rejections.push(...bad);
   for (const [key, value] of pairs) out.metric(device, key, value);
-  return out.finish(ts, `no metric=value pair in ${show(line)}`);
+  return out.finish(ts, `no metric=value pair in ${describeFound(line)}`);
 }
 
 function regexParser(pattern: string, defaultDevice: string): LineParser {
@@ -208,7 +212,7 @@ function regexParser(pattern: string, defaultDevice: string): LineParser {
   const metrics = groups.filter((g) => g !== TS_FIELD && g !== DEVICE_FIELD);
   return (line) => {
     const m = re.exec(line);
-    if (!m) return rejectLine(`${show(line)} does not match the pattern`);
+    if (!m) return rejectLine(`${describeFound(line)} does not match the pattern`);
     const g = m.groups ?? {};
     const deviceText = g[DEVICE_FIELD];
     const device = deviceText ? deviceText : defaultDevice;
@@ -219,7 +223,7 @@ function regexParser(pattern: string, defaultDevice: string): LineParser {
     }
     return out.finish(
       tsValue(g[TS_FIELD]?.trim() ?? ''),
-      `no metric group captured a value in ${show(line)}`,
+      `no metric group captured a value in ${describeFound(line)}`,
     );
   };
 }

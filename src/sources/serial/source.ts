@@ -1,10 +1,10 @@
 import { TextDecoder } from 'node:util';
 import { SerialPort } from 'serialport';
-import type { Clock, TimerHandle } from '../../clock.js';
-import type { Logger } from '../../log.js';
-import type { Metrics } from '../../metrics.js';
+import type { Ingest } from '../../ingest/ingest.js';
 import { ReadingRejection } from '../../model/reading.js';
-import type { Ingest } from '../ingest.js';
+import type { Clock, TimerHandle } from '../../runtime/clock.js';
+import type { Logger } from '../../runtime/log.js';
+import type { Metrics } from '../../runtime/metrics.js';
 import { type Source, SourceStats, type SourceStatus } from '../source.js';
 import type { SerialSourceConfig } from './config.js';
 import { type Frame, LineFramer } from './framer.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { issuesToProblems } from '../../../src/config/problems.js';
+import { issuesToProblems } from '../../../src/schema/problems.js';
 import { checkModbusProfiles, modbusSourceSchema } from '../../../src/sources/modbus/config.js';
 import { planReads } from '../../../src/sources/modbus/plan.js';
 import { loadProfiles } from '../../../src/sources/modbus/profile.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from '../../../src/config/problems.js';
+import { ConfigError } from '../../../src/schema/problems.js';
 import {
   applyScale,
   decodeBit,

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { systemClock } from '../../../src/clock.js';
-import { EventBus } from '../../../src/events.js';
-import { RateLimitedLog, silentLogger } from '../../../src/log.js';
-import { Metrics } from '../../../src/metrics.js';
+import { Ingest } from '../../../src/ingest/ingest.js';
 import type { Reading, RejectReason } from '../../../src/model/reading.js';
-import { Ingest } from '../../../src/sources/ingest.js';
+import { systemClock } from '../../../src/runtime/clock.js';
+import { EventBus } from '../../../src/runtime/events.js';
+import { RateLimitedLog, silentLogger } from '../../../src/runtime/log.js';
+import { Metrics } from '../../../src/runtime/metrics.js';
 import { type SerialSourceInput, serialSourceSchema } from '../../../src/sources/serial/config.js';
 import { SerialSource } from '../../../src/sources/serial/source.js';
 import { type Db, openDatabase } from '../../../src/store/database.js';

@@ -1,4 +1,4 @@
-import type { OutputRecord } from './engine/records.js';
+import type { OutputRecord } from '../model/records.js';
 
 interface StoredWindow {
   end: number;

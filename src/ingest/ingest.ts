@@ -1,11 +1,16 @@
-import type { Clock } from '../clock.js';
-import type { DuplicateFilter } from '../engine/dedupe.js';
-import type { EventBus } from '../events.js';
-import type { RateLimitedLog } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import { type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
+/**
+ * ingest/ — the one door every reading passes (SPEC §1): validation, the device limit, duplicates
+ * (in memory, or backed by the store), counting and logging rejections, then the hand-off: queued
+ * for the store's group commit and announced on the bus to the rules. May import model/, store/
+ * (the writer), engine/compile.ts (types, for the duplicates' horizon) and runtime/.
+ */
+import { type Decoded, type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
+import type { Clock } from '../runtime/clock.js';
+import type { EventBus } from '../runtime/events.js';
+import type { RateLimitedLog } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { ReadingWriter } from '../store/reading-writer.js';
-import type { Decoded } from './decoders.js';
+import type { DuplicateFilter } from './duplicates.js';
 
 export interface IngestOptions {
   maxFutureSkew: number;
@@ -119,7 +124,7 @@ export class Ingest {
     // The rules run first: the records this reading causes share its commit (the crash rebuild
     // treats every record before the last committed reading as stored).
     this.deps.bus.emit('reading', reading, source);
-    this.deps.writer.queued();
+    this.deps.writer.commitIfFull();
     return 'accepted';
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EventBus } from '../src/events.js';
-import type { Reading } from '../src/model/reading.js';
+import type { Reading } from '../../src/model/reading.js';
+import { EventBus } from '../../src/runtime/events.js';
 
 const r: Reading = { device: 'd', metric: 'm', value: 1, ts: 0 };
 

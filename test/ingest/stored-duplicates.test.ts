@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { StoredDuplicates } from '../../src/store/stored-duplicates.js';
-import { reading, storeRig, T0 } from './rig.js';
+import { StoredDuplicates } from '../../src/ingest/stored-duplicates.js';
+import { reading, storeRig, T0 } from '../store/rig.js';
 
 type ReadingStep = { kind: 'reading'; device: string; value: number; dt: number };
 type Step =

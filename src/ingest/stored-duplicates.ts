@@ -1,6 +1,6 @@
-import type { DuplicateFilter } from '../engine/dedupe.js';
 import type { Reading } from '../model/reading.js';
-import type { ReadingWriter } from './reading-writer.js';
+import type { ReadingWriter } from '../store/reading-writer.js';
+import type { DuplicateFilter } from './duplicates.js';
 
 /** Event time each series keeps in memory behind its newest reading. */
 const RECENT_MS = 1_000;

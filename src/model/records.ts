@@ -2,8 +2,8 @@
  * Output records (SPEC §2 "Output records"). Each is built with its keys in the SPEC's order so that
  * `JSON.stringify` gives exactly the documented shape; times are ISO-8601 UTC with milliseconds.
  */
-import { type Reading, type ReadingJson, readingToJson } from '../model/reading.js';
-import { formatTimestamp } from '../model/timestamp.js';
+import { type Reading, type ReadingJson, readingToJson } from './reading.js';
+import { formatTimestamp } from './timestamp.js';
 
 /** A group's identity: each groupBy field → its value; null for a tag the reading lacked (fine print 9). */
 export type GroupKey = Readonly<Record<string, string | null>>;

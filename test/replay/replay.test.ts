@@ -1,9 +1,9 @@
 /** Replay (fine print 10, 11): JSON lines in, records out, deterministic; duplicates and bad lines. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RecentDuplicates } from '../../src/engine/dedupe.js';
-import { replay } from '../../src/engine/replay.js';
-import { compile } from './helpers.js';
+import { RecentDuplicates } from '../../src/ingest/duplicates.js';
+import { replay } from '../../src/replay/replay.js';
+import { compile } from '../engine/helpers.js';
 
 async function* linesOf(text: string): AsyncIterable<string> {
   for (const line of text.split('\n')) yield line;

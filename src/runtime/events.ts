@@ -1,6 +1,11 @@
+/**
+ * runtime/ — what every stage shares at run time: the clock (and the kept-up clock idleness is
+ * measured on), the typed event bus, logging, metrics, internal-error reporting, the timeout race
+ * (deadline.ts), host names, the version. Imports only model/ (the events' payloads).
+ */
 import { EventEmitter } from 'node:events';
-import type { DecisionRecord, LateRecord, ResultRecord } from './engine/records.js';
-import type { Reading, RejectReason } from './model/reading.js';
+import type { Reading, RejectReason } from '../model/reading.js';
+import type { DecisionRecord, LateRecord, ResultRecord } from '../model/records.js';
 
 /** Every event of the gateway, in one typed map. */
 export interface GatewayEvents {

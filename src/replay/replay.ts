@@ -1,14 +1,20 @@
 /**
+ * replay/ — `tidegate replay`: readings from JSON lines through validation, duplicates and the
+ * engine, off line, without store or wall clock. May import model/, ingest/duplicates.ts, engine/
+ * and runtime/clock.ts.
+ */
+/**
  * Replay (SPEC §7 `tidegate replay`, fine print 10–11): JSON-lines readings in, output records out,
  * with no wall clock. Streaming: memory depends on the open windows, not on the input length.
  * Deterministic: the same input gives byte-identical output.
  */
-import { ManualClock } from '../clock.js';
+
+import type { CompiledRule } from '../engine/compile.js';
+import { RuleEngine } from '../engine/engine.js';
+import { dedupeHorizon, RecentDuplicates } from '../ingest/duplicates.js';
 import { type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
-import type { CompiledRule } from './compile.js';
-import { dedupeHorizon, RecentDuplicates } from './dedupe.js';
-import { RuleEngine } from './engine.js';
-import type { OutputRecord } from './records.js';
+import type { OutputRecord } from '../model/records.js';
+import { ManualClock } from '../runtime/clock.js';
 
 export interface ReplaySummary {
   readings: number;

@@ -1,3 +1,9 @@
+/**
+ * schema/ — building blocks of every schema and file reader: zod fields (sizes, names, numbers and
+ * booleans as text), YAML files read with their positions, and problems located by file, line,
+ * column and path. Neutral ground for config/ and the device profiles in sources/; imports only
+ * model/.
+ */
 import { isMap, isSeq, type LineCounter, type Document as YamlDocument } from 'yaml';
 import type { z } from 'zod';
 

@@ -1,12 +1,13 @@
 /**
  * Duplicate readings (SPEC §1, fine print 11): the same device, metric, instant and value is one
  * reading, however often it arrives. The live gateway that stores raw readings asks the store
- * (`src/store/stored-duplicates.ts`); replay and a gateway without raw readings remember recent
+ * (`stored-duplicates.ts` beside this file); replay and a gateway without raw readings remember recent
  * readings here.
  */
+
+import { type CompiledRule, liveSpan } from '../engine/compile.js';
 import type { Reading } from '../model/reading.js';
 import { readingKey } from '../model/reading.js';
-import type { CompiledRule } from './compile.js';
 
 const HOUR = 3_600_000;
 
@@ -16,11 +17,7 @@ const HOUR = 3_600_000;
  */
 export function dedupeHorizon(rules: readonly CompiledRule[]): number {
   let span = 0;
-  for (const r of rules) {
-    const w = r.window;
-    const extent = w.type === 'session' ? w.gap : w.type === 'count' ? 0 : w.size;
-    span = Math.max(span, extent + r.maxOutOfOrder + r.lateness);
-  }
+  for (const r of rules) span = Math.max(span, liveSpan(r));
   return Math.max(HOUR, 2 * span);
 }
 

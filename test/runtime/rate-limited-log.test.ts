@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { pino } from 'pino';
-import { createLogger, RateLimitedLog } from '../../src/log.js';
+import { createLogger, RateLimitedLog } from '../../src/runtime/log.js';
 
 /** A pino logger writing into an array of parsed JSON lines. */
 function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {

@@ -4,17 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { ManualClock } from '../src/clock.js';
-import { EventBus } from '../src/events.js';
-import { LiveRules } from '../src/live-rules.js';
-import { RateLimitedLog, silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
-import { validateRule } from '../src/model/rule.js';
-import { Ingest } from '../src/sources/ingest.js';
-import { type Db, openDatabase } from '../src/store/database.js';
-import { ReadingWriter } from '../src/store/reading-writer.js';
-import { RuleStore } from '../src/store/rule-store.js';
-import { reading, T0 } from './store/rig.js';
+import { Ingest } from '../../src/ingest/ingest.js';
+import { validateRule } from '../../src/model/rule.js';
+import { LiveRules } from '../../src/rules/live.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { EventBus } from '../../src/runtime/events.js';
+import { RateLimitedLog, silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
+import { type Db, openDatabase } from '../../src/store/database.js';
+import { ReadingWriter } from '../../src/store/reading-writer.js';
+import { RuleStore } from '../../src/store/rule-store.js';
+import { reading, T0 } from '../store/rig.js';
 
 const IDLE = 20_000;
 const checked = validateRule({

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock } from '../src/clock.js';
-import { KeptUpClock } from '../src/kept-up-clock.js';
-import { loopMeter } from './helpers/loop-meter.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { KeptUpClock } from '../../src/runtime/kept-up-clock.js';
+import { loopMeter } from '../helpers/loop-meter.js';
 
 describe('KeptUpClock', () => {
   it('follows the wall clock while the gateway keeps up', () => {

@@ -1,9 +1,14 @@
-import type { Clock, TimerHandle } from '../clock.js';
-import { InternalErrors } from '../internal-errors.js';
-import { type Logger, RateLimitedLog } from '../log.js';
-import type { Metrics } from '../metrics.js';
+/**
+ * forward/ — store-and-forward (SPEC §4): one Forwarder per upstream follows the outbox from its
+ * cursor, batches, retries with backoff and delivers in order, at least once. May import store/
+ * (outbox), upstreams/upstream.ts (the interface) and runtime/.
+ */
+import type { Clock, TimerHandle } from '../runtime/clock.js';
+import { InternalErrors } from '../runtime/internal-errors.js';
+import { type Logger, RateLimitedLog } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { Outbox } from '../store/outbox.js';
 import type { OutboxItem, Upstream } from '../upstreams/upstream.js';
-import type { Outbox } from './outbox.js';
 
 export interface ForwarderOptions {
   gatewayId: string;

@@ -1,31 +1,7 @@
+/** The zod fields the config schemas share: sizes, names, identifiers, numbers and booleans as text. */
 import { z } from 'zod';
-import { parseDuration, parseSize } from '../model/duration.js';
+import { parseSize } from '../model/duration.js';
 import { NAME_RE } from '../model/reading.js';
-
-/** A duration as text (`200ms`, `7d`) or integer milliseconds; parses to milliseconds. */
-export function duration(options: { min?: number } = {}) {
-  const min = options.min ?? 0;
-  return z.union([z.string(), z.number()]).transform((input, ctx) => {
-    const ms = parseDuration(input);
-    if (ms === null) {
-      ctx.issues.push({
-        code: 'custom',
-        input,
-        message: `expected a duration such as 250ms, 10s, 5m, 2h, 1d or integer milliseconds, found ${JSON.stringify(input)}`,
-      });
-      return z.NEVER;
-    }
-    if (ms < min) {
-      ctx.issues.push({
-        code: 'custom',
-        input,
-        message: `expected at least ${min} ms, found ${JSON.stringify(input)}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
-}
 
 /** A size as text (`64KiB`, `1GiB`) or integer bytes; parses to bytes. */
 export function size(options: { min?: number } = {}) {
