@@ -49,8 +49,11 @@ rules:
     let published = 0;
     try {
       // Once a second, each device sends the second just past: 50 samples, 20 ms apart, in order.
+      let second = Number.NEGATIVE_INFINITY;
       for (let s = 0; s < SECONDS; s++) {
-        const second = Math.floor(Date.now() / 1000) * 1000 - 1000;
+        // Never the same second twice (a timer may fire a little before Date.now() turns over):
+        // it would be 300,000 duplicates, rightly ignored.
+        second = Math.max(second + 1000, Math.floor(Date.now() / 1000) * 1000 - 1000);
         for (let d = 0; d < DEVICES; d++) {
           const samples = Array.from({ length: PER_MESSAGE }, (_, i) => ({ value: i, ts: second + i * 20 }));
           (clients[d % CONNECTIONS] as MqttClient).publish(`load/dev-${d}/temp`, JSON.stringify(samples), {
