@@ -49,7 +49,10 @@ export class KeptUpClock implements Clock {
 
   start(): void {
     if (this.probe) return;
-    this.lastWall = this.wall.now();
+    // Not sampled while stopped: that time counts as kept up (nothing was read meanwhile).
+    const now = this.wall.now();
+    this.kept += Math.max(0, now - this.lastWall);
+    this.lastWall = now;
     this.lastLoop = this.loop();
     this.probe = this.wall.setInterval(() => this.sample(), this.options.every);
   }
