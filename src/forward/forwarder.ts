@@ -5,7 +5,7 @@
  */
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { InternalErrors } from '../runtime/internal-errors.js';
-import { type Logger, RateLimitedLog } from '../runtime/log.js';
+import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Outbox } from '../store/outbox.js';
 import type { OutboxItem, Upstream } from '../upstreams/upstream.js';
@@ -81,7 +81,7 @@ export class Forwarder {
     this.acked = outbox.cursor(upstream.id);
     this.sent = this.acked;
     this.random = deps.random ?? Math.random;
-    this.errors = new InternalErrors(deps.metrics, new RateLimitedLog(deps.log, () => deps.clock.now()));
+    this.errors = InternalErrors.of(deps);
     // Series from the start (at 0), so rates and alerts work before the first send or failure.
     deps.metrics.upstreamSent.inc({ upstream: upstream.id }, 0);
     deps.metrics.upstreamErrors.inc({ upstream: upstream.id }, 0);

@@ -15,7 +15,7 @@ import type { RuleSpec } from '../model/rule.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import type { EventBus } from '../runtime/events.js';
 import { InternalErrors } from '../runtime/internal-errors.js';
-import { type Logger, RateLimitedLog } from '../runtime/log.js';
+import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../store/database.js';
 import type { Outbox } from '../store/outbox.js';
@@ -147,10 +147,7 @@ export class LiveRules {
       },
       'rules',
     );
-    const errors = new InternalErrors(
-      this.deps.metrics,
-      new RateLimitedLog(this.deps.log, () => this.deps.clock.now()),
-    );
+    const errors = InternalErrors.of(this.deps);
     this.timer = this.deps.clock.setInterval(() => {
       // A timer's throw would reach the process and restart the gateway: counted, and the next tick tries again.
       try {

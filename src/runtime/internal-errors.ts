@@ -1,4 +1,5 @@
-import type { RateLimitedLog } from './log.js';
+import type { Clock } from './clock.js';
+import { type Logger, RateLimitedLog } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /**
@@ -11,6 +12,11 @@ export class InternalErrors {
     private readonly metrics: Metrics,
     private readonly log: RateLimitedLog,
   ) {}
+
+  /** For a part that has the common collaborators: its own rate limit on the gateway's log. */
+  static of(deps: { metrics: Metrics; log: Logger; clock: Clock }): InternalErrors {
+    return new InternalErrors(deps.metrics, new RateLimitedLog(deps.log, () => deps.clock.now()));
+  }
 
   report(where: string, err: unknown): void {
     this.metrics.internalErrors.inc({ where });

@@ -2,7 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import { type Reading, readingToJson } from '../model/reading.js';
 import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { InternalErrors } from '../runtime/internal-errors.js';
-import { type Logger, RateLimitedLog } from '../runtime/log.js';
+import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from './database.js';
 import { ForwardedBuckets } from './forwarded-buckets.js';
@@ -105,7 +105,7 @@ export class ReadingWriter {
       deps.clock.now(),
     );
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
-    this.errors = new InternalErrors(deps.metrics, new RateLimitedLog(deps.log, () => deps.clock.now()));
+    this.errors = InternalErrors.of(deps);
   }
 
   start(): void {

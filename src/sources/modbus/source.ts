@@ -79,11 +79,14 @@ export class ModbusSource implements Source {
   private devices: DeviceState[] = [];
   private running = false;
 
+  private readonly errors: InternalErrors;
+
   constructor(
     private readonly config: ModbusSourceConfig,
     private readonly deps: ModbusSourceDeps,
   ) {
     this.stats = new SourceStats(config.id, 'modbus');
+    this.errors = new InternalErrors(deps.metrics, deps.warn);
   }
 
   get id(): string {
@@ -176,7 +179,7 @@ export class ModbusSource implements Source {
       d.timer = null;
       this.poll(d).catch((err: unknown) => {
         // A bug below must not end this device's polling: counted, logged, tried again later.
-        new InternalErrors(this.deps.metrics, this.deps.warn).report('modbus/poll', err);
+        this.errors.report('modbus/poll', err);
         this.schedule(d, d.interval * MAX_BACKOFF_INTERVALS);
       });
     }, delay);
