@@ -26,6 +26,7 @@ const MAY_IMPORT = {
   ],
   config: ['model/', 'schema/', 'runtime/', 'sources/', 'upstreams/'],
   replay: ['model/', 'ingest/duplicates.ts', 'engine/', 'runtime/clock.ts'],
+  backtest: ['model/', 'engine/', 'replay/replay.ts', 'store/', 'runtime/'],
   systemd: [],
 };
 /** Modules at the root of src/ may import anything. */

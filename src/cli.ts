@@ -4,10 +4,13 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { HistoryOpenError } from './backtest/history-db.js';
+import { backtestStore } from './backtest/offline.js';
 import { DEFAULT_CONFIG_FILE, loadConfig } from './config/load.js';
 import { loadRulesFile } from './config/rules.js';
 import { compileRules } from './engine/compile.js';
 import { Gateway } from './gateway.js';
+import { parseIsoTimestamp } from './model/timestamp.js';
 import { replay } from './replay/replay.js';
 import { createLogger, type Logger } from './runtime/log.js';
 import { VERSION } from './runtime/version.js';
@@ -29,6 +32,10 @@ Usage:
   tidegate validate [--config FILE]   check the configuration and rules; print every problem; exit 1 if any
   tidegate replay --rules FILE [--input FILE|-]
                                       run rules over JSON-lines readings; output records on stdout
+  tidegate backtest --rules FILE [--rule ID] --from T --to T [--db PATH] [--config FILE]
+                                      run rules over the readings stored from T to T (ISO-8601 or
+                                      epoch ms), read-only; records on stdout, a summary on stderr
+                                      (default store: the config's store.path)
   tidegate hash-password              read a password on stdin, print a broker passwordHash
   tidegate --version | --help
 `;
@@ -205,6 +212,85 @@ async function replayCommand(rulesFile: string | undefined, input: string | unde
   return EXIT.ok;
 }
 
+/** A time on the command line: ISO-8601 with an offset, or epoch milliseconds. */
+function parseTime(text: string): number | null {
+  const t = /^-?\d+$/.test(text) ? Number(text) : parseIsoTimestamp(text);
+  return t !== null && Number.isSafeInteger(t) ? t : null;
+}
+
+/**
+ * `tidegate backtest`: rules of a file (or one of them) over the readings stored in a range, read
+ * from the store file read-only, so it runs beside the gateway. Records as JSON lines on stdout
+ * (as `tidegate replay` prints them), the summary on stderr.
+ */
+async function backtestCommand(args: {
+  rules: string | undefined;
+  rule: string | undefined;
+  from: string | undefined;
+  to: string | undefined;
+  db: string | undefined;
+  config: string;
+}): Promise<number> {
+  const usage = (message: string) => {
+    process.stderr.write(`tidegate backtest: ${message}\n\n${USAGE}`);
+    return EXIT.usage;
+  };
+  if (!args.rules) return usage('--rules FILE is required');
+  if (args.from === undefined || args.to === undefined) return usage('--from and --to are required');
+  const from = parseTime(args.from);
+  const to = parseTime(args.to);
+  if (from === null || to === null) {
+    return usage(
+      `expected ISO-8601 with Z or ±HH:MM, or epoch milliseconds: ${from === null ? args.from : args.to}`,
+    );
+  }
+  if (from >= to) return usage('--from must be before --to');
+  let specs: ReturnType<typeof loadRulesFile>;
+  let db = args.db;
+  try {
+    specs = loadRulesFile(args.rules);
+    db ??= loadConfig(args.config).store.path;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+      return EXIT.config;
+    }
+    throw err;
+  }
+  if (args.rule !== undefined) {
+    const one = specs.filter((r) => r.id === args.rule);
+    if (one.length === 0) {
+      return usage(
+        `no rule ${args.rule} in ${args.rules} (it has ${specs.map((r) => r.id).join(', ') || 'none'})`,
+      );
+    }
+    specs = one;
+  }
+  const out = new LineWriter(process.stdout);
+  let summary: Awaited<ReturnType<typeof backtestStore>>;
+  try {
+    summary = await backtestStore(
+      db,
+      compileRules(specs),
+      { from, to },
+      {
+        emit: (line) => out.write(line),
+        ready: () => out.ready(),
+      },
+    );
+  } catch (err) {
+    process.stderr.write(`tidegate backtest: ${(err as Error).message}\n`);
+    return err instanceof HistoryOpenError ? EXIT.store : EXIT.failure;
+  }
+  await out.end();
+  const d = summary.decisions;
+  process.stderr.write(
+    `tidegate backtest: ${summary.readings} readings, ${summary.windows} windows, ${summary.results} results, ` +
+      `${d.firing} firing, ${d.ok} ok, ${summary.late} late\n`,
+  );
+  return EXIT.ok;
+}
+
 /** Buffers lines into large writes and reports when the stream wants a pause. */
 class LineWriter {
   private buffer: string[] = [];
@@ -254,6 +340,10 @@ export async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         rules: { type: 'string', short: 'r' },
         input: { type: 'string', short: 'i' },
+        rule: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        db: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -282,6 +372,15 @@ export async function main(argv: string[]): Promise<number> {
       return hashPasswordCommand();
     case 'replay':
       return replayCommand(values.rules as string | undefined, values.input as string | undefined);
+    case 'backtest':
+      return backtestCommand({
+        rules: values.rules as string | undefined,
+        rule: values.rule as string | undefined,
+        from: values.from as string | undefined,
+        to: values.to as string | undefined,
+        db: values.db as string | undefined,
+        config: file,
+      });
     default:
       process.stderr.write(`tidegate: unknown command "${command}"\n\n${USAGE}`);
       return EXIT.usage;

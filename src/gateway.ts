@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { ApiServer, createApp } from './api/server.js';
+import { BacktestJobs } from './backtest/jobs.js';
 import type { GatewayConfig } from './config/schema.js';
 import { Forwarder } from './forward/forwarder.js';
 import { dedupeHorizon, RecentDuplicates } from './ingest/duplicates.js';
@@ -17,6 +18,7 @@ import { VERSION } from './runtime/version.js';
 import { createSource } from './sources/create.js';
 import { EmbeddedBroker } from './sources/mqtt-broker.js';
 import type { Source } from './sources/source.js';
+import { BacktestStore } from './store/backtest-store.js';
 import { type Db, openDatabase } from './store/database.js';
 import { StoreMaintenance } from './store/maintenance.js';
 import { Outbox } from './store/outbox.js';
@@ -58,6 +60,7 @@ export class Gateway {
   private outbox: Outbox | null = null;
   private upstreams: Upstream[] = [];
   private forwarders: Forwarder[] = [];
+  private backtests: BacktestJobs | null = null;
   private rules: LiveRules | null = null;
   private ingest: Ingest | null = null;
   private broker: EmbeddedBroker | null = null;
@@ -178,6 +181,11 @@ export class Gateway {
       for (const f of this.forwarders) f.kick();
     });
     this.startMaintenance(db, outbox);
+    this.backtests = new BacktestJobs(
+      new BacktestStore(db),
+      { ...this.commonDeps(), rules: rules.catalog, bus: this.bus },
+      { database: config.store.path },
+    );
     if (config.api.enabled) {
       const app = createApp(config.api, {
         query: new ReadingsQuery(db, () => writer.syncSummaries()),
@@ -187,6 +195,7 @@ export class Gateway {
         view: this.view(),
         bus: this.bus,
         rules: rules.catalog,
+        backtests: this.backtests,
       });
       this.api = new ApiServer(config.api, app, this.log);
       await this.api.start();
@@ -314,6 +323,7 @@ export class Gateway {
       }
     };
     await step('api', () => this.api?.stop());
+    await step('backtests', () => this.backtests?.stop());
     for (const s of this.sources.reverse()) await step(`source ${s.id}`, () => s.stop());
     for (const f of this.forwarders) await step(`forwarder ${f.id}`, () => f.stop());
     for (const u of this.upstreams) await step(`upstream ${u.id}`, () => u.close());

@@ -8,6 +8,7 @@ export type ApiErrorCode =
   | 'conflict'
   | 'payload_too_large'
   | 'unprocessable'
+  | 'unavailable'
   | 'internal';
 
 const STATUS: Record<ApiErrorCode, number> = {
@@ -17,6 +18,7 @@ const STATUS: Record<ApiErrorCode, number> = {
   conflict: 409,
   payload_too_large: 413,
   unprocessable: 422,
+  unavailable: 503,
   internal: 500,
 };
 

@@ -1,4 +1,5 @@
 import { type ZodType, z } from 'zod';
+import { exportParams, MAX_EXPORTS } from './routes/export.js';
 import { alertParams, listParams } from './routes/outputs.js';
 import { latestParams, readingsParams } from './routes/readings.js';
 import * as s from './schemas.js';
@@ -12,12 +13,17 @@ export interface RouteDoc {
   method: 'get' | 'post' | 'put' | 'delete';
   /** OpenAPI style, relative to the server root: `/api/v1/devices/{id}`. */
   path: string;
+  /** Unique across the API: what generated clients name the operation. */
+  operationId: string;
   summary: string;
   query?: ZodType;
   body?: ZodType;
   /** Path parameters, by name. */
   params?: Record<string, string>;
-  responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
+  responses: Record<
+    number,
+    { description: string; schema?: ZodType; contentType?: string; alsoContentTypes?: string[] }
+  >;
   /** Open without the bearer token, which still tells it more (only /health). */
   public?: boolean;
 }
@@ -45,6 +51,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/health`,
+      operationId: 'getHealth',
       summary: 'Status, version, uptime, sources, broker, store, upstreams and outbox',
       responses: {
         200: {
@@ -58,12 +65,14 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/devices`,
+      operationId: 'listDevices',
       summary: 'Devices seen, their metrics with last value and time, source and status',
       responses: { 200: { description: 'every device', schema: s.deviceList }, ...errors(401) },
     },
     {
       method: 'get',
       path: `${V1}/devices/{id}`,
+      operationId: 'getDevice',
       summary: 'One device',
       params: { id: 'device id' },
       responses: { 200: { description: 'the device', schema: s.device }, ...errors(401, 404) },
@@ -71,6 +80,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/readings`,
+      operationId: 'listReadings',
       summary: 'Raw readings (filters, time range, order, cursor); with step and agg, downsampled in SQLite',
       query: readingsParams,
       responses: {
@@ -83,7 +93,25 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     },
     {
       method: 'get',
+      path: `${V1}/readings/export`,
+      operationId: 'exportReadings',
+      summary:
+        'Every matching reading in (ts, arrival) order, streamed with no row limit: NDJSON (the input of tidegate replay) or CSV (RFC 4180, header row)',
+      query: exportParams,
+      responses: {
+        200: {
+          description: 'the readings, one per line',
+          contentType: 'application/x-ndjson',
+          alsoContentTypes: ['text/csv'],
+        },
+        ...errors(400, 401),
+        503: { description: `more than ${MAX_EXPORTS} exports at once`, schema: s.errorBody },
+      },
+    },
+    {
+      method: 'get',
       path: `${V1}/readings/latest`,
+      operationId: 'listLatestReadings',
       summary: 'The latest value of each (device, metric)',
       query: latestParams,
       responses: { 200: { description: 'latest readings', schema: s.latestList }, ...errors(400, 401) },
@@ -91,6 +119,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/results`,
+      operationId: 'listResults',
       summary: 'Stored window results, every revision, in emission order',
       query: listParams,
       responses: { 200: { description: 'a page of results', schema: s.resultsPage }, ...errors(400, 401) },
@@ -98,6 +127,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/decisions`,
+      operationId: 'listDecisions',
       summary: 'Stored decision transitions',
       query: listParams,
       responses: {
@@ -108,6 +138,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/alerts`,
+      operationId: 'listAlerts',
       summary: '(rule, group) pairs firing now',
       query: alertParams,
       responses: { 200: { description: 'what is firing', schema: s.alertList }, ...errors(400, 401) },
@@ -115,6 +146,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: `${V1}/openapi.json`,
+      operationId: 'getOpenApi',
       summary: 'This document',
       responses: {
         200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) },
@@ -124,6 +156,7 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
     {
       method: 'get',
       path: '/metrics',
+      operationId: 'getMetrics',
       summary: 'Prometheus metrics',
       responses: {
         200: { description: 'Prometheus text format', contentType: 'text/plain' },
@@ -171,15 +204,15 @@ export function openApiDocument(version: string, extra: readonly RouteDoc[] = []
     };
     const responses: Record<string, unknown> = {};
     for (const [status, r] of Object.entries(all)) {
-      const type = r.contentType ?? 'application/json';
+      const types = [r.contentType ?? 'application/json', ...(r.alsoContentTypes ?? [])];
+      const media = r.schema ? { schema: jsonSchema(r.schema, 'output') } : {};
       responses[status] = {
         description: r.description,
-        ...(r.schema || r.contentType
-          ? { content: { [type]: r.schema ? { schema: jsonSchema(r.schema, 'output') } : {} } }
-          : {}),
+        ...(r.schema || r.contentType ? { content: Object.fromEntries(types.map((t) => [t, media])) } : {}),
       };
     }
     const operation: Record<string, unknown> = {
+      operationId: route.operationId,
       summary: route.summary,
       parameters: parameters(route),
       responses,
@@ -202,6 +235,7 @@ export function openApiDocument(version: string, extra: readonly RouteDoc[] = []
       title: 'tidegate',
       version,
       description: 'The local REST API of the tidegate IoT sensor edge gateway (docs/SPEC.md §5).',
+      license: { name: 'MIT', identifier: 'MIT' },
     },
     servers: [{ url: '/' }],
     components: {

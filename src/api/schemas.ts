@@ -5,7 +5,7 @@ import { z } from 'zod';
  * and the tests validate every response they receive against that document.
  */
 
-const iso = z.string().describe('ISO-8601 UTC with milliseconds');
+export const iso = z.string().describe('ISO-8601 UTC with milliseconds');
 const key = z.record(z.string(), z.string().nullable()).describe('the groupBy fields of the group');
 const values = z.record(z.string(), z.number().nullable()).describe('aggregate values by alias');
 const cursor = z

@@ -17,7 +17,9 @@ import type { ReadingsQuery } from '../store/readings-query.js';
 import { bearerAuth } from './auth.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
 import { openApiDocument } from './openapi.js';
+import { BACKTESTS_ROUTE_DOCS, type BacktestService, backtestsRoutes } from './routes/backtests.js';
 import { type DevicesView, devicesRoutes } from './routes/devices.js';
+import { exportRoutes } from './routes/export.js';
 import { type HealthView, healthRoutes } from './routes/health.js';
 import { outputsRoutes } from './routes/outputs.js';
 import { readingsRoutes } from './routes/readings.js';
@@ -40,6 +42,8 @@ export function createApp(
     log: Logger;
     /** The running rules; without it /rules is not served. */
     rules?: RulesService;
+    /** Backtest jobs; without it /backtests is not served. */
+    backtests?: BacktestService;
     /** What /stream publishes; without it the stream stays silent. */
     bus?: EventBus;
     stream?: Partial<StreamOptions>;
@@ -67,15 +71,21 @@ export function createApp(
   let openapi: string | undefined;
   app.get(`${API_PREFIX}/openapi.json`, (_req, res) => {
     openapi ??= JSON.stringify(
-      openApiDocument(deps.view.version, [...(deps.rules ? RULES_ROUTE_DOCS : []), ...STREAM_ROUTE_DOCS]),
+      openApiDocument(deps.view.version, [
+        ...(deps.rules ? RULES_ROUTE_DOCS : []),
+        ...(deps.backtests ? BACKTESTS_ROUTE_DOCS : []),
+        ...STREAM_ROUTE_DOCS,
+      ]),
     );
     res.type('application/json').send(openapi);
   });
   app.use(API_PREFIX, healthRoutes(deps.view));
   app.use(API_PREFIX, devicesRoutes(deps.query, deps.view));
+  app.use(API_PREFIX, exportRoutes(deps.query, { metrics: deps.metrics, log: deps.log }));
   app.use(API_PREFIX, readingsRoutes(deps.query));
   app.use(API_PREFIX, outputsRoutes(deps.outputs));
   if (deps.rules) app.use(API_PREFIX, rulesRoutes(deps.rules));
+  if (deps.backtests) app.use(API_PREFIX, backtestsRoutes(deps.backtests));
   app.use(API_PREFIX, new StreamHub(deps.bus ?? new EventBus(), deps.metrics, deps.stream).routes());
   app.use(notFound);
   app.use(errorHandler(deps.log));

@@ -4,6 +4,7 @@
  * (deadline.ts), host names, the version. Imports only model/ (the events' payloads).
  */
 import { EventEmitter } from 'node:events';
+import type { BacktestProgress, BacktestState, BacktestSummary } from '../model/backtest.js';
 import type { Reading, RejectReason } from '../model/reading.js';
 import type { DecisionRecord, LateRecord, ResultRecord } from '../model/records.js';
 
@@ -19,6 +20,16 @@ export interface GatewayEvents {
   decision: [record: DecisionRecord];
   /** A reading fitted no live window of a rule (the late side output). */
   late: [record: LateRecord];
+  /** A backtest job started, progressed (a few times a second) or ended. */
+  backtest: [event: BacktestEvent];
+}
+
+/** What `/stream` says of a backtest job (`event: backtest`). */
+export interface BacktestEvent {
+  id: string;
+  state: BacktestState;
+  progress: BacktestProgress;
+  summary: BacktestSummary;
 }
 
 /** Told of a listener that threw: `where` is `owner/event`. */

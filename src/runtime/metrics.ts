@@ -223,6 +223,32 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly exportsActive = new Gauge({
+    name: 'tidegate_exports_active',
+    help: 'Readings exports being streamed now (/readings/export)',
+    registers: [this.registry],
+  });
+
+  readonly exportedReadings = new Counter({
+    name: 'tidegate_export_readings_total',
+    help: 'Readings written to export responses',
+    labelNames: ['format'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backtests = new Counter({
+    name: 'tidegate_backtests_total',
+    help: 'Backtest jobs ended, by how (done, failed, cancelled)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backtestReadings = new Counter({
+    name: 'tidegate_backtest_readings_total',
+    help: 'Stored readings run through backtest jobs',
+    registers: [this.registry],
+  });
+
   readonly apiRequests = new Counter({
     name: 'tidegate_api_requests_total',
     help: 'API requests answered, by route pattern and status code',

@@ -1,6 +1,8 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 import { MINUTE, minuteOf } from './minutes.js';
+import { type SeriesTimeFilter, seriesAndTime, seriesFilter } from './reading-filters.js';
+import { type HistoryFilter, ReadingHistory } from './reading-history.js';
 import { StatementCache, trimPage } from './statements.js';
 
 export interface StoredReading {
@@ -12,13 +14,7 @@ export interface StoredReading {
   tags: Record<string, string> | null;
 }
 
-export interface ReadingsFilter {
-  devices?: string[];
-  metrics?: string[];
-  /** Inclusive, epoch ms. */
-  from?: number;
-  /** Exclusive, epoch ms. */
-  to?: number;
+export interface ReadingsFilter extends SeriesTimeFilter {
   order: 'asc' | 'desc';
   limit: number;
   /** Continue after this position (from a previous page). */
@@ -106,52 +102,6 @@ interface ReadingRow {
 }
 
 /**
- * The WHERE fragment (and its parameters) that keeps the series of the device and metric filters,
- * on the column `column`; null without such filters. A subquery on `series`, so that SQLite scans
- * the time range once and tests each row's series id against a small set.
- */
-function seriesFilter(
-  filter: Pick<ReadingsFilter, 'devices' | 'metrics'>,
-  column: string,
-): { where: string; params: string[] } | null {
-  const where: string[] = [];
-  const params: string[] = [];
-  if (filter.devices?.length) {
-    where.push(`device IN (${filter.devices.map(() => '?').join(',')})`);
-    params.push(...filter.devices);
-  }
-  if (filter.metrics?.length) {
-    where.push(`metric IN (${filter.metrics.map(() => '?').join(',')})`);
-    params.push(...filter.metrics);
-  }
-  if (where.length === 0) return null;
-  return { where: `${column} IN (SELECT id FROM series WHERE ${where.join(' AND ')})`, params };
-}
-
-/** The WHERE fragments (and their parameters) of the device, metric and time filters. */
-function seriesAndTime(filter: Pick<ReadingsFilter, 'devices' | 'metrics' | 'from' | 'to'>): {
-  where: string[];
-  params: (string | number)[];
-} {
-  const where: string[] = [];
-  const params: (string | number)[] = [];
-  const series = seriesFilter(filter, 'r.series_id');
-  if (series) {
-    where.push(series.where);
-    params.push(...series.params);
-  }
-  if (filter.from !== undefined) {
-    where.push('r.ts >= ?');
-    params.push(filter.from);
-  }
-  if (filter.to !== undefined) {
-    where.push('r.ts < ?');
-    params.push(filter.to);
-  }
-  return { where, params };
-}
-
-/**
  * Read-side queries of raw readings and devices. SQL is assembled only from fixed fragments;
  * every value is a bound parameter. Statements are cached by their shape.
  */
@@ -167,7 +117,7 @@ export class ReadingsQuery {
    * devices): the writer writes those it holds back (ReadingWriter.syncSummaries).
    */
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly beforeSummaries: () => void = () => {},
   ) {
     this.statements = new StatementCache(db);
@@ -182,13 +132,26 @@ export class ReadingsQuery {
     );
   }
 
+  /** Every matching reading in (ts, arrival) order, read chunk by chunk (the export). */
+  history(filter: HistoryFilter, chunkSize?: number): ReadingHistory {
+    return new ReadingHistory(this.db, filter, chunkSize);
+  }
+
   readings(filter: ReadingsFilter): ReadingsPage {
-    const { where, params } = seriesAndTime(filter);
-    const cmp = filter.order === 'asc' ? '>' : '<';
-    if (filter.after) {
-      // The plain bound on ts lets SQLite start the range scan at the cursor.
+    const asc = filter.order === 'asc';
+    const cmp = asc ? '>' : '<';
+    const after = filter.after;
+    // With a cursor, one bound on ts where the scan starts: the cursor's, or the range's if that is
+    // tighter. Given both, SQLite may start at the range's and skip its way to the cursor, every page.
+    const { where, params } = seriesAndTime(
+      after ? { ...filter, ...(asc ? { from: undefined } : { to: undefined }) } : filter,
+    );
+    if (after) {
+      const edge = asc ? filter.from : filter.to;
+      const start =
+        edge === undefined ? after.ts : asc ? Math.max(edge, after.ts) : Math.min(edge - 1, after.ts);
       where.push(`r.ts ${cmp}= ?`, `(r.ts, r.seq) ${cmp} (?, ?)`);
-      params.push(filter.after.ts, filter.after.ts, filter.after.seq);
+      params.push(start, after.ts, after.seq);
     }
     const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
     const sql =

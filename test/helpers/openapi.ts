@@ -1,5 +1,6 @@
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { openApiDocument } from '../../src/api/openapi.js';
+import { BACKTESTS_ROUTE_DOCS } from '../../src/api/routes/backtests.js';
 import { RULES_ROUTE_DOCS } from '../../src/api/routes/rules.js';
 import { STREAM_ROUTE_DOCS } from '../../src/api/routes/stream.js';
 
@@ -13,7 +14,11 @@ interface Operation {
  */
 export class OpenApiChecker {
   /** The document of a gateway with every optional router mounted. */
-  private readonly doc = openApiDocument('test', [...RULES_ROUTE_DOCS, ...STREAM_ROUTE_DOCS]) as {
+  private readonly doc = openApiDocument('test', [
+    ...RULES_ROUTE_DOCS,
+    ...BACKTESTS_ROUTE_DOCS,
+    ...STREAM_ROUTE_DOCS,
+  ]) as {
     paths: Record<string, Record<string, Operation>>;
   };
   private readonly ajv = new Ajv2020({ strict: false, allErrors: true });

@@ -150,6 +150,7 @@ export const RULES_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'get',
     path: `${V1}/rules`,
+    operationId: 'listRules',
     summary: 'Every rule: config-file rules in file order, then API rules in creation order',
     responses: {
       200: { description: 'the rules', schema: z.strictObject({ items: z.array(ruleView) }) },
@@ -159,6 +160,7 @@ export const RULES_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'post',
     path: `${V1}/rules`,
+    operationId: 'createRule',
     summary: 'Creates a rule; it runs at once, after the other rules, with no windows',
     body: ruleBody,
     responses: {
@@ -173,6 +175,7 @@ export const RULES_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'post',
     path: `${V1}/rules/validate`,
+    operationId: 'validateRule',
     summary: 'Checks a rule and returns every problem with its path; changes nothing',
     body: ruleBody,
     responses: {
@@ -186,6 +189,7 @@ export const RULES_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'get',
     path: `${V1}/rules/{id}`,
+    operationId: 'getRule',
     summary: 'One rule',
     params: { id: 'rule id' },
     responses: { 200: { description: 'the rule', schema: ruleView }, 401: E401, 404: err('no such rule') },
@@ -193,6 +197,7 @@ export const RULES_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'put',
     path: `${V1}/rules/{id}`,
+    operationId: 'putRule',
     summary:
       'Creates or replaces an API rule; a replaced rule starts fresh (windows and decision state discarded)',
     params: { id: 'rule id' },
@@ -210,6 +215,7 @@ export const RULES_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'delete',
     path: `${V1}/rules/{id}`,
+    operationId: 'deleteRule',
     summary: 'Deletes an API rule with its windows and decision state (header Tidegate-Windows)',
     params: { id: 'rule id' },
     responses: {

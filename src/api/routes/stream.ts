@@ -3,14 +3,14 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { type Reading, readingToJson } from '../../model/reading.js';
 import type { DecisionRecord, LateRecord, ResultRecord } from '../../model/records.js';
-import type { EventBus } from '../../runtime/events.js';
+import type { BacktestEvent, EventBus } from '../../runtime/events.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import type { RouteDoc } from '../openapi.js';
 import { namesParam, parseQuery, single } from '../query.js';
 import { errorBody } from '../schemas.js';
 import { sendError } from '../security.js';
 
-export const STREAM_TYPES = ['reading', 'result', 'decision', 'late'] as const;
+export const STREAM_TYPES = ['reading', 'result', 'decision', 'late', 'backtest'] as const;
 export type StreamType = (typeof STREAM_TYPES)[number];
 
 export interface StreamOptions {
@@ -152,6 +152,7 @@ export class StreamHub {
       bus.on('result', (r) => this.publishOutput(r), 'stream'),
       bus.on('decision', (r) => this.publishOutput(r), 'stream'),
       bus.on('late', (r) => this.publishOutput(r), 'stream'),
+      bus.on('backtest', (e) => this.publishBacktest(e), 'stream'),
     ];
     this.heartbeat = setInterval(() => this.broadcast(': heartbeat\n\n'), this.options.heartbeatMs);
     this.heartbeat.unref();
@@ -184,6 +185,16 @@ export class StreamHub {
     for (const c of this.clients) {
       if (!matchesOutput(c.filter, r)) continue;
       frame ??= `event: ${r.type}\ndata: ${JSON.stringify(r)}\n\n`;
+      this.write(c, frame);
+    }
+  }
+
+  /** Backtest progress: narrowed by `type` only (it concerns no device, metric or running rule). */
+  private publishBacktest(e: BacktestEvent): void {
+    let frame: string | null = null;
+    for (const c of this.clients) {
+      if (c.filter.types && !c.filter.types.has('backtest')) continue;
+      frame ??= `event: backtest\ndata: ${JSON.stringify(e)}\n\n`;
       this.write(c, frame);
     }
   }
@@ -227,8 +238,9 @@ export const STREAM_ROUTE_DOCS: RouteDoc[] = [
   {
     method: 'get',
     path: '/api/v1/stream',
+    operationId: 'streamEvents',
     summary:
-      'Server-Sent Events of readings, results, decisions and late records (event = type, data = the record JSON); heartbeats; slow clients are dropped',
+      'Server-Sent Events of readings, results, decisions and late records (event = type, data = the record JSON) and backtest progress (event: backtest); heartbeats; slow clients are dropped',
     query: streamParams,
     responses: {
       200: { description: 'an event stream', contentType: 'text/event-stream' },

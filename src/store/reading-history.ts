@@ -1,0 +1,126 @@
+import type { Statement } from 'better-sqlite3';
+import type { Reading } from '../model/reading.js';
+import type { Db } from './database.js';
+import { type SeriesTimeFilter, seriesAndTime, seriesFilter } from './reading-filters.js';
+
+/** Which stored readings a history holds: the filters of `/readings`, without order or paging. */
+export type HistoryFilter = SeriesTimeFilter;
+
+/**
+ * The filter without its device and metric part when that part matches every series the store
+ * has: testing each reading against the series set then costs a fifth of the read and keeps none
+ * out. Only for readers that test each reading themselves (a backtest's engine ignores readings
+ * its rules do not match): a series created meanwhile is not kept out either.
+ */
+export function withoutIdleSeriesFilter(db: Db, filter: HistoryFilter): HistoryFilter {
+  if (!filter.devices?.length && !filter.metrics?.length) return filter;
+  const series = seriesFilter(filter, 'id');
+  if (series === null) return filter;
+  const all = db.prepare('SELECT count(*) FROM series').pluck().get() as number;
+  const kept = db
+    .prepare(`SELECT count(*) FROM series WHERE ${series.where}`)
+    .pluck()
+    .get(...series.params) as number;
+  if (kept < all) return filter;
+  const { devices: _d, metrics: _m, ...rest } = filter;
+  return rest;
+}
+
+/** Series ids remembered before the cache starts over (a store may hold many series). */
+const MAX_SERIES_CACHED = 100_000;
+
+interface SeriesNames {
+  device: string;
+  metric: string;
+  unit: string | undefined;
+}
+
+/**
+ * Every stored reading that matches a filter, in (ts, arrival) order — the order of `/readings` and
+ * `/readings/export` — read in chunks by keyset: each chunk is its own short query, so no read
+ * transaction stays open between chunks (a WAL checkpoint is never held back for long) and memory
+ * holds one chunk whatever the range. Readings stored meanwhile after the position are included.
+ * Used by the export (on the gateway's connection) and by backtests (on a connection of their own).
+ */
+export class ReadingHistory {
+  private readonly first: Statement;
+  private readonly rest: Statement;
+  private readonly countStatement: Statement;
+  private readonly seriesStatement: Statement;
+  private readonly params: (string | number)[];
+  private readonly restParams: (string | number)[];
+  private readonly series = new Map<number, SeriesNames>();
+  private after: { ts: number; seq: number } | null = null;
+  private done = false;
+  /** A chunk and the names of its series are read in one snapshot (retention may delete both meanwhile). */
+  private readonly readChunk: () => Reading[];
+
+  constructor(
+    db: Db,
+    filter: HistoryFilter,
+    private readonly chunkSize = 4096,
+  ) {
+    const { where, params } = seriesAndTime(filter);
+    this.params = params;
+    // After the first chunk, the position is the range's lower bound: one bound on ts, so that
+    // SQLite starts the scan there (given two, it may start at `from` and skip its way up, every chunk).
+    const rest = seriesAndTime({ ...filter, from: undefined });
+    this.restParams = rest.params;
+    const base = 'SELECT r.ts, r.seq, r.series_id, r.value, r.tags FROM readings r';
+    const order = ' ORDER BY r.ts, r.seq LIMIT ?';
+    const clause = (all: string[]) => (all.length ? ` WHERE ${all.join(' AND ')}` : '');
+    this.first = db.prepare(`${base}${clause(where)}${order}`).raw(true);
+    this.rest = db
+      .prepare(`${base}${clause([...rest.where, 'r.ts >= ?', '(r.ts, r.seq) > (?, ?)'])}${order}`)
+      .raw(true);
+    this.countStatement = db.prepare(`SELECT count(*) FROM readings r${clause(where)}`).pluck();
+    this.seriesStatement = db.prepare('SELECT device, metric, unit FROM series WHERE id = ?');
+    this.readChunk = db.transaction(() => this.read());
+  }
+
+  /** How many readings match now (a full count of the range: call it once, off the event loop if large). */
+  count(): number {
+    return this.countStatement.get(...this.params) as number;
+  }
+
+  /** The next chunk, in order; empty once every reading was read. */
+  next(): Reading[] {
+    return this.done ? [] : this.readChunk();
+  }
+
+  private read(): Reading[] {
+    const rows = (
+      this.after === null
+        ? this.first.all(...this.params, this.chunkSize)
+        : this.rest.all(...this.restParams, this.after.ts, this.after.ts, this.after.seq, this.chunkSize)
+    ) as [number, number, number, number, string | null][];
+    if (rows.length < this.chunkSize) this.done = true;
+    const out: Reading[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const [ts, , seriesId, value, tags] = rows[i] as [number, number, number, number, string | null];
+      const s = this.names(seriesId);
+      const r: Reading = { device: s.device, metric: s.metric, value, ts };
+      if (s.unit !== undefined) r.unit = s.unit;
+      if (tags !== null) r.tags = JSON.parse(tags) as Record<string, string>;
+      out[i] = r;
+    }
+    const last = rows.at(-1);
+    if (last) this.after = { ts: last[0], seq: last[1] };
+    return out;
+  }
+
+  private names(id: number): SeriesNames {
+    let s = this.series.get(id);
+    if (s === undefined) {
+      const row = this.seriesStatement.get(id) as
+        | { device: string; metric: string; unit: string | null }
+        | undefined;
+      // Read in the chunk's snapshot, a series is there while it has readings.
+      if (row === undefined) throw new Error(`the store's readings refer to series ${id}, which is missing`);
+      s = { device: row.device, metric: row.metric, unit: row.unit || undefined };
+      if (this.series.size >= MAX_SERIES_CACHED) this.series.clear();
+      this.series.set(id, s);
+    }
+    return s;
+  }
+}
