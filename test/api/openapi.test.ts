@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type express from 'express';
-import { apiRoutes } from '../../src/api/openapi.js';
+import { apiRoutes, openApiDocument } from '../../src/api/openapi.js';
+import { BACKTESTS_ROUTE_DOCS } from '../../src/api/routes/backtests.js';
 import { RULES_ROUTE_DOCS } from '../../src/api/routes/rules.js';
 import { STREAM_ROUTE_DOCS } from '../../src/api/routes/stream.js';
 import { ApiServer, createApp } from '../../src/api/server.js';
@@ -82,7 +83,27 @@ describe('the OpenAPI document', () => {
       assert.ok(documented.includes(`${r.method.toUpperCase()} ${r.path}`), r.path);
   });
 
-  it('with rules mounted, documents the rules routes too, and again nothing more or less', () => {
+  it('gives every operation a unique operationId, and the document a license', () => {
+    const doc = openApiDocument('1', [
+      ...RULES_ROUTE_DOCS,
+      ...BACKTESTS_ROUTE_DOCS,
+      ...STREAM_ROUTE_DOCS,
+    ]) as {
+      info: { license?: { name: string; identifier?: string } };
+      paths: Record<string, Record<string, { operationId?: string }>>;
+    };
+    const ids = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => {
+        assert.match(op.operationId ?? '', /^[a-z][A-Za-z]+$/, `${method} ${path} has no operationId`);
+        return op.operationId;
+      }),
+    );
+    assert.equal(ids.length, 23, `${ids.length} operations`);
+    assert.equal(new Set(ids).size, ids.length, `duplicate operationIds: ${ids.join(', ')}`);
+    assert.deepEqual(doc.info.license, { name: 'MIT', identifier: 'MIT' });
+  });
+
+  it('with rules and backtests mounted, documents their routes too, and again nothing more or less', () => {
     const config = parseConfigText('api: { port: 0 }\n', 'test.yaml', {});
     const unused = () => {
       throw new Error('not called');
@@ -100,13 +121,22 @@ describe('the OpenAPI document', () => {
         put: unused,
         remove: unused,
       },
+      backtests: {
+        create: unused,
+        list: () => [],
+        get: () => null,
+        records: () => null,
+        cancel: unused,
+        isRefusal: (_err: unknown): _err is never => false,
+      },
       view: testView({ gatewayId: 'gw', version: '1', staleAfter: 1 }),
     });
-    const documented = apiRoutes([...RULES_ROUTE_DOCS, ...STREAM_ROUTE_DOCS])
+    const documented = apiRoutes([...RULES_ROUTE_DOCS, ...BACKTESTS_ROUTE_DOCS, ...STREAM_ROUTE_DOCS])
       .map((r) => `${r.method.toUpperCase()} ${r.path}`)
       .sort();
     assert.deepEqual(routerRoutes(withRules), documented);
     assert.ok(documented.includes('PUT /api/v1/rules/{id}'));
+    assert.ok(documented.includes('DELETE /api/v1/backtests/{id}'));
   });
 
   it('is served at /api/v1/openapi.json as OpenAPI 3.1 with every path', async () => {

@@ -113,6 +113,35 @@ describe('backtest jobs over the API', () => {
     assert.equal(list.body.items[0]?.id, done.id);
   });
 
+  it('announces progress and the end on /stream as backtest events', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${rig.base}/api/v1/stream?type=backtest`, { signal: ac.signal });
+    assert.equal(res.status, 200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    try {
+      // The subscription exists once the first frame (retry:) arrived.
+      let text = decoder.decode((await reader.read()).value);
+      const posted = await rig.call<Job>('POST', '/api/v1/backtests', { rule: tumbling, from: FROM, to: TO });
+      const deadline = Date.now() + 30_000;
+      while (!text.includes('"state":"done"') && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value);
+      }
+      const events = text
+        .split('\n\n')
+        .filter((f) => f.startsWith('event: backtest'))
+        .map((f) => JSON.parse(f.slice(f.indexOf('data: ') + 6)) as { id: string; state: string });
+      assert.ok(events.length >= 2, text);
+      assert.ok(events.every((e) => e.id === posted.body.id));
+      assert.equal(events[0]?.state, 'running');
+      assert.equal(events.at(-1)?.state, 'done');
+    } finally {
+      ac.abort();
+    }
+  });
+
   it('pages the records by type and cursor, in emission order', async () => {
     const posted = await rig.call<Job>('POST', '/api/v1/backtests', { ruleId: 'hot', from: FROM, to: TO });
     const job = await rig.finished<Job>(posted.body.id);
