@@ -32,7 +32,7 @@ function readAll(url: string): Promise<{ status: number; lines: number; bytes: n
     const req = request(url, { agent: false }, (res) => {
       let lines = 0;
       let bytes = 0;
-      let tail = Buffer.alloc(0);
+      let tail: Buffer = Buffer.alloc(0);
       res.on('data', (b: Buffer) => {
         bytes += b.length;
         for (let at = b.indexOf(10); at >= 0; at = b.indexOf(10, at + 1)) lines++;
