@@ -356,6 +356,11 @@ describe('GET /readings/export: content', () => {
       rows.map((r) => [r[0], r[2], r[4]]),
       want.map((r) => [r.device, iso(r.ts), r.unit]),
     );
+    // Nothing matches: the header alone.
+    assert.equal(
+      await (await get('?format=csv&device=nobody')).text(),
+      'device,metric,ts,value,unit,tags\r\n',
+    );
   });
 
   it('refuses bad parameters with 400 and details', async () => {
