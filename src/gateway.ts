@@ -18,7 +18,7 @@ import { VERSION } from './runtime/version.js';
 import { createSource } from './sources/create.js';
 import { EmbeddedBroker } from './sources/mqtt-broker.js';
 import type { Source } from './sources/source.js';
-import { BacktestStore } from './store/backtest-store.js';
+import { BacktestStore, backtestsPath, openBacktestsDatabase } from './store/backtest-store.js';
 import { type Db, openDatabase } from './store/database.js';
 import { StoreMaintenance } from './store/maintenance.js';
 import { Outbox } from './store/outbox.js';
@@ -61,6 +61,7 @@ export class Gateway {
   private upstreams: Upstream[] = [];
   private forwarders: Forwarder[] = [];
   private backtests: BacktestJobs | null = null;
+  private jobsDb: Db | null = null;
   private rules: LiveRules | null = null;
   private ingest: Ingest | null = null;
   private broker: EmbeddedBroker | null = null;
@@ -181,10 +182,12 @@ export class Gateway {
       for (const f of this.forwarders) f.kick();
     });
     this.startMaintenance(db, outbox);
+    const jobsPath = config.store.path === ':memory:' ? ':memory:' : backtestsPath(config.store.path);
+    this.jobsDb = openBacktestsDatabase(jobsPath, config.store.synchronous);
     this.backtests = new BacktestJobs(
-      new BacktestStore(db),
+      new BacktestStore(this.jobsDb),
       { ...this.commonDeps(), rules: rules.catalog, bus: this.bus },
-      { database: config.store.path },
+      { database: config.store.path, jobsDatabase: jobsPath },
     );
     if (config.api.enabled) {
       const app = createApp(config.api, {
@@ -324,6 +327,7 @@ export class Gateway {
     };
     await step('api', () => this.api?.stop());
     await step('backtests', () => this.backtests?.stop());
+    await step('backtests file', () => this.jobsDb?.close());
     for (const s of this.sources.reverse()) await step(`source ${s.id}`, () => s.stop());
     for (const f of this.forwarders) await step(`forwarder ${f.id}`, () => f.stop());
     for (const u of this.upstreams) await step(`upstream ${u.id}`, () => u.close());

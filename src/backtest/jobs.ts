@@ -13,6 +13,9 @@ import type { Metrics } from '../runtime/metrics.js';
 import type { BacktestEnd, BacktestRow, BacktestStore } from '../store/backtest-store.js';
 import type { BacktestMessage, BacktestWorkerData } from './worker.js';
 
+/** How long a worker asked to stop may take to finish its chunk before it is terminated. */
+const STOP_WAIT_MS = 800;
+
 /** A backtest as posted (SPEC §5): a rule spec or the id of a running rule, and the range. */
 export interface BacktestRequest {
   rule?: unknown;
@@ -42,13 +45,15 @@ export class BacktestError extends Error {
 export interface BacktestJobsOptions {
   /** The store's file, which each job's worker opens read-only. ':memory:' cannot be shared: no backtests. */
   database: string;
+  /** The backtests file (`backtestsPath(database)`), which the worker writes its records to. */
+  jobsDatabase: string;
   /** Jobs kept (the oldest ended ones are deleted beyond). */
   maxJobs?: number;
   /** Records kept per job; beyond, the job is `truncated` and its summary keeps counting. */
   maxRecords?: number;
   /** A worker's V8 heap limit (MB): a rule whose open windows outgrow it fails the job, not the gateway. */
   maxHeapMb?: number;
-  /** Records per message from the worker, and progress at most this often (ms). */
+  /** Records per transaction of the worker, and progress at most this often (ms). */
   batch?: number;
   progressEvery?: number;
   /** The worker's module (tests may point elsewhere). */
@@ -58,8 +63,13 @@ export interface BacktestJobsOptions {
 interface Running {
   id: string;
   worker: Worker;
+  /** Set to 1 to ask the worker to stop after its chunk. */
+  cancel: Int32Array;
+  /** How the job ends when the worker stops on request: a cancel, or the gateway stopping. */
+  stopping: { state: 'cancelled' | 'failed'; error: string | null } | null;
   total: number;
   readings: number;
+  records: number;
   summary: BacktestSummary;
   /** Set once the job ended (by the worker, a cancel or a stop): later messages are ignored. */
   ended: boolean;
@@ -78,7 +88,7 @@ export interface RuleSource {
  */
 export class BacktestJobs {
   private running: Running | null = null;
-  private readonly options: Required<Omit<BacktestJobsOptions, 'workerUrl'>> & { workerUrl: URL };
+  private readonly options: Required<BacktestJobsOptions>;
   private readonly errors: InternalErrors;
 
   constructor(
@@ -143,9 +153,13 @@ export class BacktestJobs {
       devices: request.devices ? JSON.stringify(request.devices) : null,
     };
     this.store.create(row);
-    this.store.keepNewest(this.options.maxJobs);
+    const cancel = new SharedArrayBuffer(4);
     const data: BacktestWorkerData = {
       database: this.options.database,
+      jobs: this.options.jobsDatabase,
+      id,
+      maxJobs: this.options.maxJobs,
+      cancel,
       rule: spec,
       from: request.from,
       to: request.to,
@@ -163,8 +177,11 @@ export class BacktestJobs {
     const run: Running = {
       id,
       worker,
+      cancel: new Int32Array(cancel),
+      stopping: null,
       total: 0,
       readings: 0,
+      records: 0,
       summary: emptySummary(),
       ended: false,
       exited: new Promise((resolve) => worker.once('exit', () => resolve())),
@@ -175,7 +192,7 @@ export class BacktestJobs {
         this.onMessage(run, m);
       } catch (err) {
         this.errors.report('backtest/message', err);
-        this.end(run, 'failed', `storing the backtest's records failed: ${(err as Error).message}`);
+        this.end(run, 'failed', `ending the backtest failed: ${(err as Error).message}`);
       }
     });
     worker.on('error', (err: Error & { code?: string }) => {
@@ -199,25 +216,29 @@ export class BacktestJobs {
       case 'started':
         run.total = m.total;
         return;
-      case 'records':
-        this.store.append(run.id, m.first, m.records);
-        return;
       case 'progress':
-        this.deps.metrics.backtestReadings.inc(m.readings - run.readings);
-        run.readings = m.readings;
-        run.summary = m.summary;
+        this.advance(run, m.readings, m.summary, m.records);
         this.announce(run, 'running');
         return;
       case 'done':
-        this.deps.metrics.backtestReadings.inc(m.summary.readings - run.readings);
-        run.readings = m.summary.readings;
-        run.summary = m.summary;
+        this.advance(run, m.summary.readings, m.summary, m.records);
         this.end(run, 'done', null, m.truncated);
+        return;
+      case 'cancelled':
+        this.advance(run, m.readings, m.summary, m.records);
+        this.end(run, run.stopping?.state ?? 'cancelled', run.stopping?.error ?? null);
         return;
       case 'failed':
         this.end(run, 'failed', m.error);
         return;
     }
+  }
+
+  private advance(run: Running, readings: number, summary: BacktestSummary, records: number): void {
+    this.deps.metrics.backtestReadings.inc(readings - run.readings);
+    run.readings = readings;
+    run.summary = summary;
+    run.records = records;
   }
 
   private fraction(run: Running): number {
@@ -248,8 +269,25 @@ export class BacktestJobs {
       progress: { readings: run.readings, fraction },
       summary: run.summary,
     });
-    // The worker stops by itself after `done`; in every other case it is stopped here.
-    if (state !== 'done') void run.worker.terminate();
+    // The worker stops by itself after `done` or a requested stop; a failed one may be stuck.
+    if (state === 'failed' && run.stopping === null) void run.worker.terminate();
+  }
+
+  /**
+   * Asks the worker to stop after the chunk it is in (its last records committed, its connections
+   * closed); if it has not stopped within `STOP_WAIT_MS` (a long count or query), it is terminated.
+   */
+  private async halt(run: Running, state: 'cancelled' | 'failed', error: string | null): Promise<void> {
+    run.stopping = { state, error };
+    Atomics.store(run.cancel, 0, 1);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), STOP_WAIT_MS);
+    });
+    if ((await Promise.race([run.exited, late])) === 'late') await run.worker.terminate();
+    clearTimeout(timer);
+    await run.exited;
+    this.end(run, state, error);
   }
 
   private announce(run: Running, state: 'running'): void {
@@ -287,11 +325,10 @@ export class BacktestJobs {
   async cancel(id: string): Promise<'cancelled' | 'deleted' | null> {
     const run = this.running;
     if (run?.id === id) {
-      this.end(run, 'cancelled', null);
-      await run.exited;
+      await this.halt(run, 'cancelled', null);
       return 'cancelled';
     }
-    return this.store.remove(id) ? 'deleted' : null;
+    return (await this.store.removeInTurns(id)) ? 'deleted' : null;
   }
 
   isRefusal(err: unknown): err is BacktestError {
@@ -307,8 +344,7 @@ export class BacktestJobs {
   async stop(): Promise<void> {
     const run = this.running;
     if (!run) return;
-    this.end(run, 'failed', 'the gateway stopped while the backtest ran');
-    await run.exited;
+    await this.halt(run, 'failed', 'the gateway stopped while the backtest ran');
   }
 
   private view(row: BacktestRow): BacktestJob {
@@ -330,7 +366,7 @@ export class BacktestJobs {
         ? { readings: run.readings, fraction: this.fraction(run) }
         : { readings: row.readings, fraction: row.fraction },
       summary,
-      records: row.records,
+      records: run ? run.records : row.records,
       truncated: row.truncated,
       startedAt: formatTimestamp(row.created),
       finishedAt: row.finished !== null ? formatTimestamp(row.finished) : null,

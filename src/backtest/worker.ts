@@ -1,16 +1,17 @@
 /**
  * A backtest job's worker thread: reads the stored readings on a read-only connection of its own
- * (under WAL it never blocks the gateway's writer), runs the rule with replay semantics and posts
- * its records in batches, its progress a few times a second, and its summary at the end. The
- * gateway's event loop does none of this work; it only stores the records it is sent.
+ * (under WAL it never blocks the gateway's writer), runs the rule with replay semantics, writes its
+ * records to the backtests file on a second connection of its own, and posts its progress a few
+ * times a second and its summary at the end. The gateway's event loop does none of this work.
  */
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { compileRule } from '../engine/compile.js';
-import type { BacktestSummary } from '../model/backtest.js';
+import { type BacktestSummary, emptySummary } from '../model/backtest.js';
 import { validateRule } from '../model/rule.js';
+import { BacktestStore, openBacktestsDatabase } from '../store/backtest-store.js';
 import { ReadingHistory, withoutIdleSeriesFilter } from '../store/reading-history.js';
 import { openHistory } from './history-db.js';
 import { historyFilter, runBacktest } from './run.js';
@@ -18,13 +19,20 @@ import { historyFilter, runBacktest } from './run.js';
 /** What the gateway gives a job's worker. */
 export interface BacktestWorkerData {
   database: string;
+  /** The backtests file, and the job's id in it. */
+  jobs: string;
+  id: string;
+  /** Jobs kept: the worker deletes the oldest ended ones before it starts. */
+  maxJobs: number;
+  /** Set to 1 by the gateway to cancel: the worker stops after the chunk it is in. */
+  cancel: SharedArrayBuffer;
   /** The rule's spec (validated by the gateway before; validated again here, as it ran). */
   rule: unknown;
   from: number;
   to: number;
   devices?: string[];
   maxRecords: number;
-  /** Records per message to the gateway. */
+  /** Records per transaction in the backtests file. */
   batch: number;
   /** At most this often, a progress message (ms). */
   progressEvery: number;
@@ -33,10 +41,13 @@ export interface BacktestWorkerData {
 /** What the worker tells the gateway. */
 export type BacktestMessage =
   | { kind: 'started'; total: number }
-  | { kind: 'records'; first: number; records: { type: string; line: string }[] }
-  | { kind: 'progress'; readings: number; summary: BacktestSummary }
-  | { kind: 'done'; summary: BacktestSummary; truncated: boolean }
+  | { kind: 'progress'; readings: number; summary: BacktestSummary; records: number }
+  | { kind: 'done'; summary: BacktestSummary; truncated: boolean; records: number }
+  | { kind: 'cancelled'; readings: number; summary: BacktestSummary; records: number }
   | { kind: 'failed'; error: string };
+
+/** Thrown between chunks once the gateway asked to cancel. */
+class Cancelled extends Error {}
 
 /**
  * Lowers this thread's scheduling priority (nice 10) on Linux, where a thread's id works as a
@@ -60,7 +71,11 @@ async function main(port: NonNullable<typeof parentPort>, data: BacktestWorkerDa
     throw new Error(`the rule is not valid: ${checked.problems.map((p) => p.message).join('; ')}`);
   const rule = compileRule(checked.rule);
   const db = openHistory(data.database);
+  const jobsDb = openBacktestsDatabase(data.jobs);
+  const cancel = new Int32Array(data.cancel);
   try {
+    const jobs = new BacktestStore(jobsDb);
+    jobs.keepNewest(data.maxJobs);
     const range = { from: data.from, to: data.to, devices: data.devices };
     const history = new ReadingHistory(db, withoutIdleSeriesFilter(db, historyFilter([rule], range)));
     post({ kind: 'started', total: history.count() });
@@ -70,34 +85,44 @@ async function main(port: NonNullable<typeof parentPort>, data: BacktestWorkerDa
     let first = 0;
     const flushRecords = () => {
       if (batch.length === 0) return;
-      post({ kind: 'records', first, records: batch });
+      jobs.append(data.id, first, batch);
       first += batch.length;
       batch = [];
     };
     let lastProgress = performance.now();
-    const summary = await runBacktest([rule], history, {
-      onRecords: (records) => {
-        for (const r of records) {
-          if (kept >= data.maxRecords) {
-            truncated = true;
-            return;
+    let sofar = emptySummary();
+    try {
+      const summary = await runBacktest([rule], history, {
+        onRecords: (records) => {
+          for (const r of records) {
+            if (kept >= data.maxRecords) {
+              truncated = true;
+              return;
+            }
+            batch.push({ type: r.type, line: JSON.stringify(r) });
+            kept++;
+            if (batch.length >= data.batch) flushRecords();
           }
-          batch.push({ type: r.type, line: JSON.stringify(r) });
-          kept++;
-          if (batch.length >= data.batch) flushRecords();
-        }
-      },
-      afterChunk: (s) => {
-        const now = performance.now();
-        if (now - lastProgress < data.progressEvery) return;
-        lastProgress = now;
-        flushRecords();
-        post({ kind: 'progress', readings: s.readings, summary: s });
-      },
-    });
-    flushRecords();
-    post({ kind: 'done', summary, truncated });
+        },
+        afterChunk: (s) => {
+          sofar = s;
+          if (Atomics.load(cancel, 0) !== 0) throw new Cancelled();
+          const now = performance.now();
+          if (now - lastProgress < data.progressEvery) return;
+          lastProgress = now;
+          flushRecords();
+          post({ kind: 'progress', readings: s.readings, summary: s, records: first });
+        },
+      });
+      flushRecords();
+      post({ kind: 'done', summary, truncated, records: first });
+    } catch (err) {
+      if (!(err instanceof Cancelled)) throw err;
+      flushRecords();
+      post({ kind: 'cancelled', readings: sofar.readings, summary: sofar, records: first });
+    }
   } finally {
+    jobsDb.close();
     db.close();
   }
 }

@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { BacktestState } from '../model/backtest.js';
-import type { Db } from './database.js';
+import { type Db, openDatabase } from './database.js';
+import type { Migration } from './migrations.js';
 import { StatementCache, trimPage } from './statements.js';
 
 /** A backtest job as stored (times in epoch ms). */
@@ -45,6 +46,58 @@ export interface StoredBacktestRecord {
   record: string;
 }
 
+/** The schema of the backtests file (its own `user_version`). */
+export const BACKTEST_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'backtest jobs and their records',
+    sql: `
+      -- A backtest (SPEC §5): a rule run over stored readings as a job. Progress and summary are
+      -- written when the job ends (not while it runs: SD-card wear); a job found running at start
+      -- was interrupted by a crash and is marked failed.
+      CREATE TABLE backtests (
+        id TEXT PRIMARY KEY,
+        created INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        rule_id TEXT,
+        from_ts INTEGER NOT NULL,
+        to_ts INTEGER NOT NULL,
+        devices TEXT,
+        readings INTEGER NOT NULL DEFAULT 0,
+        fraction REAL NOT NULL DEFAULT 0,
+        summary TEXT,
+        records INTEGER NOT NULL DEFAULT 0,
+        truncated INTEGER NOT NULL DEFAULT 0,
+        finished INTEGER,
+        error TEXT
+      ) WITHOUT ROWID;
+      CREATE INDEX backtests_created ON backtests (created);
+      -- Its records in emission order (n from 0), as tidegate replay prints them.
+      CREATE TABLE backtest_records (
+        job TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (job, n)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+/**
+ * Where backtests are kept: a SQLite file of their own beside the store (`tidegate.db` →
+ * `tidegate-backtests.db`). A job's worker writes its records there on its own connection, so the
+ * gateway neither stores them on its event loop nor shares a write lock with the readings' writer.
+ */
+export function backtestsPath(storePath: string): string {
+  return storePath.endsWith('.db') ? `${storePath.slice(0, -3)}-backtests.db` : `${storePath}-backtests.db`;
+}
+
+export function openBacktestsDatabase(path: string, synchronous: 'off' | 'normal' | 'full' = 'normal'): Db {
+  return openDatabase(path, { synchronous, migrations: BACKTEST_MIGRATIONS });
+}
+
 const COLUMNS = `id, created, state, rule, rule_id AS ruleId, from_ts AS "from", to_ts AS "to", devices,
   readings, fraction, summary, records, truncated, finished, error`;
 
@@ -52,9 +105,10 @@ type Raw = Omit<BacktestRow, 'truncated'> & { truncated: number };
 const toRow = (r: Raw): BacktestRow => ({ ...r, truncated: r.truncated === 1 });
 
 /**
- * Backtest jobs and their records (SPEC §5), on the gateway's connection: the gateway is the only
- * writer of the store; a job's worker only reads readings on a connection of its own and hands its
- * records here in batches.
+ * Backtest jobs and their records (SPEC §5) in the backtests file. The gateway creates, ends,
+ * lists and deletes jobs; the job's worker, on a connection of its own, appends its records and
+ * makes room (keepNewest) before it starts: one job runs at a time, so the two never write at once
+ * but for a job's end, which follows the worker's last commit.
  */
 export class BacktestStore {
   private readonly insertJob: Statement;
@@ -66,6 +120,8 @@ export class BacktestStore {
   private readonly deleteJob: Statement;
   private readonly deleteRecords: Statement;
   private readonly interrupt: Statement;
+  private readonly deleteSlice: Statement;
+  private readonly anyRecord: Statement;
   private readonly statements: StatementCache;
   readonly append: (id: string, first: number, records: readonly { type: string; line: string }[]) => void;
   readonly remove: (id: string) => boolean;
@@ -86,6 +142,8 @@ export class BacktestStore {
     this.all = db.prepare(`SELECT ${COLUMNS} FROM backtests ORDER BY created DESC, id DESC`);
     this.deleteJob = db.prepare('DELETE FROM backtests WHERE id = ?');
     this.deleteRecords = db.prepare('DELETE FROM backtest_records WHERE job = ?');
+    this.deleteSlice = db.prepare('DELETE FROM backtest_records WHERE job = ? AND n < ?');
+    this.anyRecord = db.prepare('SELECT 1 FROM backtest_records WHERE job = ? LIMIT 1');
     this.interrupt = db.prepare(
       `UPDATE backtests SET state = 'failed', error = ?, finished = ? WHERE state = 'running'`,
     );
@@ -149,6 +207,19 @@ export class BacktestStore {
   /** Marks every job still `running` as failed (they ran in a process that is gone); returns how many. */
   interrupted(reason: string, at: number): number {
     return this.interrupt.run(reason, at).changes;
+  }
+
+  /**
+   * Deletes a job, then its records a slice at a time, yielding to the event loop between slices
+   * (a job keeps up to 100,000 records). False for an unknown job.
+   */
+  async removeInTurns(id: string, slice = 5000): Promise<boolean> {
+    if (this.deleteJob.run(id).changes === 0) return false;
+    for (let n = 0; ; n += slice) {
+      const left = this.deleteSlice.run(id, n + slice).changes;
+      if (left === 0 && this.anyRecord.get(id) === undefined) return true;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Deletes the oldest ended jobs (with their records) until at most `keep` remain; returns their ids. */

@@ -6,12 +6,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { migrate } from './migrations.js';
+import { MIGRATIONS, type Migration, migrate } from './migrations.js';
 
 export type Db = Database.Database;
 
 export interface OpenOptions {
   synchronous: 'off' | 'normal' | 'full';
+  /** The schema to bring the file to (default: the store's). */
+  migrations?: readonly Migration[];
 }
 
 export class StoreOpenError extends Error {
@@ -58,7 +60,7 @@ export function openDatabase(path: string, options: OpenOptions): Db {
     db.pragma('journal_size_limit = 16777216');
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`integrity check failed: ${String(check)}`);
-    migrate(db);
+    migrate(db, options.migrations ?? MIGRATIONS);
   } catch (err) {
     db.close();
     throw new StoreOpenError(path, `the database ${path} is not usable: ${(err as Error).message}`);

@@ -180,41 +180,6 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
-  {
-    version: 7,
-    description: 'backtest jobs and their records',
-    sql: `
-      -- A backtest (SPEC §5): a rule run over stored readings as a job. Progress and summary are
-      -- written when the job ends (not while it runs: SD-card wear); a job found running at start
-      -- was interrupted by a crash and is marked failed.
-      CREATE TABLE backtests (
-        id TEXT PRIMARY KEY,
-        created INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        rule_id TEXT,
-        from_ts INTEGER NOT NULL,
-        to_ts INTEGER NOT NULL,
-        devices TEXT,
-        readings INTEGER NOT NULL DEFAULT 0,
-        fraction REAL NOT NULL DEFAULT 0,
-        summary TEXT,
-        records INTEGER NOT NULL DEFAULT 0,
-        truncated INTEGER NOT NULL DEFAULT 0,
-        finished INTEGER,
-        error TEXT
-      ) WITHOUT ROWID;
-      CREATE INDEX backtests_created ON backtests (created);
-      -- Its records in emission order (n from 0), as tidegate replay prints them.
-      CREATE TABLE backtest_records (
-        job TEXT NOT NULL,
-        n INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        record TEXT NOT NULL,
-        PRIMARY KEY (job, n)
-      ) WITHOUT ROWID;
-    `,
-  },
 ];
 
 export function schemaVersion(db: Database.Database): number {

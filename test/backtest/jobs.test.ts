@@ -7,8 +7,7 @@ import type { BacktestEvent } from '../../src/runtime/events.js';
 import { EventBus } from '../../src/runtime/events.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { Metrics } from '../../src/runtime/metrics.js';
-import { BacktestStore } from '../../src/store/backtest-store.js';
-import { openDatabase } from '../../src/store/database.js';
+import { BacktestStore, backtestsPath, openBacktestsDatabase } from '../../src/store/backtest-store.js';
 import { fillStore } from '../helpers/history.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { type BacktestRig, backtestRig } from './rig.js';
@@ -214,7 +213,7 @@ describe('backtest jobs over the API', () => {
     // DELETE of an ended job deletes it and its records.
     assert.equal((await rig.call('DELETE', `/api/v1/backtests/${next.body.id}`)).status, 204);
     assert.equal((await rig.call('GET', `/api/v1/backtests/${next.body.id}`)).status, 404);
-    const left = rig.db
+    const left = rig.jobsDb
       .prepare('SELECT count(*) FROM backtest_records WHERE job = ?')
       .pluck()
       .get(next.body.id);
@@ -336,7 +335,7 @@ describe('backtest caps and crashes', () => {
         list.body.items.map((j) => j.id),
         ids.slice(-3).reverse(),
       );
-      const orphans = rig.db
+      const orphans = rig.jobsDb
         .prepare('SELECT count(*) FROM backtest_records WHERE job NOT IN (SELECT id FROM backtests)')
         .pluck()
         .get();
@@ -360,7 +359,7 @@ describe('backtest caps and crashes', () => {
       await rig.close();
     }
     // A crash leaves a job `running` in the store: the next start marks it failed.
-    const db = openDatabase(path, { synchronous: 'normal' });
+    const db = openBacktestsDatabase(backtestsPath(path));
     try {
       const store = new BacktestStore(db);
       store.create({
@@ -381,7 +380,7 @@ describe('backtest caps and crashes', () => {
           log: silentLogger(),
           metrics: new Metrics(),
         },
-        { database: path },
+        { database: path, jobsDatabase: backtestsPath(path) },
       );
       const job = jobs.get('crashed');
       assert.equal(job?.state, 'failed');

@@ -5,7 +5,7 @@ import { systemClock } from '../../src/runtime/clock.js';
 import { EventBus } from '../../src/runtime/events.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { Metrics } from '../../src/runtime/metrics.js';
-import { BacktestStore } from '../../src/store/backtest-store.js';
+import { BacktestStore, backtestsPath, openBacktestsDatabase } from '../../src/store/backtest-store.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { OutputsQuery } from '../../src/store/outputs-query.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
@@ -15,6 +15,8 @@ import { openApi } from '../helpers/openapi.js';
 /** The API over a store file with backtest jobs, on real HTTP; rules by id from `rules`. */
 export interface BacktestRig {
   db: Db;
+  /** The backtests file's connection. */
+  jobsDb: Db;
   jobs: BacktestJobs;
   metrics: Metrics;
   bus: EventBus;
@@ -35,12 +37,14 @@ export async function backtestRig(
   options: Partial<BacktestJobsOptions> & { rules?: Record<string, unknown> } = {},
 ): Promise<BacktestRig> {
   const db = openDatabase(path, { synchronous: 'normal' });
+  const jobsDatabase = backtestsPath(path);
+  const jobsDb = openBacktestsDatabase(jobsDatabase);
   const metrics = new Metrics();
   const log = silentLogger();
   const bus = new EventBus();
   const rules = options.rules ?? {};
   const jobs = new BacktestJobs(
-    new BacktestStore(db),
+    new BacktestStore(jobsDb),
     {
       rules: { get: (id) => (id in rules ? { spec: rules[id] } : null) },
       bus,
@@ -48,7 +52,7 @@ export async function backtestRig(
       log,
       metrics,
     },
-    { database: path, ...options },
+    { database: path, jobsDatabase, ...options },
   );
   const config = parseConfigText('api: { port: 0 }\n', 'test.yaml', {});
   const app = createApp(config.api, {
@@ -78,6 +82,7 @@ export async function backtestRig(
   };
   return {
     db,
+    jobsDb,
     jobs,
     metrics,
     bus,
@@ -95,6 +100,7 @@ export async function backtestRig(
     async close() {
       await jobs.stop();
       await server.stop();
+      jobsDb.close();
       db.close();
     },
   };
