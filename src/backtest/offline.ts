@@ -1,7 +1,7 @@
 import type { CompiledRule } from '../engine/compile.js';
 import type { BacktestSummary } from '../model/backtest.js';
-import { ReadingHistory, withoutIdleSeriesFilter } from '../store/reading-history.js';
 import { openHistory } from './history-db.js';
+import { PrefetchedHistory } from './prefetch.js';
 import { historyFilter, runBacktest } from './run.js';
 
 /**
@@ -15,9 +15,10 @@ export async function backtestStore(
   range: { from: number; to: number; devices?: string[] },
   out: { emit: (line: string) => void; ready: () => Promise<void> },
 ): Promise<BacktestSummary> {
-  const db = openHistory(path);
+  // Opened here first so that a store it cannot read is an error before any work.
+  openHistory(path).close();
+  const history = new PrefetchedHistory(path, historyFilter(rules, range));
   try {
-    const history = new ReadingHistory(db, withoutIdleSeriesFilter(db, historyFilter(rules, range)));
     return await runBacktest(rules, history, {
       onRecords: (records) => {
         for (const r of records) out.emit(JSON.stringify(r));
@@ -25,6 +26,6 @@ export async function backtestStore(
       afterChunk: () => out.ready(),
     });
   } finally {
-    db.close();
+    await history.close();
   }
 }

@@ -23,9 +23,9 @@ export function countRecords(summary: BacktestSummary, records: readonly OutputR
   }
 }
 
-/** Where readings come from: chunks in (ts, arrival) order, empty at the end (`ReadingHistory`). */
+/** Where readings come from: chunks in (ts, arrival) order, empty at the end (`PrefetchedHistory`, `ReadingHistory`). */
 export interface ReadingChunks {
-  next(): Reading[];
+  next(): Reading[] | Promise<Reading[]>;
 }
 
 /**
@@ -64,7 +64,7 @@ export async function runBacktest(
   const engine = offlineEngine(rules);
   const summary = emptySummary();
   const out: OutputRecord[] = [];
-  for (let chunk = readings.next(); chunk.length > 0; chunk = readings.next()) {
+  for (let chunk = await readings.next(); chunk.length > 0; chunk = await readings.next()) {
     for (let i = 0; i < chunk.length; i++) {
       const records = engine.process(chunk[i] as Reading);
       for (let j = 0; j < records.length; j++) out.push(records[j] as OutputRecord);

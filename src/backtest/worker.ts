@@ -4,16 +4,14 @@
  * records to the backtests file on a second connection of its own, and posts its progress a few
  * times a second and its summary at the end. The gateway's event loop does none of this work.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { compileRule } from '../engine/compile.js';
 import { type BacktestSummary, emptySummary } from '../model/backtest.js';
 import { validateRule } from '../model/rule.js';
 import { BacktestStore, openBacktestsDatabase } from '../store/backtest-store.js';
-import { ReadingHistory, withoutIdleSeriesFilter } from '../store/reading-history.js';
-import { openHistory } from './history-db.js';
+import { PrefetchedHistory } from './prefetch.js';
+import { yieldToTheGateway } from './priority.js';
 import { historyFilter, runBacktest } from './run.js';
 
 /** What the gateway gives a job's worker. */
@@ -49,20 +47,6 @@ export type BacktestMessage =
 /** Thrown between chunks once the gateway asked to cancel. */
 class Cancelled extends Error {}
 
-/**
- * Lowers this thread's scheduling priority (nice 10) on Linux, where a thread's id works as a
- * process id for setpriority(2): a backtest takes an idle core at full speed and yields a busy one
- * to the gateway's ingest. Elsewhere the job simply runs at normal priority.
- */
-function yieldToTheGateway(): void {
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, 10);
-  } catch {
-    // Not Linux, or not allowed: run at normal priority.
-  }
-}
-
 async function main(port: NonNullable<typeof parentPort>, data: BacktestWorkerData): Promise<void> {
   const post = (m: BacktestMessage) => port.postMessage(m);
   yieldToTheGateway();
@@ -70,15 +54,14 @@ async function main(port: NonNullable<typeof parentPort>, data: BacktestWorkerDa
   if (!checked.ok)
     throw new Error(`the rule is not valid: ${checked.problems.map((p) => p.message).join('; ')}`);
   const rule = compileRule(checked.rule);
-  const db = openHistory(data.database);
   const jobsDb = openBacktestsDatabase(data.jobs);
   const cancel = new Int32Array(data.cancel);
+  const range = { from: data.from, to: data.to, devices: data.devices };
+  const history = new PrefetchedHistory(data.database, historyFilter([rule], range));
   try {
     const jobs = new BacktestStore(jobsDb);
     jobs.keepNewest(data.maxJobs);
-    const range = { from: data.from, to: data.to, devices: data.devices };
-    const history = new ReadingHistory(db, withoutIdleSeriesFilter(db, historyFilter([rule], range)));
-    post({ kind: 'started', total: history.count() });
+    post({ kind: 'started', total: await history.total });
     let kept = 0;
     let truncated = false;
     let batch: { type: string; line: string }[] = [];
@@ -122,8 +105,8 @@ async function main(port: NonNullable<typeof parentPort>, data: BacktestWorkerDa
       post({ kind: 'cancelled', readings: sofar.readings, summary: sofar, records: first });
     }
   } finally {
+    await history.close();
     jobsDb.close();
-    db.close();
   }
 }
 

@@ -26,6 +26,33 @@ export function withoutIdleSeriesFilter(db: Db, filter: HistoryFilter): HistoryF
   return rest;
 }
 
+/** A row as read: ts, seq, series id, value, tags JSON. */
+type Row = [number, number, number, number, string | null];
+
+/**
+ * A chunk of readings as columns: `ts`, `value` and `series` (ids) of `n` readings; the tags JSON
+ * of those that have tags, by index; and [id, device, metric, unit] of the series named for the first time.
+ */
+export interface PackedReadings {
+  n: number;
+  ts: Float64Array;
+  value: Float64Array;
+  series: Int32Array;
+  tags: [number, string][];
+  names: [number, string, string, string | null][];
+}
+
+function packed(n: number): PackedReadings {
+  return {
+    n,
+    ts: new Float64Array(n),
+    value: new Float64Array(n),
+    series: new Int32Array(n),
+    tags: [],
+    names: [],
+  };
+}
+
 /** Series ids remembered before the cache starts over (a store may hold many series). */
 const MAX_SERIES_CACHED = 100_000;
 
@@ -54,6 +81,9 @@ export class ReadingHistory {
   private done = false;
   /** A chunk and the names of its series are read in one snapshot (retention may delete both meanwhile). */
   private readonly readChunk: () => Reading[];
+  private readonly readPacked: () => PackedReadings;
+  /** Series whose names a packed chunk has carried already. */
+  private readonly named = new Set<number>();
 
   constructor(
     db: Db,
@@ -76,6 +106,7 @@ export class ReadingHistory {
     this.countStatement = db.prepare(`SELECT count(*) FROM readings r${clause(where)}`).pluck();
     this.seriesStatement = db.prepare('SELECT device, metric, unit FROM series WHERE id = ?');
     this.readChunk = db.transaction(() => this.read());
+    this.readPacked = db.transaction(() => this.pack());
   }
 
   /** How many readings match now (a full count of the range: call it once, off the event loop if large). */
@@ -88,24 +119,55 @@ export class ReadingHistory {
     return this.done ? [] : this.readChunk();
   }
 
-  private read(): Reading[] {
+  /**
+   * The next chunk as columns, for another thread (the buffers can be transferred): each series'
+   * names travel once, with the first chunk that holds it. Empty (n = 0) once every reading was read.
+   */
+  nextPacked(): PackedReadings {
+    return this.done ? packed(0) : this.readPacked();
+  }
+
+  private rows(): Row[] {
     const rows = (
       this.after === null
         ? this.first.all(...this.params, this.chunkSize)
         : this.rest.all(...this.restParams, this.after.ts, this.after.ts, this.after.seq, this.chunkSize)
-    ) as [number, number, number, number, string | null][];
+    ) as Row[];
     if (rows.length < this.chunkSize) this.done = true;
+    const last = rows.at(-1);
+    if (last) this.after = { ts: last[0], seq: last[1] };
+    return rows;
+  }
+
+  private pack(): PackedReadings {
+    const rows = this.rows();
+    const out = packed(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const [ts, , seriesId, value, tags] = rows[i] as Row;
+      out.ts[i] = ts;
+      out.value[i] = value;
+      out.series[i] = seriesId;
+      if (tags !== null) out.tags.push([i, tags]);
+      if (!this.named.has(seriesId)) {
+        const s = this.names(seriesId);
+        out.names.push([seriesId, s.device, s.metric, s.unit ?? null]);
+        this.named.add(seriesId);
+      }
+    }
+    return out;
+  }
+
+  private read(): Reading[] {
+    const rows = this.rows();
     const out: Reading[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) {
-      const [ts, , seriesId, value, tags] = rows[i] as [number, number, number, number, string | null];
+      const [ts, , seriesId, value, tags] = rows[i] as Row;
       const s = this.names(seriesId);
       const r: Reading = { device: s.device, metric: s.metric, value, ts };
       if (s.unit !== undefined) r.unit = s.unit;
       if (tags !== null) r.tags = JSON.parse(tags) as Record<string, string>;
       out[i] = r;
     }
-    const last = rows.at(-1);
-    if (last) this.after = { ts: last[0], seq: last[1] };
     return out;
   }
 
