@@ -15,9 +15,13 @@ export async function backtestStore(
   range: { from: number; to: number; devices?: string[] },
   out: { emit: (line: string) => void; ready: () => Promise<void> },
 ): Promise<BacktestSummary> {
-  // Opened here first so that a store it cannot read is an error before any work.
-  openHistory(path).close();
-  const history = new PrefetchedHistory(path, historyFilter(rules, range));
+  const planning = openHistory(path);
+  let history: PrefetchedHistory;
+  try {
+    history = new PrefetchedHistory(planning, path, historyFilter(rules, range));
+  } finally {
+    planning.close();
+  }
   try {
     return await runBacktest(rules, history, {
       onRecords: (records) => {

@@ -1,7 +1,14 @@
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Reading } from '../model/reading.js';
-import type { HistoryFilter, PackedReadings } from '../store/reading-history.js';
-import type { ReaderData, ReaderMessage } from './reader.js';
+import type { Db } from '../store/database.js';
+import {
+  type HistoryFilter,
+  type PackedReadings,
+  ReadingHistory,
+  withoutIdleSeriesFilter,
+} from '../store/reading-history.js';
+import type { BucketPlan, ReaderData, ReaderMessage } from './reader.js';
 
 interface SeriesNames {
   device: string;
@@ -9,81 +16,127 @@ interface SeriesNames {
   unit: string | null;
 }
 
+/** One reader thread and the chunks it sent that the engine has not taken yet. */
+interface Reader {
+  worker: Worker;
+  queue: ReaderMessage[];
+  waiting: ((m: ReaderMessage) => void) | null;
+  /** It sent the last chunk of its last bucket: its exit is expected. */
+  finished: boolean;
+}
+
+export interface PrefetchOptions {
+  chunkSize?: number;
+  /** Chunks each reader sends ahead of the engine. */
+  ahead?: number;
+  /** Reader threads (default: one per core beyond the first, at most 2, at least 1). */
+  readers?: number;
+}
+
 /**
- * The stored history read a few chunks ahead by a reader thread (`reader.ts`), in order: SQLite
- * reads on one core while the engine runs on another. `next()` resolves with the next chunk as
- * readings, empty at the end; memory holds `ahead` chunks in transit.
+ * Cuts the range into buckets of time of about `perBucket` readings each (by the range's count and
+ * span: exact for steady sensors, and a bucket may hold more when they burst; it is read in chunks).
+ */
+export function planBuckets(
+  span: { count: number; first: number | null; last: number | null },
+  perBucket: number,
+): BucketPlan {
+  if (span.first === null || span.last === null || span.count <= perBucket) {
+    return { start: span.first ?? 0, width: Number.MAX_SAFE_INTEGER, buckets: span.first === null ? 0 : 1 };
+  }
+  const length = span.last - span.first + 1;
+  const buckets = Math.min(100_000, Math.ceil(span.count / perBucket));
+  return { start: span.first, width: Math.ceil(length / buckets), buckets };
+}
+
+/**
+ * The stored history in (ts, arrival) order, read ahead by reader threads (`reader.ts`) while the
+ * engine runs: the range is cut into buckets of time, reader i reads buckets i, i+R, i+2R, …, and
+ * `next()` hands out their chunks bucket by bucket — a ts belongs to one bucket, so the order is
+ * exactly the single query's (`/readings/export`). Memory: `ahead` chunks per reader in transit.
  */
 export class PrefetchedHistory {
-  private readonly worker: Worker;
-  private readonly queue: PackedReadings[] = [];
-  private waiting: { resolve: (c: PackedReadings) => void; reject: (e: Error) => void } | null = null;
+  private readonly readers: Reader[] = [];
+  private readonly plan: BucketPlan;
+  private bucket = 0;
   private failure: Error | null = null;
   private readonly names = new Map<number, SeriesNames>();
-  private ended = false;
-  /** The reader sent its last (empty) chunk: its exit is expected. */
-  private lastSent = false;
-  /** How many readings the range held when the reader started. */
-  readonly total: Promise<number>;
+  /** How many readings the range held when the job started. */
+  readonly total: number;
 
-  constructor(database: string, filter: HistoryFilter, options: { chunkSize?: number; ahead?: number } = {}) {
-    const data: ReaderData = {
-      database,
-      filter,
-      chunkSize: options.chunkSize ?? 4096,
-      ahead: options.ahead ?? 4,
-    };
-    this.worker = new Worker(new URL('./reader.js', import.meta.url), {
-      workerData: data,
-      stdout: false,
-      stderr: false,
-    });
-    let counted: (n: number) => void = () => {};
-    this.total = new Promise((resolve) => {
-      counted = resolve;
-    });
-    this.worker.on('message', (m: ReaderMessage) => {
-      if (m.kind === 'count') {
-        counted(m.total);
-        return;
-      }
-      if (m.chunk.n === 0) this.lastSent = true;
-      if (this.waiting) {
-        const w = this.waiting;
-        this.waiting = null;
-        w.resolve(m.chunk);
-      } else this.queue.push(m.chunk);
-    });
-    const fail = (err: Error) => {
-      this.failure ??= err;
-      counted(0);
-      this.waiting?.reject(this.failure);
-      this.waiting = null;
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => {
-      if (!this.lastSent && !this.ended) fail(new Error(`the history's reader stopped (exit code ${code})`));
-    });
-  }
-
-  async next(): Promise<Reading[]> {
-    if (this.ended) return [];
-    const chunk = await this.take();
-    if (chunk.n === 0) {
-      this.ended = true;
-      return [];
+  /** `db`: a read-only connection to plan on (count and span of the range), closed by the caller. */
+  constructor(db: Db, database: string, filter: HistoryFilter, options: PrefetchOptions = {}) {
+    const chunkSize = options.chunkSize ?? 4096;
+    // The engine tests every reading against its rules again: a filter that keeps nothing out goes.
+    const narrowed = withoutIdleSeriesFilter(db, filter);
+    const span = new ReadingHistory(db, narrowed).span();
+    this.total = span.count;
+    const readers = Math.max(1, options.readers ?? Math.min(2, availableParallelism() - 1));
+    this.plan = planBuckets(span, chunkSize * 2);
+    const stride = Math.min(readers, Math.max(1, this.plan.buckets));
+    for (let index = 0; index < stride; index++) {
+      const data: ReaderData = {
+        database,
+        filter: narrowed,
+        plan: this.plan,
+        index,
+        stride,
+        chunkSize,
+        ahead: options.ahead ?? 4,
+      };
+      const worker = new Worker(new URL('./reader.js', import.meta.url), {
+        workerData: data,
+        stdout: false,
+        stderr: false,
+      });
+      const reader: Reader = { worker, queue: [], waiting: null, finished: false };
+      worker.on('message', (m: ReaderMessage) => {
+        if (m.last && m.bucket + stride >= this.plan.buckets) reader.finished = true;
+        if (reader.waiting) {
+          const resolve = reader.waiting;
+          reader.waiting = null;
+          resolve(m);
+        } else reader.queue.push(m);
+      });
+      worker.on('error', (err) => this.fail(err));
+      worker.on('exit', (code) => {
+        if (!reader.finished) this.fail(new Error(`a reader of the history stopped (exit code ${code})`));
+      });
+      this.readers.push(reader);
     }
-    this.worker.postMessage('more');
-    return this.unpack(chunk);
   }
 
-  private take(): Promise<PackedReadings> {
-    const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-    });
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const r of this.readers) {
+      const w = r.waiting;
+      r.waiting = null;
+      // Resolved with a poison message: take() sees the failure and throws.
+      w?.({ bucket: -1, last: true, chunk: emptyChunk() });
+    }
+  }
+
+  /** The next chunk of readings in order; empty at the end. */
+  async next(): Promise<Reading[]> {
+    while (this.bucket < this.plan.buckets) {
+      const reader = this.readers[this.bucket % this.readers.length] as Reader;
+      const m = await this.take(reader);
+      reader.worker.postMessage('more');
+      if (m.last) this.bucket++;
+      if (m.chunk.n > 0) return this.unpack(m.chunk);
+    }
+    return [];
+  }
+
+  private async take(reader: Reader): Promise<ReaderMessage> {
+    if (this.failure) throw this.failure;
+    const m =
+      reader.queue.shift() ??
+      (await new Promise<ReaderMessage>((resolve) => {
+        reader.waiting = resolve;
+      }));
+    if (this.failure) throw this.failure;
+    return m;
   }
 
   private unpack(c: PackedReadings): Reading[] {
@@ -104,9 +157,20 @@ export class PrefetchedHistory {
     return out;
   }
 
-  /** Stops the reader (at the end, or when the job stops early). */
+  /** Stops the readers (at the end, or when the job stops early). */
   async close(): Promise<void> {
-    this.ended = true;
-    await this.worker.terminate();
+    for (const r of this.readers) r.finished = true;
+    await Promise.all(this.readers.map((r) => r.worker.terminate()));
   }
+}
+
+function emptyChunk(): PackedReadings {
+  return {
+    n: 0,
+    ts: new Float64Array(0),
+    value: new Float64Array(0),
+    series: new Int32Array(0),
+    tags: [],
+    names: [],
+  };
 }

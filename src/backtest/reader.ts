@@ -1,56 +1,86 @@
 /**
- * A backtest's reader thread: reads the stored history in chunks on a read-only connection of its
- * own and hands them, as transferable columns, to the thread that runs the engine, a few chunks
- * ahead of it. Reading (SQLite) and the engine so use two cores; memory holds at most `ahead`
- * chunks in transit.
+ * A backtest's reader thread: reads its share of the stored history — every `stride`-th bucket of
+ * time, from bucket `index` — in chunks on a read-only connection of its own, and hands them, as
+ * transferable columns, to the thread that runs the engine, at most `ahead` chunks ahead of it.
+ * SQLite reading so runs beside the engine, on other cores.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import {
-  type HistoryFilter,
-  type PackedReadings,
-  ReadingHistory,
-  withoutIdleSeriesFilter,
-} from '../store/reading-history.js';
+import { type HistoryFilter, type PackedReadings, ReadingHistory } from '../store/reading-history.js';
 import { openHistory } from './history-db.js';
 import { yieldToTheGateway } from './priority.js';
 
+/** The range cut into buckets of time: bucket k is [start + k·width, start + (k+1)·width) within [from, to). */
+export interface BucketPlan {
+  start: number;
+  width: number;
+  buckets: number;
+}
+
 export interface ReaderData {
   database: string;
+  /** Devices and metrics, with the whole range's from and to. */
   filter: HistoryFilter;
+  plan: BucketPlan;
+  index: number;
+  stride: number;
   chunkSize: number;
-  /** Chunks sent before the first is taken. */
   ahead: number;
 }
 
-/** Reader → engine: the count of the range first, then chunks (the last one empty). Engine → reader: 'more'. */
-export type ReaderMessage = { kind: 'count'; total: number } | { kind: 'chunk'; chunk: PackedReadings };
+/** Reader → engine: chunks of its buckets in order, `last` on the final chunk of each. Engine → reader: 'more'. */
+export interface ReaderMessage {
+  bucket: number;
+  last: boolean;
+  chunk: PackedReadings;
+}
+
+/** The bounds of bucket k, clamped to the range. */
+export function bucketRange(
+  filter: HistoryFilter,
+  plan: BucketPlan,
+  k: number,
+): { from: number; to: number } {
+  const lo = plan.start + k * plan.width;
+  const hi = k === plan.buckets - 1 ? Number.MAX_SAFE_INTEGER : lo + plan.width;
+  return {
+    from: filter.from === undefined ? lo : Math.max(lo, filter.from),
+    to: filter.to === undefined ? hi : Math.min(hi, filter.to),
+  };
+}
 
 if (parentPort) {
   const port = parentPort;
   const data = workerData as ReaderData;
   yieldToTheGateway();
   const db = openHistory(data.database);
-  // The engine tests every reading against its rules again: a filter that keeps nothing out goes.
-  const history = new ReadingHistory(db, withoutIdleSeriesFilter(db, data.filter), data.chunkSize);
   let credits = data.ahead;
-  let done = false;
+  let bucket = data.index;
+  let history: ReadingHistory | null = null;
   const pump = () => {
-    while (credits > 0 && !done) {
+    while (credits > 0 && bucket < data.plan.buckets) {
+      history ??= new ReadingHistory(
+        db,
+        { ...data.filter, ...bucketRange(data.filter, data.plan, bucket) },
+        data.chunkSize,
+      );
       const chunk = history.nextPacked();
+      const last = history.exhausted;
       credits--;
-      if (chunk.n === 0) {
-        done = true;
-        db.close();
-      }
-      port.postMessage({ kind: 'chunk', chunk } satisfies ReaderMessage, [
+      port.postMessage({ bucket, last, chunk } satisfies ReaderMessage, [
         chunk.ts.buffer as ArrayBuffer,
         chunk.value.buffer as ArrayBuffer,
         chunk.series.buffer as ArrayBuffer,
       ]);
+      if (last) {
+        history = null;
+        bucket += data.stride;
+      }
     }
-    if (done) port.close();
+    if (bucket >= data.plan.buckets) {
+      db.close();
+      port.close();
+    }
   };
-  port.postMessage({ kind: 'count', total: history.count() } satisfies ReaderMessage);
   port.on('message', () => {
     credits++;
     pump();

@@ -10,6 +10,7 @@ import { compileRule } from '../engine/compile.js';
 import { type BacktestSummary, emptySummary } from '../model/backtest.js';
 import { validateRule } from '../model/rule.js';
 import { BacktestStore, openBacktestsDatabase } from '../store/backtest-store.js';
+import { openHistory } from './history-db.js';
 import { PrefetchedHistory } from './prefetch.js';
 import { yieldToTheGateway } from './priority.js';
 import { historyFilter, runBacktest } from './run.js';
@@ -57,11 +58,17 @@ async function main(port: NonNullable<typeof parentPort>, data: BacktestWorkerDa
   const jobsDb = openBacktestsDatabase(data.jobs);
   const cancel = new Int32Array(data.cancel);
   const range = { from: data.from, to: data.to, devices: data.devices };
-  const history = new PrefetchedHistory(data.database, historyFilter([rule], range));
+  const planning = openHistory(data.database);
+  let history: PrefetchedHistory;
+  try {
+    history = new PrefetchedHistory(planning, data.database, historyFilter([rule], range));
+  } finally {
+    planning.close();
+  }
   try {
     const jobs = new BacktestStore(jobsDb);
     jobs.keepNewest(data.maxJobs);
-    post({ kind: 'started', total: await history.total });
+    post({ kind: 'started', total: history.total });
     let kept = 0;
     let truncated = false;
     let batch: { type: string; line: string }[] = [];

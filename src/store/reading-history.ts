@@ -103,7 +103,9 @@ export class ReadingHistory {
     this.rest = db
       .prepare(`${base}${clause([...rest.where, 'r.ts >= ?', '(r.ts, r.seq) > (?, ?)'])}${order}`)
       .raw(true);
-    this.countStatement = db.prepare(`SELECT count(*) FROM readings r${clause(where)}`).pluck();
+    this.countStatement = db.prepare(
+      `SELECT count(*) AS count, min(r.ts) AS first, max(r.ts) AS last FROM readings r${clause(where)}`,
+    );
     this.seriesStatement = db.prepare('SELECT device, metric, unit FROM series WHERE id = ?');
     this.readChunk = db.transaction(() => this.read());
     this.readPacked = db.transaction(() => this.pack());
@@ -111,7 +113,21 @@ export class ReadingHistory {
 
   /** How many readings match now (a full count of the range: call it once, off the event loop if large). */
   count(): number {
-    return this.countStatement.get(...this.params) as number;
+    return this.span().count;
+  }
+
+  /** How many readings match now, and the first and last ts among them (null when none). */
+  span(): { count: number; first: number | null; last: number | null } {
+    return this.countStatement.get(...this.params) as {
+      count: number;
+      first: number | null;
+      last: number | null;
+    };
+  }
+
+  /** True once the last chunk was read. */
+  get exhausted(): boolean {
+    return this.done;
   }
 
   /** The next chunk, in order; empty once every reading was read. */
