@@ -131,11 +131,9 @@ export const httpUpstreamSchema = z
   });
 
 /** A stream name as NATS takes it: no whitespace, dots, wildcards or path separators. */
-const streamName = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,255}$/, {
-    message: 'expected a stream name of 1–255 characters of [A-Za-z0-9_-]',
-  });
+const streamName = z.string().regex(/^[A-Za-z0-9_-]{1,255}$/, {
+  message: 'expected a stream name of 1–255 characters of [A-Za-z0-9_-]',
+});
 
 const natsServer = z
   .string()
