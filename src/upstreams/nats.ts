@@ -210,7 +210,7 @@ export class NatsUpstream implements Upstream {
       const conn = nc;
       void conn.closed().then((err) => this.lost(conn, err ?? undefined));
     } catch (err) {
-      this.error = describe(err, this.config.stream);
+      this.error = describe(err, this.config.stream, this.config.timeout);
       this.current = 'offline';
       if (nc !== null) await nc.close().catch(() => {});
       this.log.warn({ err: this.error, attempt: this.attempts + 1 }, 'nats upstream: connecting failed');
@@ -393,7 +393,7 @@ export class NatsUpstream implements Upstream {
       msg = await jsm.streams.getMessage(this.config.stream, { last_by_subj: subject });
     } catch (err) {
       throw new Error(
-        `reading the last message on ${subject} of stream ${this.config.stream} failed: ${describe(err, this.config.stream)}`,
+        `reading the last message on ${subject} of stream ${this.config.stream} failed: ${describe(err, this.config.stream, this.config.timeout)}`,
       );
     }
     if (msg === null) return null;
@@ -542,10 +542,13 @@ export function seqOf(msgId: string, gateway: string): number {
 }
 
 /** What a failed JetStream call means, in words a user can act on. */
-function describe(err: unknown, stream: string): string {
+function describe(err: unknown, stream: string, timeout: number): string {
   const message = errorMessage(err);
   if (/jetstream is not enabled|no responders/i.test(message)) {
     return `no responders (${message}): JetStream or stream ${stream} has no leader now (an election?), or JetStream is not enabled for this account`;
+  }
+  if (/^timeout$|TIMEOUT/i.test(message)) {
+    return `no answer within ${timeout} ms (a leader election, or an overloaded server)`;
   }
   return message;
 }

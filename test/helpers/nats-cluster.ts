@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { jetstreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort } from './net.js';
 import { makeTempDir, type TempDir } from './tmp.js';
@@ -57,8 +57,21 @@ export interface NatsCluster {
   leaderOf(stream: string, timeoutMs?: number): Promise<NatsNode>;
   /** Waits until every replica of `stream` is current with its leader. */
   replicasCurrent(stream: string, timeoutMs?: number): Promise<StreamInfo>;
+  /** Every message of `stream` on `filter`, in stream order, read by an ordered consumer. */
+  read(stream: string, filter?: string): Promise<StoredEnvelope[]>;
   /** Stops every node (by pid) and removes the store dirs. */
   close(): Promise<void>;
+}
+
+/** A message as a consumer of the stream sees it. */
+export interface StoredEnvelope {
+  streamSeq: number;
+  subject: string;
+  msgId: string;
+  gateway: string;
+  seq: number;
+  type: string;
+  body: unknown;
 }
 
 /** Every child still running when the test process exits is killed, whatever failed before. */
@@ -114,7 +127,7 @@ export async function startNatsCluster(
       const info = await retrying(`creating stream ${config.name}`, READY_WITHIN_MS, () =>
         jsm.streams.add({ num_replicas: size, ...config }),
       );
-      await cluster.leaderOf(config.name);
+      if (size > 1) await cluster.leaderOf(config.name);
       return info;
     },
     async leaderOf(stream, timeoutMs = READY_WITHIN_MS) {
@@ -136,6 +149,33 @@ export async function startNatsCluster(
         }
         return info;
       });
+    },
+    async read(stream, filter = '>') {
+      const js = jetstream(await cluster.connection(), { timeout: 5000 });
+      const consumer = await js.consumers.get(stream, { filter_subjects: filter });
+      const out: StoredEnvelope[] = [];
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const batch = await consumer.fetch({ max_messages: 2000, expires: 1000 });
+        let n = 0;
+        for await (const m of batch) {
+          n++;
+          const e = m.json<{ gateway: string; seq: number; type: string; body: unknown }>();
+          out.push({
+            streamSeq: m.seq,
+            subject: m.subject,
+            msgId: m.headers?.get('Nats-Msg-Id') ?? '',
+            gateway: e.gateway,
+            seq: e.seq,
+            type: e.type,
+            body: e.body,
+          });
+        }
+        if (n === 0) break;
+        if (Date.now() > deadline) throw new Error(`reading ${stream} took over 60 s`);
+      }
+      await consumer.delete().catch(() => {});
+      return out;
     },
     async close() {
       const c = mgmt;
@@ -176,15 +216,19 @@ function makeNode(
     `listen: "127.0.0.1:${spec.port}"`,
     `http: "127.0.0.1:${spec.httpPort}"`,
     `jetstream { store_dir: ${q(store)}, max_memory_store: 64MB, max_file_store: 1GB }`,
-    'cluster {',
-    '  name: tidegate-test',
-    `  listen: "127.0.0.1:${spec.clusterPort}"`,
-    `  routes: [${all
-      .filter((o) => o.name !== spec.name)
-      .map((o) => q(`nats-route://127.0.0.1:${o.clusterPort}`))
-      .join(', ')}]`,
-    '}',
   ];
+  if (all.length > 1) {
+    lines.push(
+      'cluster {',
+      '  name: tidegate-test',
+      `  listen: "127.0.0.1:${spec.clusterPort}"`,
+      `  routes: [${all
+        .filter((o) => o.name !== spec.name)
+        .map((o) => q(`nats-route://127.0.0.1:${o.clusterPort}`))
+        .join(', ')}]`,
+      '}',
+    );
+  }
   const { auth, tls } = options;
   if (auth?.user !== undefined) {
     lines.push(`authorization { user: ${q(auth.user)}, password: ${q(auth.password ?? '')} }`);
