@@ -57,6 +57,12 @@ export interface NatsCluster {
   leaderOf(stream: string, timeoutMs?: number): Promise<NatsNode>;
   /** Waits until every replica of `stream` is current with its leader. */
   replicasCurrent(stream: string, timeoutMs?: number): Promise<StreamInfo>;
+  /**
+   * Returns once every message id published to the stream before the call is outside its
+   * duplicate window: a probe id published now, then again until the stream stores it anew
+   * (bounded by `timeoutMs`). `subject` must be one the stream takes, outside the test's filters.
+   */
+  outsideDuplicateWindow(subject: string, timeoutMs?: number): Promise<void>;
   /** Every message of `stream` on `filter`, in stream order, read by an ordered consumer. */
   read(stream: string, filter?: string): Promise<StoredEnvelope[]>;
   /** Stops every node (by pid) and removes the store dirs. */
@@ -148,6 +154,15 @@ export async function startNatsCluster(
           throw new Error(`replicas of ${stream}: ${JSON.stringify(info.cluster)}`);
         }
         return info;
+      });
+    },
+    async outsideDuplicateWindow(subject, timeoutMs = 30_000) {
+      const js = jetstream(await cluster.connection(), { timeout: 5000 });
+      const id = `probe-${Date.now()}-${Math.random()}`;
+      await js.publish(subject, 'probe', { msgID: id });
+      await retrying('the duplicate window to pass', timeoutMs, async () => {
+        const ack = await js.publish(subject, 'probe', { msgID: id });
+        if (ack.duplicate) throw new Error(`${id} is still a duplicate`);
       });
     },
     async read(stream, filter = '>') {

@@ -126,14 +126,17 @@ describe('NatsUpstream against a 3-node JetStream cluster', () => {
   );
 
   it(
-    'a second upstream for the same gateway skips what the stream already has (last_by_subj)',
+    'outside the duplicate window, an upstream from an older cursor skips what the stream has (last_by_subj)',
     TEST,
     async () => {
-      const first = upstream({}, 'gw-c');
+      await cluster.createStream({ name: 'SHORT', subjects: ['short.>'], duplicate_window: 1e9 });
+      const options = { stream: 'SHORT', subject: 'short.{gateway}.{type}.{rule}' };
+      const first = upstream(options, 'gw-c');
       await first.up.start();
       await first.up.deliver(outboxItems(40, 1, 'gw-c'));
       await first.up.close();
-      const again = upstream({}, 'gw-c');
+      await cluster.outsideDuplicateWindow('short.probe.x');
+      const again = upstream(options, 'gw-c');
       await again.up.start();
       // From an older cursor: rows 11–40 are stored, only 41–45 are published.
       await again.up.deliver(outboxItems(35, 11, 'gw-c'));
@@ -141,7 +144,7 @@ describe('NatsUpstream against a 3-node JetStream cluster', () => {
       assert.ok(
         again.logs.some((l) => l.msg === 'nats stream already has rows after the cursor: skipping them'),
       );
-      const stored = await cluster.read('FLEET', 'tidegate.gw-c.>');
+      const stored = await cluster.read('SHORT', 'short.gw-c.>');
       assert.deepEqual(
         stored.map((m) => m.seq),
         Array.from({ length: 45 }, (_, i) => i + 1),
