@@ -152,7 +152,6 @@ export class NatsUpstream implements Upstream {
           }
         : undefined;
     this.connectOptions = {
-      servers: config.servers.map((s) => s.replace(/^nats:\/\//, '').replace(/^tls:\/\//, '')),
       name: `tidegate-${this.deps.gatewayId}-${this.id}`,
       // Never resumed: see the class comment. Each connection is made by connectLoop().
       reconnect: false,
@@ -180,13 +179,38 @@ export class NatsUpstream implements Upstream {
     return this.connecting;
   }
 
+  /**
+   * A connection to the first of the servers (in turn, from a random one) that takes it. One at a
+   * time, so that TLS checks each server's certificate against its own host: nats.js checks an IP
+   * address against "localhost" otherwise.
+   */
+  private async connectAny(options: ConnectionOptions): Promise<NatsConnection> {
+    const { servers } = this.config;
+    const start = Math.floor(Math.random() * servers.length);
+    const failures: string[] = [];
+    for (let i = 0; i < servers.length; i++) {
+      const url = new URL(servers[(start + i) % servers.length] as string);
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      try {
+        return await connect({
+          ...options,
+          servers: [`${url.hostname}:${url.port || 4222}`],
+          ...(options.tls ? { tls: { ...options.tls, host } as typeof options.tls } : {}),
+        });
+      } catch (err) {
+        failures.push(`${url.host}: ${errorMessage(err)}`);
+      }
+    }
+    throw new Error(failures.join('; '));
+  }
+
   private async attempt(): Promise<void> {
     const options = this.connectOptions;
     if (!options || this.closing) return;
     this.current = 'connecting';
     let nc: NatsConnection | null = null;
     try {
-      nc = await connect(options);
+      nc = await this.connectAny(options);
       const jsm = await jetstreamManager(nc, { timeout: this.config.timeout, checkAPI: false });
       if (!this.streamReady) await this.ensureStream(jsm);
       if (this.closing) {

@@ -40,9 +40,12 @@ export interface NatsAuth {
 }
 
 export interface NatsTls {
+  /** PEM files: the CA, the server's certificate and key. */
   ca: string;
   cert: string;
   key: string;
+  /** Require client certificates signed by `ca`; the helper's own connection then uses this one. */
+  client?: { cert: string; key: string };
 }
 
 export interface NatsCluster {
@@ -123,7 +126,18 @@ export async function startNatsCluster(
             ? { user: options.auth.user, pass: options.auth.password }
             : {}),
           ...(options.auth?.token !== undefined ? { token: options.auth.token } : {}),
-          ...(options.tls ? { tls: { caFile: options.tls.ca } } : {}),
+          ...(options.tls
+            ? {
+                tls: {
+                  caFile: options.tls.ca,
+                  ...(options.tls.client
+                    ? { certFile: options.tls.client.cert, keyFile: options.tls.client.key }
+                    : {}),
+                  // nats.js would check the certificate against "localhost" for an IP address.
+                  ...{ host: '127.0.0.1' },
+                },
+              }
+            : {}),
         });
       }
       return mgmt;
@@ -250,7 +264,10 @@ function makeNode(
   } else if (auth?.token !== undefined) {
     lines.push(`authorization { token: ${q(auth.token)} }`);
   }
-  if (tls) lines.push(`tls { ca_file: ${q(tls.ca)}, cert_file: ${q(tls.cert)}, key_file: ${q(tls.key)} }`);
+  if (tls) {
+    const verify = tls.client ? ', verify: true' : '';
+    lines.push(`tls { ca_file: ${q(tls.ca)}, cert_file: ${q(tls.cert)}, key_file: ${q(tls.key)}${verify} }`);
+  }
   writeFileSync(conf, `${lines.join('\n')}\n`);
 
   let proc: ChildProcess | null = null;

@@ -15,6 +15,8 @@ import { createUpstream } from '../../src/upstreams/create.js';
 import { NatsUpstream } from '../../src/upstreams/nats.js';
 import { UpstreamUnavailableError } from '../../src/upstreams/upstream.js';
 import { type NatsCluster, startNatsCluster } from '../helpers/nats-cluster.js';
+import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { makeCertificates } from './certificates.js';
 import { outboxItems } from './items.js';
 import { waitFor } from './wait.js';
 
@@ -284,4 +286,93 @@ describe('NatsUpstream against a 3-node JetStream cluster', () => {
       );
     },
   );
+});
+
+describe('NatsUpstream logins and TLS (single-node JetStream servers)', () => {
+  const dirs: TempDir[] = [];
+  const servers: NatsCluster[] = [];
+  const upstreams: NatsUpstream[] = [];
+  afterEach(async () => {
+    for (const u of upstreams.splice(0)) await u.close();
+    for (const s of servers.splice(0)) await s.close();
+    for (const d of dirs.splice(0)) d.remove();
+  });
+
+  async function server(options: Parameters<typeof startNatsCluster>[0]): Promise<NatsCluster> {
+    const s = await startNatsCluster({ size: 1, ...options });
+    servers.push(s);
+    await s.createStream({ name: 'LOGIN', subjects: ['tidegate.>'] });
+    return s;
+  }
+
+  function upstream(s: NatsCluster, extra: Record<string, unknown>): NatsUpstream {
+    const config = natsUpstreamSchema.parse({
+      id: 'fleet',
+      type: 'nats',
+      servers: s.servers,
+      stream: 'LOGIN',
+      timeout: 2000,
+      ...extra,
+    });
+    const up = new NatsUpstream(
+      config,
+      { gatewayId: 'gw-1', log: memoryLogger([]), metrics: new Metrics() },
+      { reconnect: { min: 50, max: 500 }, startWait: 5000 },
+    );
+    upstreams.push(up);
+    return up;
+  }
+
+  async function delivers(up: NatsUpstream, s: NatsCluster): Promise<void> {
+    await up.start();
+    assert.equal(up.state(), 'connected', String(up.lastError()));
+    await up.deliver(outboxItems(5));
+    assert.equal((await s.read('LOGIN')).length, 5);
+  }
+
+  it('user and password: the right ones deliver, wrong ones show in lastError', TEST, async () => {
+    const s = await server({ auth: { user: 'gw', password: 'open sesame' } });
+    const wrong = upstream(s, { user: 'gw', password: 'nope' });
+    await wrong.start();
+    assert.notEqual(wrong.state(), 'connected');
+    assert.match(wrong.lastError() ?? '', /authorization/i);
+    await delivers(upstream(s, { user: 'gw', password: 'open sesame' }), s);
+  });
+
+  it('a token', TEST, async () => {
+    const s = await server({ auth: { token: 's3cret-token' } });
+    const none = upstream(s, {});
+    await none.start();
+    assert.match(none.lastError() ?? '', /authorization/i);
+    await delivers(upstream(s, { token: 's3cret-token' }), s);
+  });
+
+  it('TLS with a CA of its own and a client certificate', TEST, async () => {
+    const dir = makeTempDir();
+    dirs.push(dir);
+    const c = makeCertificates(dir);
+    const s = await server({
+      tls: {
+        ca: c.ca,
+        cert: c.serverCert,
+        key: c.serverKey,
+        client: { cert: c.clientCert, key: c.clientKey },
+      },
+    });
+    const tlsServers = s.servers.map((u) => u.replace('nats://', 'tls://'));
+    const noCert = upstream(s, { servers: tlsServers, ca: c.ca });
+    await noCert.start();
+    assert.notEqual(noCert.state(), 'connected');
+    assert.ok(noCert.lastError(), 'a refused handshake is said');
+    await delivers(upstream(s, { servers: tlsServers, ca: c.ca, cert: c.clientCert, key: c.clientKey }), s);
+  });
+
+  it('a TLS or creds file that cannot be read fails start() (a configuration problem)', TEST, async () => {
+    const s = await server({});
+    await assert.rejects(
+      upstream(s, { creds: '/nonexistent/gw.creds' }).start(),
+      /upstream "fleet": cannot read creds file \/nonexistent\/gw\.creds: ENOENT/,
+    );
+    await assert.rejects(upstream(s, { ca: '/nonexistent/ca.pem' }).start(), /cannot read ca file/);
+  });
 });
