@@ -350,7 +350,7 @@ describe('NatsUpstream logins and TLS (single-node JetStream servers)', () => {
   it('TLS with a CA of its own and a client certificate', TEST, async () => {
     const dir = makeTempDir();
     dirs.push(dir);
-    const c = makeCertificates(dir);
+    const c = makeCertificates(dir, { forPeersOnTheRealClock: true });
     const s = await server({
       tls: {
         ca: c.ca,
