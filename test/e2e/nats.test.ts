@@ -203,6 +203,16 @@ upstreams:
         /tidegate_upstream_errors_total\{upstream="fleet"\} [1-9]/,
         'the election was felt',
       );
+      const health = await eventually(async () => {
+        const h = (await (await gw.api('/api/v1/health')).json()) as {
+          upstreams: { id: string; type: string; state: string; acked: number; backlog: number }[];
+        };
+        return h.upstreams[0]?.backlog === 0 && h.upstreams[0].state === 'connected' ? h : undefined;
+      });
+      assert.deepEqual(
+        health.upstreams.map((u) => [u.id, u.type, u.acked]),
+        [['fleet', 'nats', last]],
+      );
       // The restarted node has every message in its own store.
       await cluster.replicasCurrent('E2E_LEADER', 60_000);
       await eventually(
