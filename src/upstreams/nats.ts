@@ -380,10 +380,9 @@ export class NatsUpstream implements Upstream {
       let first = 0;
       while (first < batch.length && (batch[first] as OutboxItem).envelope.seq <= this.storedThrough) first++;
       const probe = batch[first];
-      if (probe === undefined) {
-        this.checked = true;
-        return 0; // publish() skips (and counts) them all
-      }
+      // All of them stored: publish() skips (and counts) them; the next batch is checked again,
+      // so that its first row still goes alone.
+      if (probe === undefined) return 0;
       const subject = this.subjects.render(probe.envelope.type, probe.rule);
       const onSubject = await this.lastStored(subject);
       try {

@@ -8,8 +8,12 @@ import { Writable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { pino } from 'pino';
+import { Forwarder } from '../../src/forward/forwarder.js';
+import { systemClock } from '../../src/runtime/clock.js';
 import type { Logger } from '../../src/runtime/log.js';
 import { Metrics } from '../../src/runtime/metrics.js';
+import { openDatabase } from '../../src/store/database.js';
+import { Outbox } from '../../src/store/outbox.js';
 import { natsUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
 import { NatsUpstream } from '../../src/upstreams/nats.js';
@@ -244,6 +248,51 @@ describe('NatsUpstream against a 3-node JetStream cluster', () => {
     assert.equal(up.maxInFlight, 4, '1024 in flight / batches of 256');
     await up.close();
   });
+
+  it(
+    'the server it is connected to is killed mid-stream: a new connection, each row once, in order',
+    TEST,
+    async () => {
+      const { up, logs } = upstream({ timeout: 2000, maxInFlight: 512, batchSize: 64 }, 'gw-f');
+      await up.start();
+      const connected = logs.find((l) => l.msg === 'nats upstream connected')?.['server'] as string;
+      const node = cluster.nodes.find((n) => connected.endsWith(`:${n.port}`));
+      assert.ok(node, `connected to ${connected}`);
+      const db = openDatabase(':memory:', { synchronous: 'normal' });
+      const outbox = new Outbox(db);
+      const append = (n: number) => {
+        for (let i = 0; i < n; i++) outbox.append('result', 'rule', JSON.stringify({ i }), Date.now());
+      };
+      append(2000);
+      const forwarder = new Forwarder(
+        up,
+        outbox,
+        { gatewayId: 'gw-f', batchSize: 64, minBackoff: 100, maxBackoff: 1000, pollInterval: 20 },
+        { clock: systemClock, metrics: new Metrics(), log: memoryLogger([]) },
+      );
+      forwarder.start();
+      try {
+        await waitFor('some rows delivered', () => forwarder.cursor >= 500, 20_000);
+        await node.kill();
+        append(2000);
+        await waitFor('every row delivered', () => forwarder.cursor === 4000, 40_000);
+      } finally {
+        await forwarder.stop();
+        await node.start();
+        db.close();
+      }
+      assert.ok(
+        logs.some((l) => l.msg === 'nats upstream connection lost'),
+        'the connection was lost',
+      );
+      assert.ok(logs.some((l) => l.msg === 'nats upstream reconnected'));
+      const seqs = (await cluster.read('FLEET', 'tidegate.gw-f.>')).map((m) => m.seq);
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: 4000 }, (_, i) => i + 1),
+      );
+    },
+  );
 
   // Last: it kills a node (and starts it again).
   it(
