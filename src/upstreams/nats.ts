@@ -128,6 +128,8 @@ export class NatsUpstream implements Upstream {
     this.maxInFlight = Math.max(1, Math.floor(config.maxInFlight / config.batchSize));
     this.subjects = compileNatsSubject(config.subject, deps.gatewayId);
     this.log = deps.log.child({ upstream: config.id });
+    // The series from the start (at 0), as the forwarder's counters.
+    deps.metrics.upstreamDuplicates.inc({ upstream: config.id }, 0);
   }
 
   async start(): Promise<void> {
