@@ -261,6 +261,7 @@ export class Gateway {
       const upstream = await createUpstream(uc, {
         gatewayId: this.config.gateway.id,
         log: this.log,
+        metrics: this.metrics,
         ...(broker
           ? {
               embeddedPublish: (topic: string, payload: Buffer, qos: 0 | 1) =>

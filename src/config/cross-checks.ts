@@ -26,6 +26,7 @@ export function checkAcrossSections(config: unknown, ctx: Ctx): void {
   checkUnique(list(c['upstreams']), 'id', ['upstreams'], 'upstream id', ctx);
   checkUnique(list(broker['users']), 'username', ['broker', 'users'], 'user', ctx);
   checkEmbeddedBrokerUsers(c, broker, ctx);
+  checkNatsGatewayId(c, ctx);
   checkApiExposure(api, ctx);
   checkPortsApart(api, broker, ctx);
 }
@@ -59,6 +60,18 @@ function checkEmbeddedBrokerUsers(c: Loose, broker: Loose, ctx: Ctx): void {
       }
     });
   }
+}
+
+/** A dot in the gateway id would split its subject token: `tidegate.site.a.>` would also be gateway `site`'s. */
+function checkNatsGatewayId(c: Loose, ctx: Ctx): void {
+  const id = section(c['gateway'])['id'];
+  if (typeof id !== 'string' || !id.includes('.')) return;
+  if (!list(c['upstreams']).some((u) => u['type'] === 'nats')) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['gateway', 'id'],
+    message: `a nats upstream puts the gateway id in one subject token: expected no dot, found "${id}"`,
+  });
 }
 
 /** SPEC §5: beyond loopback only with a token, or knowingly insecure; a disabled API binds nothing. */

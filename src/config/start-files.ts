@@ -8,7 +8,7 @@ import { type ConfigProblem, locate } from '../schema/problems.js';
  */
 const FILES_READ_AT_START: Record<string, Record<string, readonly string[]>> = {
   sources: { mqtt: ['ca', 'cert', 'key'] },
-  upstreams: { mqtt: ['ca', 'cert', 'key'], http: ['ca'] },
+  upstreams: { mqtt: ['ca', 'cert', 'key'], http: ['ca'], nats: ['ca', 'cert', 'key', 'creds'] },
 };
 
 /** Why `path` cannot be read, or null when it can. */

@@ -59,6 +59,18 @@ export class Forwarder {
   private readonly inFlight: InFlight[] = [];
   /** How many of them the upstream has not answered yet: at most `upstream.maxInFlight`. */
   private unanswered = 0;
+  /**
+   * A batch in flight failed, maybe behind one still pending: nothing more is sent until the
+   * failure reaches the head and everything in flight has settled. A batch sent after a failed one
+   * could reach the peer while the failed one is resent later, out of order.
+   */
+  private halted = false;
+  /**
+   * After a failure, the resend goes one batch at a time until one is confirmed: a whole window
+   * sent at once to a peer that is just coming back (a new stream leader elected) could have its
+   * first batches refused and its last ones stored.
+   */
+  private probing = false;
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -160,7 +172,8 @@ export class Forwarder {
       else await this.failed(head.outcome);
       return;
     }
-    if (this.unanswered < Math.max(1, this.upstream.maxInFlight)) {
+    const room = this.probing ? 1 : Math.max(1, this.upstream.maxInFlight);
+    if (!this.halted && this.unanswered < room) {
       const rows = this.read();
       if (rows === null) {
         await this.sleep(poll);
@@ -221,6 +234,7 @@ export class Forwarder {
       },
       (err: unknown) => {
         entry.outcome = err instanceof Error ? err : new Error(String(err));
+        this.halted = true;
         this.unanswered--;
         this.wakeUp();
       },
@@ -252,6 +266,7 @@ export class Forwarder {
       log.error({ err, upstream: id }, 'saving the upstream cursor failed');
     }
     this.acked = last;
+    this.probing = false;
     this.lastDeliveryAt = this.deps.clock.now();
     metrics.upstreamSent.inc({ upstream: id }, rows);
     if (this.failures > 0) log.info({ upstream: id, after: this.failures }, 'upstream delivering again');
@@ -261,7 +276,8 @@ export class Forwarder {
 
   /**
    * The oldest batch in flight failed: the batches after it are not confirmed either (the cursor
-   * cannot skip), so once all have settled, everything after the cursor is sent again after a backoff.
+   * cannot skip), so once all have settled, everything after the cursor is sent again after a
+   * backoff, in order, the first batch alone.
    */
   private async failed(err: Error): Promise<void> {
     const { metrics, log } = this.deps;
@@ -269,6 +285,8 @@ export class Forwarder {
     await Promise.all(this.inFlight.map((f) => f.done));
     this.inFlight.length = 0;
     this.sent = this.acked;
+    this.halted = false;
+    this.probing = true;
     this.failures++;
     this.lastError = err.message;
     metrics.upstreamErrors.inc({ upstream: id });

@@ -133,6 +133,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly upstreamDuplicates = new Counter({
+    name: 'tidegate_upstream_duplicates_total',
+    help: 'Outbox rows an upstream already had (a nats stream: a PubAck that said duplicate, or a row its last message showed stored), counted as delivered',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
   readonly upstreamErrors = new Counter({
     name: 'tidegate_upstream_errors_total',
     help: 'Failed deliveries to an upstream (each is retried)',

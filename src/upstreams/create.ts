@@ -1,4 +1,5 @@
 import type { Logger } from '../runtime/log.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { UpstreamConfig } from './config.js';
 import { EmbeddedMqttUpstream, type EmbeddedPublish } from './embedded.js';
 import { HttpUpstream } from './http.js';
@@ -9,16 +10,22 @@ export interface UpstreamDeps {
   /** The embedded broker's publish, for mqtt upstreams without url; absent when it is disabled. */
   embeddedPublish?: EmbeddedPublish;
   log: Logger;
+  /** For counters of an upstream's own (nats: duplicates). */
+  metrics: Metrics;
 }
 
 /**
- * The upstream a configuration entry describes (not started). mqtt.js is loaded only when an
- * upstream needs it: on a small board every module not loaded is memory kept.
+ * The upstream a configuration entry describes (not started). mqtt.js and the NATS client are
+ * loaded only when an upstream needs them: on a small board every module not loaded is memory kept.
  */
 export async function createUpstream(config: UpstreamConfig, deps: UpstreamDeps): Promise<Upstream> {
   switch (config.type) {
     case 'http':
       return new HttpUpstream(config, { log: deps.log });
+    case 'nats': {
+      const { NatsUpstream } = await import('./nats.js');
+      return new NatsUpstream(config, deps);
+    }
     case 'mqtt': {
       const { url } = config;
       if (url !== undefined) {

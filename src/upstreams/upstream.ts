@@ -1,6 +1,6 @@
 /**
- * upstreams/ — where results go: mqtt (an external broker, or the embedded one in process) and
- * http. Each only delivers a batch and reports the acknowledgement; ordering, retries and cursors are
+ * upstreams/ — where results go: mqtt (an external broker, or the embedded one in process), http
+ * and nats (a JetStream stream). Each only delivers a batch and reports the acknowledgement; ordering, retries and cursors are
  * forward/'s. May import model/, schema/ and runtime/.
  */
 /** One outbox row as the upstream sends it: the SPEC §4 envelope. */
@@ -25,7 +25,7 @@ export type UpstreamState = 'connected' | 'connecting' | 'offline';
  */
 export interface Upstream {
   readonly id: string;
-  readonly type: 'mqtt' | 'http';
+  readonly type: 'mqtt' | 'http' | 'nats';
   /**
    * Reads TLS files and opens connections. Rejects only on configuration problems (a missing
    * file); an unreachable peer is not an error here, it shows in `state()` and `deliver()`.
@@ -39,7 +39,8 @@ export interface Upstream {
   /**
    * Delivers the batch in order; resolves only once the upstream confirmed every item (PUBACK,
    * 2xx); rejects on any failure. The caller retries the whole batch later, so delivery is at
-   * least once. When one batch fails, those sent after it may fail too: the caller resends them all.
+   * least once. When one batch fails, those sent after it may fail too: the caller sends nothing
+   * more until all of them settled, then resends them all, in order.
    */
   deliver(batch: readonly OutboxItem[]): Promise<void>;
   /** Connection state for /health. */

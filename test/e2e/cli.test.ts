@@ -284,6 +284,25 @@ describe('validate refuses what run refuses, with the same problems', () => {
     );
   });
 
+  it('a nats upstream: its keys checked at their paths, its creds file read', async () => {
+    const missing = join(dir, 'missing.creds');
+    await agree(
+      'nats-keys',
+      `api: { port: 0 }\nbroker: { enabled: false }\nupstreams: [{ id: fleet, type: nats, servers: ["nats://127.0.0.1:1"], stream: FLEET, creds: ${missing} }]\n`,
+      /:\d+:\d+: upstreams\[0\]\.creds: cannot read the file .*missing\.creds: no such file$/,
+    );
+    await agree(
+      'nats-subject',
+      'api: { port: 0 }\nbroker: { enabled: false }\nupstreams: [{ id: fleet, type: nats, servers: ["nats://127.0.0.1:1"], stream: FLEET, subject: "tidegate.{type}.{rule}" }]\n',
+      /:\d+:\d+: upstreams\[0\]\.subject: expected \{gateway\} in the subject/,
+    );
+    await agree(
+      'nats-gateway-dot',
+      'gateway: { id: site.a }\napi: { port: 0 }\nbroker: { enabled: false }\nupstreams: [{ id: fleet, type: nats, servers: ["nats://127.0.0.1:1"], stream: FLEET }]\n',
+      /:\d+:\d+: gateway\.id: a nats upstream puts the gateway id in one subject token: expected no dot, found "site\.a"$/,
+    );
+  });
+
   it('the API and the embedded broker on one port', async () => {
     const port = await freePort();
     await agree(

@@ -214,12 +214,46 @@ describe('Forwarder', () => {
     assert.equal(up.batches.length, 3, 'nothing is sent during the backoff');
     s.clock.advance(1);
     await settle();
-    assert.deepEqual(up.sent().slice(3), ['3,4', '5,6'], 'from the cursor on, in order');
-    for (const b of up.batches.slice(3)) b.settle();
+    assert.deepEqual(up.sent().slice(3), ['3,4'], 'from the cursor on, the first batch alone');
+    up.batches[3]?.settle();
+    await settle();
+    assert.deepEqual(up.sent().slice(3), ['3,4', '5,6'], 'then the window opens again, in order');
+    up.batches[4]?.settle();
     await settle();
     assert.equal(outbox.cursor('cloud'), 6);
     assert.equal(forwarder.status().state, 'connected');
     assert.equal(await metricValue(s.metrics, 'tidegate_upstream_errors_total'), 1);
+  });
+
+  it('a batch that fails behind one still pending stops the sending until both settled', async () => {
+    s = storeRig();
+    const outbox = new Outbox(s.db);
+    for (let i = 0; i < 10; i++) outbox.append('result', 'r', '{}', T0);
+    const up = new HeldUpstream('cloud');
+    forwarder = started(up, outbox, { batchSize: 2, minBackoff: 1000, maxBackoff: 1000 });
+    await settle();
+    assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6']);
+    // The second fails while the first is still pending: a batch sent now (7,8) would reach the
+    // peer before the resend of 3,4.
+    up.batches[1]?.settle(new Error('no responders'));
+    await settle();
+    forwarder.kick();
+    await settle();
+    assert.deepEqual(up.sent(), ['1,2', '3,4', '5,6'], 'nothing sent after the failure');
+    up.batches[0]?.settle();
+    up.batches[2]?.settle();
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 2);
+    assert.equal(up.batches.length, 3, 'nothing during the backoff either');
+    s.clock.advance(1000);
+    await settle();
+    assert.deepEqual(up.sent().slice(3), ['3,4'], 'the resend starts at the failed batch, alone');
+    up.batches[3]?.settle();
+    await settle();
+    assert.deepEqual(up.sent().slice(4), ['5,6', '7,8', '9,10'], 'then the whole window, in order');
+    for (const b of up.batches.slice(4)) b.settle();
+    await settle();
+    assert.equal(outbox.cursor('cloud'), 10);
   });
 
   it('stop() waits for the batches in flight and confirms what was confirmed', async () => {

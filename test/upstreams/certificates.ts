@@ -13,12 +13,24 @@ export interface TestCertificates {
 
 /**
  * A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, made with the
- * system's openssl (EC keys: fast).
+ * system's openssl (EC keys: fast). `forPeersOnTheRealClock`: for a peer that reads the real clock
+ * even under faketime (nats-server, a Go program, makes its system calls itself), the certificates
+ * are made on the real clock and valid for 800 days, so that they hold on both clocks.
  */
-export function makeCertificates(dir: TempDir): TestCertificates {
+export function makeCertificates(
+  dir: TempDir,
+  options: { forPeersOnTheRealClock?: boolean } = {},
+): TestCertificates {
   const f = (name: string) => dir.file(name);
+  const real = options.forPeersOnTheRealClock === true;
+  const env = real
+    ? Object.fromEntries(
+        Object.entries(process.env).filter(([k]) => k !== 'LD_PRELOAD' && !k.startsWith('FAKETIME')),
+      )
+    : process.env;
+  const days = real ? '800' : '2';
   const openssl = (...args: string[]) =>
-    execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl(
     'req',
@@ -29,7 +41,7 @@ export function makeCertificates(dir: TempDir): TestCertificates {
     '-out',
     f('ca.pem'),
     '-days',
-    '2',
+    days,
     '-subj',
     '/CN=tidegate test CA',
   );
@@ -56,7 +68,7 @@ export function makeCertificates(dir: TempDir): TestCertificates {
       f('ca.key'),
       '-CAcreateserial',
       '-days',
-      '2',
+      days,
       '-out',
       f(`${who}.pem`),
       ...(who === 'server' ? ['-extfile', f('server.ext')] : []),

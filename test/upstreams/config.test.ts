@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { httpUpstreamSchema, mqttUpstreamSchema, upstreamSchema } from '../../src/upstreams/config.js';
+import {
+  httpUpstreamSchema,
+  mqttUpstreamSchema,
+  natsUpstreamSchema,
+  upstreamSchema,
+} from '../../src/upstreams/config.js';
+import { compileNatsSubject, natsSubjectProblem, streamSubjectsOf } from '../../src/upstreams/subject.js';
 import { compileUpstreamTopic, isValidUpstreamTopic } from '../../src/upstreams/topic.js';
 
 /** Each problem as `path: message`. */
@@ -123,6 +129,98 @@ describe('upstream configuration', () => {
       'ca: ca is for TLS: expected an https:// url',
     ]);
     assert.deepEqual(problems({ id: 'x', type: 'mqtt', url: 'MQTTS://h', ca: 'ca.pem' }), []);
+  });
+});
+
+describe('nats upstream configuration', () => {
+  const base = { id: 'fleet', type: 'nats', servers: ['nats://10.0.0.5:4222'], stream: 'TIDEGATE' };
+
+  it('fills the defaults; parses the SPEC §6 example', () => {
+    assert.deepEqual(natsUpstreamSchema.parse(base), {
+      ...base,
+      subject: 'tidegate.{gateway}.{type}.{rule}',
+      maxInFlight: 1024,
+      batchSize: 256,
+      timeout: 5000,
+    });
+    const spec = upstreamSchema.parse({
+      ...base,
+      servers: ['nats://10.0.0.5:4222', 'nats://10.0.0.6:4222'],
+      subject: 'tidegate.{gateway}.{type}.{rule}',
+      user: 'gw-1',
+      password: 'secret',
+      createStream: { replicas: '3', maxAge: '7d', duplicateWindow: '10m' },
+      maxInFlight: '2048',
+      timeout: '2s',
+    });
+    assert.equal(spec.type, 'nats');
+    assert.deepEqual(spec.type === 'nats' && spec.createStream, {
+      replicas: 3,
+      maxAge: 7 * 86_400_000,
+      duplicateWindow: 600_000,
+    });
+    assert.deepEqual(natsUpstreamSchema.parse({ ...base, createStream: {} }).createStream, {
+      replicas: 3,
+      maxAge: 0,
+      duplicateWindow: 120_000,
+    });
+  });
+
+  it('reports each problem with its path', () => {
+    assert.deepEqual(problems({ ...base, servers: [] }), ['servers: expected at least one server URL']);
+    assert.deepEqual(problems({ ...base, servers: ['http://h:4222', 'nats://u:p@h:4222'] }), [
+      'servers.0: expected a nats:// or tls:// URL such as nats://10.0.0.5:4222',
+      'servers.1: expected a URL without credentials: put them in user/password, token or creds',
+    ]);
+    assert.deepEqual(problems({ ...base, stream: 'a.b' }), [
+      'stream: expected a stream name of 1–255 characters of [A-Za-z0-9_-]',
+    ]);
+    assert.deepEqual(problems({ ...base, user: 'gw' }), ['password: expected user and password together']);
+    assert.deepEqual(problems({ ...base, token: 't', creds: 'gw.creds' }), [
+      'creds: expected one way to authenticate, found token and creds',
+    ]);
+    assert.deepEqual(problems({ ...base, cert: 'c.pem' }), [
+      'key: expected cert and key together (a client certificate and its private key)',
+    ]);
+    assert.deepEqual(problems({ ...base, maxInFlight: 100, batchSize: 200 }), [
+      'batchSize: expected at most maxInFlight (100) rows in a batch, found 200',
+    ]);
+    assert.deepEqual(problems({ ...base, createStream: { maxAge: '1m', duplicateWindow: '2m' } }), [
+      'createStream.duplicateWindow: expected a duplicate window no longer than maxAge',
+    ]);
+    assert.deepEqual(problems({ ...base, createStream: { replicas: 7 } }).length, 1);
+    assert.match(problems({ ...base, createStream: { replicas: 7 } })[0] ?? '', /^createStream\.replicas: /);
+    assert.deepEqual(problems({ ...base, subject: '{gateway}.{type}.{rule}', createStream: {} }), [
+      'subject: createStream needs a subject that starts with a literal token (the stream then takes prefix.>), e.g. tidegate.{gateway}.{type}.{rule}',
+    ]);
+    assert.match(
+      problems({ ...base, subject: 'tidegate.*.{gateway}.{rule}' })[0] ?? '',
+      /^subject: expected no whitespace, wildcards/,
+    );
+    assert.match(problems({ ...base, extra: 1 })[0] ?? '', /extra/);
+  });
+
+  it('subject templates: one gateway, one filter', () => {
+    assert.equal(natsSubjectProblem('tidegate.{gateway}.{type}.{rule}'), null);
+    assert.equal(natsSubjectProblem('fleet.gw-{gateway}.{type}-{rule}'), null);
+    assert.match(natsSubjectProblem('tidegate.{type}.{rule}') ?? '', /expected \{gateway\}/);
+    assert.match(
+      natsSubjectProblem('tidegate.{rule}.{gateway}.x') ?? '',
+      /only after the token with \{gateway\}/,
+    );
+    assert.match(
+      natsSubjectProblem('tidegate.{gateway}-{type}.x') ?? '',
+      /only after the token with \{gateway\}/,
+    );
+    assert.match(natsSubjectProblem('tidegate.{gateway}') ?? '', /at least one token after/);
+    assert.match(natsSubjectProblem('tidegate..{gateway}.x') ?? '', /none empty/);
+    const s = compileNatsSubject('fleet.gw-{gateway}.{type}.{rule}', 'pi-7');
+    assert.equal(s.render('result', 'hot'), 'fleet.gw-pi-7.result.hot');
+    assert.equal(s.render('reading', null), 'fleet.gw-pi-7.reading.readings');
+    assert.equal(s.gatewayFilter, 'fleet.gw-pi-7.>');
+    assert.equal(streamSubjectsOf('fleet.gw-{gateway}.{type}.{rule}'), 'fleet.>');
+    assert.equal(streamSubjectsOf('{gateway}.{type}.{rule}'), null);
+    assert.throws(() => compileNatsSubject('tidegate.{gateway}.{type}.{rule}', 'site.a'), /has a dot/);
   });
 });
 

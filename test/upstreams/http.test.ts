@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
 import { httpUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
 import { HttpUpstream } from '../../src/upstreams/http.js';
@@ -151,6 +152,7 @@ describe('HttpUpstream', () => {
     const up = await createUpstream(httpUpstreamSchema.parse({ id: 'x', type: 'http', url: sink.url }), {
       gatewayId: 'gw-1',
       log,
+      metrics: new Metrics(),
     });
     assert.ok(up instanceof HttpUpstream);
   });

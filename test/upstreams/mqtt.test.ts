@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { silentLogger } from '../../src/runtime/log.js';
+import { Metrics } from '../../src/runtime/metrics.js';
 import { mqttUpstreamSchema } from '../../src/upstreams/config.js';
 import { createUpstream } from '../../src/upstreams/create.js';
 import { EmbeddedMqttUpstream } from '../../src/upstreams/embedded.js';
@@ -296,6 +297,7 @@ describe('EmbeddedMqttUpstream', () => {
     const calls: { topic: string; payload: string; qos: 0 | 1 }[] = [];
     const up = await createUpstream(config, {
       gatewayId: 'gw-1',
+      metrics: new Metrics(),
       log,
       embeddedPublish: async (topic, payload, qos) => {
         await new Promise((resolve) => setImmediate(resolve));
@@ -364,7 +366,7 @@ describe('EmbeddedMqttUpstream', () => {
 
   it('cannot be created without the embedded broker', async () => {
     await assert.rejects(
-      createUpstream(config, { gatewayId: 'gw-1', log }),
+      createUpstream(config, { gatewayId: 'gw-1', log, metrics: new Metrics() }),
       /upstream "local" has no url, so it publishes to the embedded broker, but broker.enabled is false/,
     );
   });
