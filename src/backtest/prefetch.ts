@@ -10,6 +10,9 @@ import {
 } from '../store/reading-history.js';
 import type { BucketPlan, ReaderData, ReaderMessage } from './reader.js';
 
+/** A reader's young generation (MB): its garbage is row arrays, dead before the next chunk. */
+const READER_YOUNG_MB = 8;
+
 interface SeriesNames {
   device: string;
   metric: string;
@@ -86,6 +89,8 @@ export class PrefetchedHistory {
       };
       const worker = new Worker(new URL('./reader.js', import.meta.url), {
         workerData: data,
+        // A reader holds a few chunks: a small heap keeps each thread's RSS small.
+        resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: READER_YOUNG_MB },
         stdout: false,
         stderr: false,
       });
