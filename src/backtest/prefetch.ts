@@ -85,7 +85,7 @@ export class PrefetchedHistory {
         index,
         stride,
         chunkSize,
-        ahead: options.ahead ?? 4,
+        ahead: options.ahead ?? 16,
       };
       const worker = new Worker(new URL('./reader.js', import.meta.url), {
         workerData: data,
