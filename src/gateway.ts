@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { ApiServer, createApp } from './api/server.js';
 import { BacktestJobs } from './backtest/jobs.js';
 import type { GatewayConfig } from './config/schema.js';
@@ -199,6 +200,8 @@ export class Gateway {
         bus: this.bus,
         rules: rules.catalog,
         backtests: this.backtests,
+        // Built beside this module by `npm run build` (dist/ui).
+        dashboardDir: fileURLToPath(new URL('./ui/', import.meta.url)),
       });
       this.api = new ApiServer(config.api, app, this.log);
       await this.api.start();

@@ -36,6 +36,7 @@ const errors = (...codes: number[]) =>
 const ERROR_TEXT: Record<number, string> = {
   400: 'invalid query parameters or body',
   401: 'missing or wrong bearer token',
+  403: 'a change made with the session cookie from another origin',
   404: 'not found',
   409: 'conflict',
   413: 'request body over api.maxBodySize',
@@ -199,6 +200,8 @@ export function openApiDocument(version: string, extra: readonly RouteDoc[] = []
   for (const route of apiRoutes(extra)) {
     // The per-client rate limit applies to every route.
     const all: RouteDoc['responses'] = {
+      // A change made with the dashboard's session cookie must come from the gateway's origin.
+      ...(route.method === 'get' ? {} : errors(403)),
       ...route.responses,
       429: { description: 'rate limited (api.rateLimit)', schema: s.errorBody },
     };
@@ -217,7 +220,7 @@ export function openApiDocument(version: string, extra: readonly RouteDoc[] = []
       parameters: parameters(route),
       responses,
       // `{}`: no credentials needed; the bearer token, when sent, is still read.
-      ...(route.public ? { security: [{}, { bearer: [] }] } : {}),
+      ...(route.public ? { security: [{}, { bearer: [] }, { session: [] }] } : {}),
       ...(route.body
         ? {
             requestBody: {
@@ -239,9 +242,18 @@ export function openApiDocument(version: string, extra: readonly RouteDoc[] = []
     },
     servers: [{ url: '/' }],
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'api.token, when set' } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'api.token, when set' },
+        session: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'tidegate_session',
+          description:
+            'the dashboard session (POST /api/v1/session); changes need a same-origin Origin header',
+        },
+      },
     },
-    security: [{ bearer: [] }],
+    security: [{ bearer: [] }, { session: [] }],
     paths,
   };
 }

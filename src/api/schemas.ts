@@ -18,6 +18,7 @@ export const errorBody = z.strictObject({
     code: z.enum([
       'bad_request',
       'unauthorized',
+      'forbidden',
       'not_found',
       'conflict',
       'payload_too_large',

@@ -14,7 +14,8 @@ import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { OutputsQuery } from '../store/outputs-query.js';
 import type { ReadingsQuery } from '../store/readings-query.js';
-import { bearerAuth } from './auth.js';
+import { authenticated, bearerAuth, tokenChecker } from './auth.js';
+import { dashboard } from './dashboard.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { BACKTESTS_ROUTE_DOCS, type BacktestService, backtestsRoutes } from './routes/backtests.js';
@@ -26,6 +27,7 @@ import { readingsRoutes } from './routes/readings.js';
 import { RULES_ROUTE_DOCS, type RulesService, rulesRoutes } from './routes/rules.js';
 import { STREAM_ROUTE_DOCS, StreamHub, type StreamOptions } from './routes/stream.js';
 import { rateLimiter, requestMetrics, securityHeaders } from './security.js';
+import { SESSION_ROUTE_DOCS, type SessionOptions, Sessions, sessionRoutes } from './session.js';
 
 export const API_PREFIX = '/api/v1';
 
@@ -48,6 +50,9 @@ export function createApp(
     bus?: EventBus;
     stream?: Partial<StreamOptions>;
     rateLimit?: { requestsPerMinute?: number; windowMs?: number };
+    /** The built dashboard (`dist/ui`); without it `GET /` is not served. */
+    dashboardDir?: string;
+    session?: Partial<SessionOptions>;
   },
 ) {
   const app = express();
@@ -61,7 +66,9 @@ export function createApp(
       ...(deps.rateLimit?.windowMs !== undefined ? { windowMs: deps.rateLimit.windowMs } : {}),
     }),
   );
-  app.use(bearerAuth(config.token, [`${API_PREFIX}/health`]));
+  if (deps.dashboardDir !== undefined) app.use(dashboard(deps.dashboardDir));
+  const sessions = new Sessions(config.token, deps.session);
+  app.use(bearerAuth(config.token, [`${API_PREFIX}/health`, `${API_PREFIX}/session`], sessions));
   app.use(express.json({ limit: config.maxBodySize }));
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
@@ -75,11 +82,20 @@ export function createApp(
         ...(deps.rules ? RULES_ROUTE_DOCS : []),
         ...(deps.backtests ? BACKTESTS_ROUTE_DOCS : []),
         ...STREAM_ROUTE_DOCS,
+        ...SESSION_ROUTE_DOCS,
       ]),
     );
     res.type('application/json').send(openapi);
   });
   app.use(API_PREFIX, healthRoutes(deps.view));
+  app.use(
+    API_PREFIX,
+    sessionRoutes(
+      sessions,
+      config.token === undefined ? () => false : tokenChecker(config.token),
+      authenticated,
+    ),
+  );
   app.use(API_PREFIX, devicesRoutes(deps.query, deps.view));
   app.use(API_PREFIX, exportRoutes(deps.query, { metrics: deps.metrics, log: deps.log }));
   app.use(API_PREFIX, readingsRoutes(deps.query));

@@ -1,0 +1,124 @@
+import { useState } from 'preact/hooks';
+import { type Alert, api, type Page, query, type ResultRecord, type RuleView, V1 } from '../api.js';
+import { useRefresh, useStream } from '../connection.js';
+import { key, num, time } from '../format.js';
+import { html } from '../html.js';
+import { Badge, LoadError, Table } from './common.js';
+
+/** How often the list asks for the rules again: changes made through the API show without a reload. */
+export const RULES_POLL_MS = 3000;
+
+export function windowText(spec: Record<string, unknown>): string {
+  const w = spec['window'] as Record<string, unknown> | undefined;
+  if (!w || typeof w !== 'object') return '–';
+  const parts = [String(w['type'] ?? '?')];
+  for (const f of ['size', 'slide', 'gap']) if (w[f] !== undefined) parts.push(`${f} ${String(w[f])}`);
+  return parts.join(' · ');
+}
+
+/** Keeps the rules list in step with the gateway (polled), for the list and the editor. */
+export function useRules(): { rules: RuleView[] | null; error: unknown; reload: () => Promise<void> } {
+  const [rules, setRules] = useState<RuleView[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const reload = async () => {
+    try {
+      setRules((await api<{ items: RuleView[] }>(`${V1}/rules`)).items);
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  useRefresh(() => void reload(), [], RULES_POLL_MS);
+  return { rules, error, reload };
+}
+
+/**
+ * The rules: origin, window, last result and the groups firing, kept current by polling the list
+ * and by the stream's results and decisions; a rule opens in the editor (config rules read-only).
+ */
+export function RulesPage() {
+  const { rules, error } = useRules();
+  const [alerts, setAlerts] = useState<Alert[]>([]);
+  const [last, setLast] = useState<Map<string, ResultRecord>>(new Map());
+  const ids = (rules ?? []).map((r) => r.id).join(',');
+
+  const loadAlerts = async () => {
+    try {
+      setAlerts((await api<{ items: Alert[] }>(`${V1}/alerts`)).items);
+    } catch {
+      // The banner or the list's error tells.
+    }
+  };
+  useRefresh(() => void loadAlerts(), [], 10_000);
+  useRefresh(async () => {
+    if (!ids) return;
+    const found = new Map<string, ResultRecord>();
+    await Promise.all(
+      ids.split(',').map(async (id) => {
+        try {
+          const page = await api<Page<ResultRecord>>(
+            `${V1}/results${query({ rule: id, order: 'desc', limit: 1 })}`,
+          );
+          if (page.items[0]) found.set(id, page.items[0]);
+        } catch {
+          // As above.
+        }
+      }),
+    );
+    setLast((prev) => {
+      const next = new Map(prev);
+      for (const [id, r] of found) {
+        const old = next.get(id);
+        if (!old || Date.parse(old.end) <= Date.parse(r.end)) next.set(id, r);
+      }
+      return next;
+    });
+  }, [ids]);
+  useStream('?type=result,decision', (type, data) => {
+    if (type === 'decision') void loadAlerts();
+    if (type !== 'result') return;
+    const r = data as ResultRecord;
+    setLast((prev) => {
+      const old = prev.get(r.rule);
+      if (old && Date.parse(old.end) > Date.parse(r.end)) return prev;
+      const next = new Map(prev);
+      next.set(r.rule, r);
+      return next;
+    });
+  });
+
+  const firing = new Map<string, number>();
+  for (const a of alerts) firing.set(a.rule, (firing.get(a.rule) ?? 0) + 1);
+
+  return html`<section aria-labelledby="rules-title">
+    <div class="title-row">
+      <h1 id="rules-title">Rules</h1>
+      <a class="button" href="/rules/new">New rule</a>
+    </div>
+    <${LoadError} error=${error} />
+    <${Table}
+      label="Rules"
+      head=${['Rule', 'Origin', 'Window', 'Last result', 'Firing']}
+      rowCount=${rules?.length ?? 0}
+      empty=${rules ? 'No rules yet: make one with New rule.' : 'Loading…'}
+      rows=${(rules ?? []).map((r) => {
+        const res = last.get(r.id);
+        const n = firing.get(r.id) ?? 0;
+        return html`<tr key=${r.id} data-rule=${r.id}>
+          <td class="id"><a href=${`/rules/${encodeURIComponent(r.id)}`}>${r.id}</a>${r.spec['description'] ? html`<br /><small>${String(r.spec['description'])}</small>` : null}</td>
+          <td>${r.origin === 'config' ? 'config file' : 'API'}</td>
+          <td>${windowText(r.spec)}</td>
+          <td class="wrap">${
+            res
+              ? html`${time(res.end)}: ${key(res.key)} · ${Object.entries(res.values)
+                  .slice(0, 3)
+                  .map(([k, v]) => `${k} ${num(v)}`)
+                  .join(', ')}`
+              : '–'
+          }</td>
+          <td>${n > 0 ? html`<${Badge} state="firing" text=${`${n} firing`} />` : '–'}</td>
+        </tr>`;
+      })}
+    />
+  </section>`;
+}
