@@ -40,12 +40,21 @@ export function useWidth(ref: { current: HTMLElement | null }): number {
  * `data-points` how many points it draws (and `data-drawn` how often it drew), so that tests
  * assert on data rather than pixels. It fills its container's width.
  */
-export function Chart(props: { label: string; data: ChartData; marks?: Mark[]; height?: number }) {
+export function Chart(props: {
+  label: string;
+  data: ChartData;
+  marks?: Mark[];
+  height?: number;
+  /** The x axis's extent (epoch seconds); else the data's. */
+  xRange?: [number, number];
+}) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const marks = useRef<Mark[]>([]);
   const drawn = useRef(0);
   marks.current = props.marks ?? [];
+  const xRange = useRef(props.xRange);
+  xRange.current = props.xRange;
   const width = useWidth(box);
   const height = props.height ?? 220;
   const shape = props.data.series.map((s) => s.label).join('\u0000');
@@ -58,7 +67,9 @@ export function Chart(props: { label: string; data: ChartData; marks?: Mark[]; h
       height,
       legend: { show: props.data.series.length > 1 },
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        x: { time: true, range: (_u, min, max) => xRange.current ?? [min, max] },
+      },
       axes: [{ stroke: 'currentColor' }, { stroke: 'currentColor', size: 56 }],
       series: [
         {},
@@ -103,7 +114,7 @@ export function Chart(props: { label: string; data: ChartData; marks?: Mark[]; h
 
   useEffect(() => {
     plot.current?.setData(toAligned(props.data));
-  }, [props.data, props.marks]);
+  }, [props.data, props.marks, props.xRange?.[0], props.xRange?.[1]]);
 
   useEffect(() => {
     if (width > 0) plot.current?.setSize({ width, height });

@@ -6,6 +6,7 @@ import { BACKTESTS_ROUTE_DOCS } from '../../src/api/routes/backtests.js';
 import { RULES_ROUTE_DOCS } from '../../src/api/routes/rules.js';
 import { STREAM_ROUTE_DOCS } from '../../src/api/routes/stream.js';
 import { ApiServer, createApp } from '../../src/api/server.js';
+import { SESSION_ROUTE_DOCS } from '../../src/api/session.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { ManualClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
@@ -131,7 +132,12 @@ describe('the OpenAPI document', () => {
       },
       view: testView({ gatewayId: 'gw', version: '1', staleAfter: 1 }),
     });
-    const documented = apiRoutes([...RULES_ROUTE_DOCS, ...BACKTESTS_ROUTE_DOCS, ...STREAM_ROUTE_DOCS])
+    const documented = apiRoutes([
+      ...RULES_ROUTE_DOCS,
+      ...BACKTESTS_ROUTE_DOCS,
+      ...STREAM_ROUTE_DOCS,
+      ...SESSION_ROUTE_DOCS,
+    ])
       .map((r) => `${r.method.toUpperCase()} ${r.path}`)
       .sort();
     assert.deepEqual(routerRoutes(withRules), documented);

@@ -3,6 +3,7 @@ import { openApiDocument } from '../../src/api/openapi.js';
 import { BACKTESTS_ROUTE_DOCS } from '../../src/api/routes/backtests.js';
 import { RULES_ROUTE_DOCS } from '../../src/api/routes/rules.js';
 import { STREAM_ROUTE_DOCS } from '../../src/api/routes/stream.js';
+import { SESSION_ROUTE_DOCS } from '../../src/api/session.js';
 
 interface Operation {
   responses: Record<string, { content?: Record<string, { schema?: unknown }> }>;
@@ -18,6 +19,7 @@ export class OpenApiChecker {
     ...RULES_ROUTE_DOCS,
     ...BACKTESTS_ROUTE_DOCS,
     ...STREAM_ROUTE_DOCS,
+    ...SESSION_ROUTE_DOCS,
   ]) as {
     paths: Record<string, Record<string, Operation>>;
   };

@@ -266,6 +266,11 @@ export function DevicePage(props: { id: string; url: string }) {
     ? { from: new Date(win.from).toISOString(), to: new Date(win.live ? serverNow() : win.to).toISOString() }
     : {};
   const now = serverNow();
+  const xRange: [number, number] | undefined = win
+    ? win.live
+      ? [(now - (win.to - win.from)) / 1000, now / 1000]
+      : [win.from / 1000, win.to / 1000]
+    : undefined;
 
   if (missing) {
     return html`<section><h1>Device ${id}</h1><p>The gateway knows no device ${id}. <a href="/devices">All devices</a></p></section>`;
@@ -311,14 +316,14 @@ export function DevicePage(props: { id: string; url: string }) {
           : charts.map(
               (c) => html`<figure key=${c.metric}>
                 <figcaption>${c.metric}${c.unit ? ` (${c.unit})` : ''} · ${win.live ? `last ${range.preset}` : `${time(win.from)} – ${time(win.to)}`} · avg per ${duration(win.step)}</figcaption>
-                <${Chart} label=${`${id} ${c.metric}`} data=${c.data} />
+                <${Chart} label=${`${id} ${c.metric}`} data=${c.data} xRange=${xRange} />
               </figure>`,
             )
       }
       ${win !== null && charts.length === 0 ? html`<p>No readings in this range.</p>` : null}
     </div>
-    <p class="exports">Export this range:
-      <a download href=${`${V1}/readings/export${query({ device: id, ...exportRange, format: 'csv' })}`}>CSV</a>
+    <p class="exports">Export this range:${' '}
+      <a download href=${`${V1}/readings/export${query({ device: id, ...exportRange, format: 'csv' })}`}>CSV</a>${' · '}
       <a download href=${`${V1}/readings/export${query({ device: id, ...exportRange, format: 'ndjson' })}`}>NDJSON</a>
     </p>
     <h2>Raw readings</h2>

@@ -102,8 +102,8 @@ export function OverviewPage() {
               <p class="big"><span data-testid="ingest-rate">${rateTotal === null ? '…' : num(Math.round(rateTotal * 10) / 10)}</span> readings/s</p>
               <p>Rejected <strong data-testid="rejected">${num(total(counters, 'tidegate_readings_rejected_total'))}</strong>
                 ${rejected.size ? html` (${[...rejected].map(([r, n]) => `${r} ${num(n)}`).join(', ')})` : null}
-                · late <strong data-testid="late">${num(total(counters, 'tidegate_late_dropped_total'))}</strong>
-                · duplicates <strong data-testid="duplicates">${num(total(counters, 'tidegate_readings_duplicate_total'))}</strong></p>
+                ${' · '}late <strong data-testid="late">${num(total(counters, 'tidegate_late_dropped_total'))}</strong>
+                ${' · '}duplicates <strong data-testid="duplicates">${num(total(counters, 'tidegate_readings_duplicate_total'))}</strong></p>
             </div>
           </div>
           <h2>Sources</h2>
