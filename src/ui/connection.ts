@@ -82,40 +82,48 @@ export async function checkSession(): Promise<void> {
 type StreamHandler = (type: string, data: unknown) => void;
 
 /**
- * The tab's one EventSource. A page says which events it wants (`/stream` query: `type`,
- * `device`, `rule`); changing page replaces the connection, so that a tab never holds two. On an
+ * What the stream carries on a page that asks for nothing: backtest progress only, a trickle. It
+ * stays open all the same, so that a gateway going away shows at once (its socket closes).
+ */
+const IDLE_QUERY = '?type=backtest';
+
+/**
+ * The tab's one EventSource, always open while signed in. A page says which events it wants
+ * (`/stream` query: `type`, `device`, `rule`); changing page replaces the connection, so that a
+ * tab never holds two. On an
  * error it is closed and the gateway probed: the banner shows if it is down, and the stream opens
  * again (after the pages' resync) when it is back.
  */
 class Stream {
   private source: EventSource | null = null;
-  private query: string | null = null;
+  private query = IDLE_QUERY;
   private handler: StreamHandler | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
-  /** Connections opened so far (the tests read it on `document.body.dataset.streams`). */
-  opened = 0;
 
   use(query: string, handler: StreamHandler): () => void {
     this.handler = handler;
-    if (query !== this.query || this.source === null) {
-      this.query = query;
-      this.reopen();
-    }
+    this.want(query);
     return () => {
       if (this.handler !== handler) return;
       this.handler = null;
-      this.query = null;
-      this.close();
+      // The next page usually asks for its own stream at once: only if none does, go idle.
+      setTimeout(() => {
+        if (this.handler === null) this.want(IDLE_QUERY);
+      }, 0);
     };
+  }
+
+  private want(query: string): void {
+    if (query === this.query && this.source !== null) return;
+    this.query = query;
+    this.reopen();
   }
 
   reopen(): void {
     this.close();
-    if (this.query === null || auth.value === 'signed-out' || auth.value === 'unknown') return;
+    if (auth.value === 'signed-out' || auth.value === 'unknown') return;
     const source = new EventSource(`${V1}/stream${this.query}`);
     this.source = source;
-    this.opened++;
-    document.body.dataset['streams'] = String(this.opened);
     const dispatch = (e: MessageEvent) => {
       if (this.source !== source || this.handler === null) return;
       let data: unknown;
@@ -137,7 +145,7 @@ class Stream {
   }
 
   reopenSoon(): void {
-    if (this.timer !== null || this.query === null) return;
+    if (this.timer !== null) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.source === null) this.reopen();

@@ -113,6 +113,8 @@ export function RulePage(props: { id: string | null }) {
   const readOnly = existing?.origin === 'config';
   const [text, setText] = useState<string | null>(props.id === null ? (draft ?? TEMPLATE) : null);
   const [loadedAt, setLoadedAt] = useState<string | undefined>(undefined);
+  /** The text as the gateway last gave it: what "edited" is measured against. */
+  const [base, setBase] = useState<string | null>(null);
   const [outcome, setOutcome] = useState<Outcome>({ kind: 'none' });
   const [busy, setBusy] = useState<string | null>(null);
   const [range, setRange] = useState('24h');
@@ -129,13 +131,14 @@ export function RulePage(props: { id: string | null }) {
   }, []);
 
   // The text follows the rule as the gateway has it, until the user edits it.
-  const dirty =
-    text !== null && existing !== undefined && loadedAt !== undefined && text !== stringify(existing.spec);
+  const dirty = text !== null && base !== null && text !== base;
   const changedElsewhere =
     existing !== undefined && loadedAt !== undefined && (existing.updatedAt ?? '') !== loadedAt;
   useEffect(() => {
     if (existing && (text === null || (changedElsewhere && !dirty))) {
-      setText(stringify(existing.spec));
+      const fresh = stringify(existing.spec);
+      setText(fresh);
+      setBase(fresh);
       setLoadedAt(existing.updatedAt ?? '');
     }
   }, [existing?.updatedAt, existing !== undefined]);
