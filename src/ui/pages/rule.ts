@@ -432,9 +432,8 @@ function BacktestResult(props: { view: BacktestView | null; ruleId: unknown }) {
   const fired = job.summary.decisions.firing;
   return html`<div class="backtest" data-backtest=${job.id}>
     <p class="summary" role="status" data-fired=${fired}>
-      <strong>Would have fired ${num(fired)} time${fired === 1 ? '' : 's'}</strong>
-      from ${time(job.from)} to ${time(job.to)}: ${num(job.summary.readings)} readings, ${num(job.summary.windows)} windows,
-      ${num(job.summary.decisions.ok)} cleared${job.truncated ? ' (records truncated at 100,000)' : ''}.
+      <strong>Would have fired ${num(fired)} time${fired === 1 ? '' : 's'}</strong>${' '}
+      ${`from ${time(job.from)} to ${time(job.to)}: ${num(job.summary.readings)} readings, ${num(job.summary.windows)} windows, ${num(job.summary.decisions.ok)} cleared${job.truncated ? ' (records truncated at 100,000)' : ''}.`}
     </p>
     ${
       v.chart && v.chart.x.length > 0

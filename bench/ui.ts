@@ -1,0 +1,210 @@
+/**
+ * `npm run bench:ui`: the dashboard in headless Chromium (Debian's, through playwright-core)
+ * against the built gateway.
+ *  - the time to the first drawn chart (and to all ten) of a device page over 7 days of 10 metrics
+ *    at 1-minute steps (target ≤ 500 ms);
+ *  - the devices page with 5,000 devices: time to the table, and a filter's answer (target:
+ *    interactive within 1 s);
+ *  - the gateway's RSS without and with a dashboard open (target: + ≤ 5 MB).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, chromium } from 'playwright-core';
+import { stringify } from 'yaml';
+import type { Reading } from '../src/model/reading.js';
+import { ManualClock } from '../src/runtime/clock.js';
+import { silentLogger } from '../src/runtime/log.js';
+import { Metrics } from '../src/runtime/metrics.js';
+import { openDatabase } from '../src/store/database.js';
+import { ReadingWriter } from '../src/store/reading-writer.js';
+import { eventually, ROOT, startGateway } from '../test/helpers/gateway-process.js';
+import { rssMiB } from './gateway-process.js';
+import { machine, quantile } from './machine.js';
+
+const TOKEN = 'bench-ui-token-0123456789';
+const MINUTE = 60_000;
+const DAYS = 7;
+const METRICS = 10;
+const DEVICES = 5000;
+const RUNS = 5;
+
+function seed(path: string, now: number): number {
+  const db = openDatabase(path, { synchronous: 'off' });
+  const writer = new ReadingWriter(
+    db,
+    {
+      batchSize: 50_000,
+      flushInterval: 60_000,
+      maxPending: 200_000,
+      storeReadings: true,
+      summaryInterval: 0,
+    },
+    { clock: new ManualClock(now), metrics: new Metrics(), log: silentLogger() },
+  );
+  let n = 0;
+  const add = (r: Reading) => {
+    writer.add(r, 'bench');
+    if (++n % 50_000 === 0) writer.flush();
+  };
+  const start = now - DAYS * 86_400_000;
+  for (let t = start; t < now; t += MINUTE) {
+    for (let m = 0; m < METRICS; m++) {
+      add({
+        device: 'chart-1',
+        metric: `m${m}`,
+        value: Math.round(100 * (20 + 5 * Math.sin(t / 3.6e6 + m))) / 100,
+        ts: t,
+      });
+    }
+  }
+  for (let d = 0; d < DEVICES; d++) {
+    const device = `dev-${String(d).padStart(4, '0')}`;
+    for (const metric of ['temperature', 'humidity', 'power'])
+      add({ device, metric, value: d % 100, ts: now - (d % 600) * 1000 });
+  }
+  writer.flush();
+  writer.stop();
+  db.close();
+  return n;
+}
+
+/**
+ * In the page (as text: the bench is compiled without the DOM's types): resolves, on the first
+ * animation frame that finds them, when the first chart and `n` charts have drawn their points.
+ */
+const DRAWN = (n: number) => `new Promise((resolve) => {
+  let firstAt = 0;
+  const check = () => {
+    const charts = [...document.querySelectorAll('.chart[data-drawn]')].filter((c) => Number(c.dataset.points) > 0);
+    if (charts.length > 0 && firstAt === 0) firstAt = performance.now();
+    if (charts.length >= ${n}) {
+      resolve({ first: firstAt, all: performance.now(), points: charts.reduce((s, c) => s + Number(c.dataset.points), 0) });
+    } else requestAnimationFrame(check);
+  };
+  check();
+})`;
+
+const median = (xs: number[]) =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+
+async function rssSample(pid: number, seconds: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < seconds * 2; i++) {
+    samples.push(rssMiB(pid));
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return median(samples);
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:ui on ${machine()}`);
+  const dir = mkdtempSync(join(tmpdir(), 'tidegate-bench-ui-'));
+  const now = Date.now();
+  const started = performance.now();
+  const readings = seed(join(dir, 'tidegate.db'), now);
+  console.log(
+    `seeded ${readings.toLocaleString('en-US')} readings in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+  const configFile = join(dir, 'gateway.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      gateway: { id: 'bench-ui' },
+      log: { level: 'info' },
+      api: { host: '127.0.0.1', port: 0, token: TOKEN, rateLimit: 0 },
+      broker: { enabled: false },
+      sources: [{ id: 'sim', type: 'simulator', devices: 3, interval: '1s' }],
+      rules: [],
+      store: { path: join(dir, 'tidegate.db'), retention: '30d' },
+    }),
+  );
+  const gateway = await startGateway(configFile, { cwd: ROOT, timeoutMs: 60_000 });
+  const base = `http://127.0.0.1:${gateway.apiPort}`;
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium' });
+  const contexts: BrowserContext[] = [];
+  try {
+    const signIn = await fetch(`${base}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: TOKEN }),
+    });
+    const value = (signIn.headers.get('set-cookie') ?? '').split(';')[0]?.split('=')[1] ?? '';
+    const context = async () => {
+      const c = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      await c.addCookies([
+        { name: 'tidegate_session', value, url: base, httpOnly: true, sameSite: 'Strict' },
+      ]);
+      contexts.push(c);
+      return c;
+    };
+
+    // RSS before any dashboard, once the gateway has settled.
+    await new Promise((r) => setTimeout(r, 3000));
+    const idle = await rssSample(gateway.proc.pid as number, 5);
+
+    const first: number[] = [];
+    const all: number[] = [];
+    let points = 0;
+    for (let run = 0; run < RUNS; run++) {
+      const page = await (await context()).newPage();
+      await page.goto(`${base}/devices/chart-1?range=7d`);
+      const times = await page.evaluate<{ first: number; all: number; points: number }>(DRAWN(METRICS));
+      first.push(times.first);
+      all.push(times.all);
+      points = times.points;
+      await page.close();
+    }
+    console.log(
+      `device page, 7 d of ${METRICS} metrics at 1-min steps (${(DAYS * 1440 * METRICS).toLocaleString('en-US')} readings): first chart drawn ${median(first).toFixed(0)} ms, all ${METRICS} ${median(all).toFixed(0)} ms after navigation (median of ${RUNS}; target ≤ 500 ms), ${points} points in all`,
+    );
+
+    const table: number[] = [];
+    const filter: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const page = await (await context()).newPage();
+      await page.goto(`${base}/devices`);
+      // The seeded devices, the chart's and the simulator's three.
+      const total = (DEVICES + 4).toLocaleString('en-US');
+      await page.getByText(`${total} of ${total} devices`).waitFor({ timeout: 30_000 });
+      table.push(await page.evaluate<number>('performance.now()'));
+      const t0 = await page.evaluate<number>('performance.now()');
+      await page.getByLabel('Filter').fill('dev-4321');
+      await page.getByText(`1 of ${total} devices`).waitFor();
+      filter.push((await page.evaluate<number>('performance.now()')) - t0);
+      await page.close();
+    }
+    console.log(
+      `devices page, ${DEVICES.toLocaleString('en-US')} devices: table shown ${median(table).toFixed(0)} ms after navigation, a filter answered in ${median(filter).toFixed(0)} ms (median of ${RUNS}; target interactive ≤ 1000 ms)`,
+    );
+    for (const c of contexts.splice(0)) await c.close();
+
+    // RSS with one dashboard open on the overview (its polls and its stream), then on a live device page.
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = await rssSample(gateway.proc.pid as number, 5);
+    const page = await (await context()).newPage();
+    await page.goto(`${base}/`);
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    const overview = await rssSample(gateway.proc.pid as number, 10);
+    await page.goto(`${base}/devices/sim-1`);
+    await eventually(
+      async () => ((await page.locator('.chart[data-drawn]').count()) > 0 ? true : undefined),
+      10_000,
+    );
+    const device = await rssSample(gateway.proc.pid as number, 10);
+    console.log(
+      `gateway RSS: ${idle.toFixed(1)} MiB before any dashboard, ${before.toFixed(1)} MiB after the timing runs; with one dashboard open: overview ${overview.toFixed(1)} MiB (${overview - before >= 0 ? '+' : ''}${(overview - before).toFixed(1)}), live device page ${device.toFixed(1)} MiB (${device - before >= 0 ? '+' : ''}${(device - before).toFixed(1)}) (target + ≤ 5 MB)`,
+    );
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser.close();
+    await gateway.stop();
+    if (!process.env.KEEP) rmSync(dir, { recursive: true, force: true });
+    else console.log(dir);
+  }
+}
+
+await main();
