@@ -56,11 +56,16 @@ function rangeOf(url: string): { preset: string | null; from: number; to: number
 
 interface SeriesState {
   unit?: string;
+  /** Bumped on every change: a chart whose series did not change is not drawn again. */
+  rev?: number;
   /** Bucket starts (ms), their averages and reading counts, in time order. */
   t: number[];
   v: number[];
   n: number[];
 }
+
+/** The series of a metric whose history has not come yet (never changed). */
+const EMPTY: SeriesState = { t: [], v: [], n: [] };
 
 /** A live reading into its metric's buckets: the average of a bucket stays exact (counts kept). */
 function merge(series: Map<string, SeriesState>, r: Reading, step: number): void {
@@ -72,6 +77,7 @@ function merge(series: Map<string, SeriesState>, r: Reading, step: number): void
   const ts = Date.parse(r.ts);
   const bucket = ts - (((ts % step) + step) % step);
   const last = s.t.length - 1;
+  s.rev = (s.rev ?? 0) + 1;
   if (last >= 0 && s.t[last] === bucket) {
     const n = s.n[last] as number;
     s.v[last] = ((s.v[last] as number) * n + r.value) / (n + 1);
@@ -90,6 +96,7 @@ function trim(series: Map<string, SeriesState>, from: number): void {
     let i = 0;
     while (i < s.t.length && (s.t[i] as number) < from) i++;
     if (i > 0) {
+      s.rev = (s.rev ?? 0) + 1;
       s.t.splice(0, i);
       s.v.splice(0, i);
       s.n.splice(0, i);
@@ -133,20 +140,32 @@ export function DevicePage(props: { id: string; url: string }) {
   );
 
   // The history: fetched when the range or width changes, and on resync.
+  // One request per metric, a few at a time: each chart draws as soon as its own points are in.
+  const metricNames = (device?.metrics.map((m) => m.metric) ?? []).sort().join('\u0000');
+  const generation = useRef(0);
   const fetchHistory = async () => {
-    if (width === 0) return;
+    if (width === 0 || device === null) return;
     const { preset } = range;
     const { from, to } = preset ? rangeOf(props.url) : range;
     const step = stepFor(to - from, width);
     const aligned = from - (from % step);
     const w: HistoryWindow = { from: aligned, to, step, live: preset !== null };
+    const run = ++generation.current;
     const fresh = new Map<string, SeriesState>();
-    try {
+    ring.current.drain();
+    ring.current.dropped = 0;
+    series.current = fresh;
+    setWin(w);
+    setVersion((v) => v + 1);
+    const queue = metricNames ? metricNames.split('\u0000') : [];
+    const one = async (metric: string) => {
+      const s: SeriesState = { t: [], v: [], n: [] };
       let cursor: string | null = null;
       do {
         const page: Page<Point> = await api<Page<Point>>(
           `${V1}/readings${query({
             device: id,
+            metric,
             from: aligned,
             to,
             step: `${step / 1000}s`,
@@ -156,28 +175,43 @@ export function DevicePage(props: { id: string; url: string }) {
           })}`,
         );
         for (const p of page.items) {
-          let s = fresh.get(p.metric);
-          if (!s) {
-            s = { t: [], v: [], n: [], ...(p.unit ? { unit: p.unit } : {}) };
-            fresh.set(p.metric, s);
-          }
+          if (p.unit) s.unit = p.unit;
           s.t.push(Date.parse(p.ts));
           s.v.push(p.value);
           s.n.push(p.count);
         }
         cursor = page.next;
       } while (cursor !== null);
-      ring.current.drain();
-      ring.current.dropped = 0;
-      series.current = fresh;
-      setWin(w);
+      if (generation.current !== run) return;
+      // Live readings that came meanwhile: their buckets after the history's last one.
+      const live = fresh.get(metric);
+      const last = s.t.length ? (s.t[s.t.length - 1] as number) : Number.NEGATIVE_INFINITY;
+      if (live) {
+        for (let i = 0; i < live.t.length; i++) {
+          if ((live.t[i] as number) <= last) continue;
+          s.t.push(live.t[i] as number);
+          s.v.push(live.v[i] as number);
+          s.n.push(live.n[i] as number);
+        }
+      }
+      fresh.set(metric, s);
       setVersion((v) => v + 1);
-      setError(null);
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(4, queue.length) }, async () => {
+          for (let m = queue.shift(); m !== undefined; m = queue.shift()) await one(m);
+        }),
+      );
+      if (generation.current === run) setError(null);
     } catch (err) {
       setError(err);
     }
   };
-  useRefresh(() => void fetchHistory(), [props.url, width === 0 ? 0 : Math.round(width / 50)]);
+  useRefresh(
+    () => void fetchHistory(),
+    [props.url, width === 0 ? 0 : Math.round(width / 50), device === null, metricNames],
+  );
 
   const loadRaw = async (cursor: string | null) => {
     try {
@@ -229,19 +263,27 @@ export function DevicePage(props: { id: string; url: string }) {
     throttle.current?.request();
   });
 
+  const drawnData = useRef(new Map<string, { s: SeriesState; rev: number; data: ChartData }>());
   const charts = useMemo(() => {
     const out: { metric: string; unit?: string; data: ChartData }[] = [];
+    const dataOf = (metric: string, s: SeriesState): ChartData => {
+      const cached = drawnData.current.get(metric);
+      if (cached && cached.s === s && cached.rev === (s.rev ?? 0)) return cached.data;
+      const data = { x: s.t.map((t) => t / 1000), series: [{ label: metric, values: s.v.slice() }] };
+      drawnData.current.set(metric, { s, rev: s.rev ?? 0, data });
+      return data;
+    };
     const names = new Set<string>([
       ...(device?.metrics.map((m) => m.metric) ?? []),
       ...series.current.keys(),
     ]);
     for (const metric of [...names].sort()) {
-      const s = series.current.get(metric) ?? { t: [], v: [], n: [] };
+      const s = series.current.get(metric) ?? EMPTY;
       const unit = s.unit ?? device?.metrics.find((m) => m.metric === metric)?.unit;
       out.push({
         metric,
         ...(unit ? { unit } : {}),
-        data: { x: s.t.map((t) => t / 1000), series: [{ label: metric, values: s.v.slice() }] },
+        data: dataOf(metric, s),
       });
     }
     return out;
