@@ -18,8 +18,8 @@ import { silentLogger } from '../src/runtime/log.js';
 import { Metrics } from '../src/runtime/metrics.js';
 import { openDatabase } from '../src/store/database.js';
 import { ReadingWriter } from '../src/store/reading-writer.js';
-import { eventually, ROOT, startGateway } from '../test/helpers/gateway-process.js';
-import { rssMiB } from './gateway-process.js';
+import { eventually, ROOT, type RunningGateway, startGateway } from '../test/helpers/gateway-process.js';
+import { describeUnitCommand, rssMiB, unitNodeCommand } from './gateway-process.js';
 import { machine, quantile } from './machine.js';
 
 const TOKEN = 'bench-ui-token-0123456789';
@@ -29,7 +29,7 @@ const METRICS = 10;
 const DEVICES = 5000;
 const RUNS = 5;
 
-function seed(path: string, now: number): number {
+function seed(path: string, now: number, part: 'chart' | 'devices'): number {
   const db = openDatabase(path, { synchronous: 'off' });
   const writer = new ReadingWriter(
     db,
@@ -48,7 +48,7 @@ function seed(path: string, now: number): number {
     if (++n % 50_000 === 0) writer.flush();
   };
   const start = now - DAYS * 86_400_000;
-  for (let t = start; t < now; t += MINUTE) {
+  for (let t = start; part === 'chart' && t < now; t += MINUTE) {
     for (let m = 0; m < METRICS; m++) {
       add({
         device: 'chart-1',
@@ -58,7 +58,7 @@ function seed(path: string, now: number): number {
       });
     }
   }
-  for (let d = 0; d < DEVICES; d++) {
+  for (let d = 0; part === 'devices' && d < DEVICES; d++) {
     const device = `dev-${String(d).padStart(4, '0')}`;
     for (const metric of ['temperature', 'humidity', 'power'])
       add({ device, metric, value: d % 100, ts: now - (d % 600) * 1000 });
@@ -100,15 +100,25 @@ async function rssSample(pid: number, seconds: number): Promise<number> {
   return median(samples);
 }
 
+/** The built gateway as systemd/tidegate.service runs it: its node flags (through NODE_OPTIONS) and environment. */
+async function gatewayOn(configFile: string) {
+  const unit = unitNodeCommand();
+  const { NODE_OPTIONS: _, ...unitEnv } = unit.env;
+  return startGateway(configFile, {
+    cwd: ROOT,
+    timeoutMs: 60_000,
+    env: { ...unitEnv, NODE_OPTIONS: [unit.env['NODE_OPTIONS'] ?? '', ...unit.flags].join(' ').trim() },
+  });
+}
+
+const sign = (n: number) => `${n >= 0 ? '+' : ''}${n.toFixed(1)}`;
+
 async function main(): Promise<void> {
   console.log(`bench:ui on ${machine()}`);
+  console.log(`gateway: ${describeUnitCommand(unitNodeCommand())}, a simulator of 3 devices at 1 s`);
   const dir = mkdtempSync(join(tmpdir(), 'tidegate-bench-ui-'));
+  const store = join(dir, 'tidegate.db');
   const now = Date.now();
-  const started = performance.now();
-  const readings = seed(join(dir, 'tidegate.db'), now);
-  console.log(
-    `seeded ${readings.toLocaleString('en-US')} readings in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
   const configFile = join(dir, 'gateway.yaml');
   writeFileSync(
     configFile,
@@ -119,52 +129,61 @@ async function main(): Promise<void> {
       broker: { enabled: false },
       sources: [{ id: 'sim', type: 'simulator', devices: 3, interval: '1s' }],
       rules: [],
-      store: { path: join(dir, 'tidegate.db'), retention: '30d' },
+      store: { path: store, retention: '30d' },
     }),
   );
-  const gateway = await startGateway(configFile, { cwd: ROOT, timeoutMs: 60_000 });
-  const base = `http://127.0.0.1:${gateway.apiPort}`;
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium' });
   const contexts: BrowserContext[] = [];
-  try {
+  let gateway: RunningGateway | null = null;
+  const pid = () => gateway?.proc.pid as number;
+  let base = '';
+  let cookie = '';
+  const context = async () => {
+    const c = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await c.addCookies([
+      { name: 'tidegate_session', value: cookie, url: base, httpOnly: true, sameSite: 'Strict' },
+    ]);
+    contexts.push(c);
+    return c;
+  };
+  const start = async () => {
+    gateway = await gatewayOn(configFile);
+    base = `http://127.0.0.1:${gateway.apiPort}`;
     const signIn = await fetch(`${base}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ token: TOKEN }),
     });
-    const value = (signIn.headers.get('set-cookie') ?? '').split(';')[0]?.split('=')[1] ?? '';
-    const context = async () => {
-      const c = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-      await c.addCookies([
-        { name: 'tidegate_session', value, url: base, httpOnly: true, sameSite: 'Strict' },
-      ]);
-      contexts.push(c);
-      return c;
-    };
-
-    // RSS first, before the timing runs load the store's pages into the process: with no
-    // dashboard once the gateway has settled, then with one open on the overview (its polls and
-    // its stream) and on a live device page.
+    cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0]?.split('=')[1] ?? '';
+  };
+  /** RSS with no dashboard (settled), then with one open on the overview and on a live device page. */
+  const rss = async (what: string) => {
     await new Promise((r) => setTimeout(r, 5000));
-    const idle = await rssSample(gateway.proc.pid as number, 10);
-
-    // RSS with one dashboard open on the overview (its polls and its stream), then on a live device page.
+    const idle = await rssSample(pid(), 10);
     const page = await (await context()).newPage();
     await page.goto(`${base}/`);
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
-    const overview = await rssSample(gateway.proc.pid as number, 10);
+    const overview = await rssSample(pid(), 10);
     await page.goto(`${base}/devices/sim-1`);
     await eventually(
       async () => ((await page.locator('.chart[data-drawn]').count()) > 0 ? true : undefined),
       10_000,
     );
-    const device = await rssSample(gateway.proc.pid as number, 10);
+    const device = await rssSample(pid(), 10);
     console.log(
-      `gateway RSS: ${idle.toFixed(1)} MiB with no dashboard open; with one open: overview ${overview.toFixed(1)} MiB (${overview - idle >= 0 ? '+' : ''}${(overview - idle).toFixed(1)}), live device page ${device.toFixed(1)} MiB (${device - idle >= 0 ? '+' : ''}${(device - idle).toFixed(1)}) (target + ≤ 5 MB)`,
+      `gateway RSS, ${what}: ${idle.toFixed(1)} MiB with no dashboard open; with one open on the overview ${overview.toFixed(1)} MiB (${sign(overview - idle)}), on a live device page ${device.toFixed(1)} MiB (${sign(device - idle)}) (target + ≤ 5 MB)`,
     );
-    await page.close();
     for (const c of contexts.splice(0)) await c.close();
-
+  };
+  try {
+    // 1. A small site: the simulator's 3 devices and one device with 7 days of 10 metrics.
+    let started = performance.now();
+    let n = seed(store, now, 'chart');
+    console.log(
+      `seeded ${n.toLocaleString('en-US')} readings in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    await start();
+    await rss('4 devices');
     const first: number[] = [];
     const all: number[] = [];
     let points = 0;
@@ -180,14 +199,22 @@ async function main(): Promise<void> {
     console.log(
       `device page, 7 d of ${METRICS} metrics at 1-min steps (${(DAYS * 1440 * METRICS).toLocaleString('en-US')} readings): first chart drawn ${median(first).toFixed(0)} ms, all ${METRICS} ${median(all).toFixed(0)} ms after navigation (median of ${RUNS}; target ≤ 500 ms), ${points} points in all`,
     );
+    for (const c of contexts.splice(0)) await c.close();
+    await (gateway as RunningGateway | null)?.stop();
 
+    // 2. A big site: 5,000 more devices.
+    started = performance.now();
+    n = seed(store, now, 'devices');
+    console.log(
+      `seeded ${n.toLocaleString('en-US')} readings in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    await start();
+    const total = (DEVICES + 4).toLocaleString('en-US');
     const table: number[] = [];
     const filter: number[] = [];
     for (let run = 0; run < RUNS; run++) {
       const page = await (await context()).newPage();
       await page.goto(`${base}/devices`);
-      // The seeded devices, the chart's and the simulator's three.
-      const total = (DEVICES + 4).toLocaleString('en-US');
       await page.getByText(`${total} of ${total} devices`).waitFor({ timeout: 30_000 });
       table.push(await page.evaluate<number>('performance.now()'));
       const t0 = await page.evaluate<number>('performance.now()');
@@ -197,15 +224,17 @@ async function main(): Promise<void> {
       await page.close();
     }
     console.log(
-      `devices page, ${DEVICES.toLocaleString('en-US')} devices: table shown ${median(table).toFixed(0)} ms after navigation, a filter answered in ${median(filter).toFixed(0)} ms (median of ${RUNS}; target interactive ≤ 1000 ms)`,
+      `devices page, ${total} devices: table shown ${median(table).toFixed(0)} ms after navigation, a filter answered in ${median(filter).toFixed(0)} ms (median of ${RUNS}; target interactive ≤ 1000 ms)`,
     );
     for (const c of contexts.splice(0)) await c.close();
+    await (gateway as RunningGateway | null)?.stop();
+    await start();
+    await rss(`${total} devices`);
   } finally {
     for (const c of contexts) await c.close().catch(() => {});
     await browser.close();
-    await gateway.stop();
-    if (!process.env.KEEP) rmSync(dir, { recursive: true, force: true });
-    else console.log(dir);
+    await (gateway as RunningGateway | null)?.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

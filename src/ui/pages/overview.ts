@@ -72,7 +72,8 @@ export function OverviewPage() {
       }
     },
     [],
-    10_000,
+    // Every device and its latest values is a large answer on a big site: not too often.
+    30_000,
   );
   useStream('?type=decision', () => void loadAlerts());
 
