@@ -203,7 +203,10 @@ export class BacktestJobs {
       this.end(run, 'failed', reason);
     });
     worker.on('exit', (code) => {
-      if (!run.ended) this.end(run, 'failed', `the backtest's worker stopped (exit code ${code})`);
+      if (run.ended) return;
+      // Asked to stop and terminated before it could say so: it ends as asked.
+      if (run.stopping) this.end(run, run.stopping.state, run.stopping.error);
+      else this.end(run, 'failed', `the backtest's worker stopped (exit code ${code})`);
     });
     this.deps.log.info({ backtest: id, from: request.from, to: request.to }, 'backtest started');
     this.announce(run, 'running');

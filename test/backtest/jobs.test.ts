@@ -391,8 +391,41 @@ describe('backtest caps and crashes', () => {
     }
   });
 
+  it('terminates a worker that does not stop after its chunk in time; the job still ends as asked', async () => {
+    const rig = await backtestRig(path);
+    try {
+      // 30 days of windows a second apart: the first chunk alone takes far longer than the 0.8 s a
+      // worker asked to stop is given before it is terminated.
+      const posted = await rig.call<Job>('POST', '/api/v1/backtests', {
+        rule: {
+          id: 'stuck',
+          match: { metric: 'temp' },
+          window: { type: 'sliding', size: '30d', slide: '1s' },
+          aggregates: { n: 'count(temp)' },
+        },
+        from: FROM,
+        to: TO,
+      });
+      const t0 = performance.now();
+      const cancelled = await rig.call<Job>('DELETE', `/api/v1/backtests/${posted.body.id}`);
+      const ms = performance.now() - t0;
+      assert.equal(cancelled.status, 200);
+      assert.equal(cancelled.body.state, 'cancelled', JSON.stringify(cancelled.body));
+      assert.equal(cancelled.body.error, null);
+      assert.ok(ms < 1000, `the cancel took ${ms.toFixed(0)} ms`);
+      const again = await rig.call<Job>('POST', '/api/v1/backtests', { rule: slow, from: FROM, to: TO });
+      assert.equal(again.status, 202);
+      await rig.jobs.stop();
+      const stopped = rig.jobs.get(again.body.id);
+      assert.equal(stopped?.state, 'failed');
+      assert.match(stopped?.error ?? '', /gateway stopped/);
+    } finally {
+      await rig.close();
+    }
+  });
+
   it('fails a job whose windows outgrow the worker heap, and the gateway goes on', async () => {
-    const rig = await backtestRig(path, { maxHeapMb: 16 });
+    const rig = await backtestRig(path, { maxHeapMb: 24 });
     try {
       // 30 days of windows a second apart: every reading opens windows by the million.
       const posted = await rig.call<Job>('POST', '/api/v1/backtests', {
@@ -409,7 +442,8 @@ describe('backtest caps and crashes', () => {
       assert.equal(job.state, 'failed');
       assert.match(job.error ?? '', /memory/);
       const next = await rig.call<Job>('POST', '/api/v1/backtests', { rule: tumbling, from: FROM, to: TO });
-      assert.equal((await rig.finished<Job>(next.body.id)).state, 'done');
+      const after = await rig.finished<Job>(next.body.id);
+      assert.equal(after.state, 'done', JSON.stringify(after));
     } finally {
       await rig.close();
     }

@@ -180,31 +180,20 @@ export async function startNatsCluster(
       });
     },
     async read(stream, filter = '>') {
-      const js = jetstream(await cluster.connection(), { timeout: 5000 });
-      const consumer = await js.consumers.get(stream, { filter_subjects: filter });
-      const out: StoredEnvelope[] = [];
+      // Right after a node was killed, the stream may be electing a leader: creating the consumer
+      // then times out. Such a read is tried again (from scratch), for at most 60 s in all.
       const deadline = Date.now() + 60_000;
       for (;;) {
-        const batch = await consumer.fetch({ max_messages: 2000, expires: 1000 });
-        let n = 0;
-        for await (const m of batch) {
-          n++;
-          const e = m.json<{ gateway: string; seq: number; type: string; body: unknown }>();
-          out.push({
-            streamSeq: m.seq,
-            subject: m.subject,
-            msgId: m.headers?.get('Nats-Msg-Id') ?? '',
-            gateway: e.gateway,
-            seq: e.seq,
-            type: e.type,
-            body: e.body,
-          });
+        try {
+          return await readOnce(await cluster.connection(), stream, filter, deadline);
+        } catch (err) {
+          const retriable = /timeout|no responders|not enabled|503/i.test(
+            String((err as Error)?.message ?? err),
+          );
+          if (!retriable || Date.now() > deadline) throw err;
+          await sleep(500);
         }
-        if (n === 0) break;
-        if (Date.now() > deadline) throw new Error(`reading ${stream} took over 60 s`);
       }
-      await consumer.delete().catch(() => {});
-      return out;
     },
     async close() {
       const c = mgmt;
@@ -221,6 +210,42 @@ export async function startNatsCluster(
     throw err;
   }
   return cluster;
+}
+
+/** One read of a whole stream (or the subjects of `filter`) through an ordered consumer. */
+async function readOnce(
+  nc: Awaited<ReturnType<NatsCluster['connection']>>,
+  stream: string,
+  filter: string,
+  deadline: number,
+): Promise<StoredEnvelope[]> {
+  const js = jetstream(nc, { timeout: 5000 });
+  const consumer = await js.consumers.get(stream, { filter_subjects: filter });
+  const out: StoredEnvelope[] = [];
+  try {
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: 2000, expires: 1000 });
+      let n = 0;
+      for await (const m of batch) {
+        n++;
+        const e = m.json<{ gateway: string; seq: number; type: string; body: unknown }>();
+        out.push({
+          streamSeq: m.seq,
+          subject: m.subject,
+          msgId: m.headers?.get('Nats-Msg-Id') ?? '',
+          gateway: e.gateway,
+          seq: e.seq,
+          type: e.type,
+          body: e.body,
+        });
+      }
+      if (n === 0) break;
+      if (Date.now() > deadline) throw new Error(`reading ${stream} took over 60 s`);
+    }
+  } finally {
+    await consumer.delete().catch(() => {});
+  }
+  return out;
 }
 
 interface NodeSpec {
