@@ -3,6 +3,7 @@ import { type CompiledRule, compileRule } from '../engine/compile.js';
 import { type RuleProblem, type RuleSpec, validateRule } from '../model/rule.js';
 import { formatTimestamp } from '../model/timestamp.js';
 import type { Clock } from '../runtime/clock.js';
+import type { EventBus } from '../runtime/events.js';
 import type { Logger } from '../runtime/log.js';
 import type { RuleStore, StoredRule } from '../store/rule-store.js';
 
@@ -77,6 +78,8 @@ export class RuleCatalog {
       store: RuleStore;
       clock: Clock;
       log: Logger;
+      /** Told of every change once it applies (`rule` events, `/stream`'s `event: rule`). */
+      bus?: EventBus;
     },
   ) {
     this.rulesAtStart = configRules.map(compileRule);
@@ -190,6 +193,7 @@ export class RuleCatalog {
     const groups = this.target.remove(id);
     this.entries.delete(id);
     this.deps.log.info({ rule: id, discardedGroups: groups }, 'rule deleted through the API');
+    this.deps.bus?.emit('rule', { id, change: 'deleted', origin: 'api' });
     return groups;
   }
 
@@ -230,6 +234,7 @@ export class RuleCatalog {
       { rule: id, discardedGroups: groups },
       replacing ? 'rule replaced through the API' : 'rule created through the API',
     );
+    this.deps.bus?.emit('rule', { id, change: replacing ? 'replaced' : 'created', origin: 'api' });
     return {
       rule: this.view(id, this.entries.get(id) as RuleEntry),
       created: !replacing,

@@ -67,7 +67,12 @@ export class LiveRules {
       outbox?: Outbox | undefined;
     },
   ) {
-    this.catalog = new RuleCatalog(configRules, { store: deps.store, clock: deps.clock, log: deps.log });
+    this.catalog = new RuleCatalog(configRules, {
+      store: deps.store,
+      clock: deps.clock,
+      log: deps.log,
+      bus: deps.bus,
+    });
     const rules = this.catalog.rulesAtStart;
     for (const r of rules) {
       this.running.set(r.id, r);

@@ -22,6 +22,15 @@ export interface GatewayEvents {
   late: [record: LateRecord];
   /** A backtest job started, progressed (a few times a second) or ended. */
   backtest: [event: BacktestEvent];
+  /** A rule was created, replaced or deleted through the API (the rules service announces it). */
+  rule: [event: RuleEvent];
+}
+
+/** What `/stream` says of a rule change (`event: rule`): fetch `/rules/{id}` for the rule itself. */
+export interface RuleEvent {
+  id: string;
+  change: 'created' | 'replaced' | 'deleted';
+  origin: 'config' | 'api';
 }
 
 /** What `/stream` says of a backtest job (`event: backtest`). */

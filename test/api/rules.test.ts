@@ -133,6 +133,30 @@ rules:
     );
   });
 
+  it('announces each applied change on the bus (what /stream sends as event: rule), and no refused one', async () => {
+    const seen: unknown[] = [];
+    const off = gw.bus.on('rule', (e) => seen.push(e));
+    try {
+      await call('POST', '/rules', hot('announced'), 201);
+      await call('POST', '/rules', hot('announced'), 409);
+      await call('PUT', '/rules/announced', hot('announced', 70), 200);
+      await call('PUT', '/rules/cfg', hot('cfg'), 409);
+      await call('PUT', '/rules/fresh', hot('fresh'), 201);
+      await call('DELETE', '/rules/announced', undefined, 204);
+      await call('DELETE', '/rules/fresh', undefined, 204);
+      await call('DELETE', '/rules/announced', undefined, 404);
+    } finally {
+      off();
+    }
+    assert.deepEqual(seen, [
+      { id: 'announced', change: 'created', origin: 'api' },
+      { id: 'announced', change: 'replaced', origin: 'api' },
+      { id: 'fresh', change: 'created', origin: 'api' },
+      { id: 'announced', change: 'deleted', origin: 'api' },
+      { id: 'fresh', change: 'deleted', origin: 'api' },
+    ]);
+  });
+
   it('refuses an existing id with 409, whether an API or a config rule', async () => {
     const a = await call<ErrorBody>('POST', '/rules', hot('boiler-hot'), 409);
     assert.equal(a.error.code, 'conflict');

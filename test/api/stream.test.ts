@@ -227,6 +227,46 @@ describe('GET /api/v1/stream (Server-Sent Events)', () => {
     }
   });
 
+  it('carries rule changes as event: rule, narrowed by type and rule but not by device or metric', async () => {
+    const all = await SseClient.open(`${base}/api/v1/stream?type=rule`);
+    const one = await SseClient.open(`${base}/api/v1/stream?rule=r2&device=d9`);
+    const none = await SseClient.open(`${base}/api/v1/stream?type=reading,result`);
+    const clients = [all, one, none];
+    try {
+      for (const c of clients) await c.next((m) => m.event === 'retry');
+      bus.emit('rule', { id: 'r1', change: 'created', origin: 'api' });
+      bus.emit('rule', { id: 'r2', change: 'replaced', origin: 'api' });
+      bus.emit('rule', { id: 'r2', change: 'deleted', origin: 'api' });
+      // A last event for the clients that take readings: once there, they have seen what came before.
+      bus.emit('reading', reading('d9', 'm', 7), 's');
+      for (const c of [one, none]) await c.next((m) => m.event === 'reading');
+      await all.next((m) => m.event === 'rule' && m.data.includes('deleted'));
+      assert.deepEqual(
+        all
+          .events()
+          .filter((e) => e.event === 'rule')
+          .map((e) => e.data),
+        [
+          { id: 'r1', change: 'created', origin: 'api' },
+          { id: 'r2', change: 'replaced', origin: 'api' },
+          { id: 'r2', change: 'deleted', origin: 'api' },
+        ],
+      );
+      assert.deepEqual(
+        one.events().map((e) => `${e.event}:${(e.data as { change?: string }).change ?? ''}`),
+        ['rule:replaced', 'rule:deleted', 'reading:'],
+      );
+      assert.deepEqual(
+        none.events().map((e) => e.event),
+        ['reading'],
+      );
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      // The server has let go of them too (at most 3 clients): the next test gets its own.
+      await until(async () => (await gaugeValue(metrics, 'tidegate_stream_clients')) === 0);
+    }
+  });
+
   it('sends heartbeat comments at the configured interval', async () => {
     const client = await SseClient.open(`${base}/api/v1/stream?type=decision`);
     try {

@@ -3,14 +3,14 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { type Reading, readingToJson } from '../../model/reading.js';
 import type { DecisionRecord, LateRecord, ResultRecord } from '../../model/records.js';
-import type { BacktestEvent, EventBus } from '../../runtime/events.js';
+import type { BacktestEvent, EventBus, RuleEvent } from '../../runtime/events.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import type { RouteDoc } from '../openapi.js';
 import { namesParam, parseQuery, single } from '../query.js';
 import { errorBody } from '../schemas.js';
 import { sendError } from '../security.js';
 
-export const STREAM_TYPES = ['reading', 'result', 'decision', 'late', 'backtest'] as const;
+export const STREAM_TYPES = ['reading', 'result', 'decision', 'late', 'backtest', 'rule'] as const;
 export type StreamType = (typeof STREAM_TYPES)[number];
 
 export interface StreamOptions {
@@ -55,7 +55,7 @@ const streamParams = z.strictObject({
 /**
  * What a client asked for. A filter constrains only the records that carry its field: `device`
  * and `metric` a reading, a late record's reading, and a result or decision grouped by that field;
- * `rule` the results, decisions and late records. `type` picks the record types.
+ * `rule` the results, decisions, late records and rule changes. `type` picks the record types.
  */
 interface StreamFilter {
   types: ReadonlySet<StreamType> | null;
@@ -153,6 +153,7 @@ export class StreamHub {
       bus.on('decision', (r) => this.publishOutput(r), 'stream'),
       bus.on('late', (r) => this.publishOutput(r), 'stream'),
       bus.on('backtest', (e) => this.publishBacktest(e), 'stream'),
+      bus.on('rule', (e) => this.publishRule(e), 'stream'),
     ];
     this.heartbeat = setInterval(() => this.broadcast(': heartbeat\n\n'), this.options.heartbeatMs);
     this.heartbeat.unref();
@@ -199,6 +200,17 @@ export class StreamHub {
     }
   }
 
+  /** A rule change: narrowed by `type` and `rule` (it concerns no device or metric). */
+  private publishRule(e: RuleEvent): void {
+    let frame: string | null = null;
+    for (const c of this.clients) {
+      if (c.filter.types && !c.filter.types.has('rule')) continue;
+      if (c.filter.rules && !c.filter.rules.has(e.id)) continue;
+      frame ??= `event: rule\ndata: ${JSON.stringify(e)}\n\n`;
+      this.write(c, frame);
+    }
+  }
+
   private broadcast(frame: string): void {
     for (const c of this.clients) this.write(c, frame);
   }
@@ -240,7 +252,7 @@ export const STREAM_ROUTE_DOCS: RouteDoc[] = [
     path: '/api/v1/stream',
     operationId: 'streamEvents',
     summary:
-      'Server-Sent Events of readings, results, decisions and late records (event = type, data = the record JSON) and backtest progress (event: backtest); heartbeats; slow clients are dropped',
+      'Server-Sent Events of readings, results, decisions and late records (event = type, data = the record JSON) backtest progress (event: backtest) and rule changes (event: rule, data = {id, change: created|replaced|deleted, origin}, narrowed by type and rule); heartbeats; slow clients are dropped',
     query: streamParams,
     responses: {
       200: { description: 'an event stream', contentType: 'text/event-stream' },
