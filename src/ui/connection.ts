@@ -13,6 +13,11 @@ export const online = new Observable(true);
 /** Bumped when the gateway is back after an outage: pages fetch again what they show. */
 export const resyncs = new Observable(0);
 /**
+ * Bumped each time the tab's stream (re)opens: what a page follows from the stream alone (the
+ * rules) it fetches again then, since events sent while it was closed are not sent again.
+ */
+export const streamOpens = new Observable(0);
+/**
  * `unknown` until `/session` answered; `open` without api.token; `signed-out` shows the sign-in
  * form (also when the session ended: a 401 on any request).
  */
@@ -134,9 +139,12 @@ class Stream {
       }
       this.handler(e.type, data);
     };
-    for (const type of ['reading', 'result', 'decision', 'late', 'backtest']) {
+    for (const type of ['reading', 'result', 'decision', 'late', 'backtest', 'rule']) {
       source.addEventListener(type, dispatch as EventListener);
     }
+    source.addEventListener('open', () => {
+      if (this.source === source) streamOpens.set(streamOpens.value + 1);
+    });
     source.addEventListener('error', () => {
       if (this.source !== source) return;
       this.close();

@@ -298,14 +298,53 @@ describe('the dashboard in a browser', { timeout: 240_000 }, () => {
     });
     await eventually(
       async () => ((await rule.inputValue()).includes('changed through the API') ? true : undefined),
-      8000,
-      'the API change in the editor',
+      2000,
+      'the API change in the editor (over the stream)',
     );
     page.once('dialog', (d) => void d.accept());
     await page.getByRole('button', { name: 'Delete' }).click();
     await page.waitForURL(`${base}/rules`);
     const after = await api<{ items: { id: string }[] }>('/api/v1/rules');
     assert.ok(!after.items.some((r) => r.id === 'ui-saved'));
+  });
+
+  it('shows a rule created, then deleted, through the API on the open Rules page without a reload', async () => {
+    const page = await signedIn('/rules');
+    await page.locator('tr[data-rule="sim-power-high"]').waitFor();
+    // Gone if the page reloaded.
+    await page.evaluate('window.tidegateTestMark = 1');
+    // The list is not polled: from here on the page asks for the one rule the stream named.
+    const asked: string[] = [];
+    page.on('request', (r) => {
+      const path = new URL(r.url()).pathname;
+      if (path.startsWith('/api/v1/rules')) asked.push(path);
+    });
+    const row = page.locator('tr[data-rule="ui-from-api"]');
+    assert.equal(await row.count(), 0);
+    const spec = {
+      id: 'ui-from-api',
+      description: 'made with fetch',
+      match: { device: 'sim-*', metric: 'temperature' },
+      window: { type: 'tumbling', size: '1m' },
+      aggregates: { avg: 'avg' },
+    };
+    const created = Date.now();
+    await api('/api/v1/rules', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(spec),
+    });
+    // Well within the 3 s the page used to poll at: it comes over the stream.
+    await row.waitFor({ timeout: 2000 });
+    assert.ok(Date.now() - created < 2000);
+    assert.match((await row.textContent()) ?? '', /made with fetch/);
+    await fetch(`${base}/api/v1/rules/ui-from-api`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    await row.waitFor({ state: 'detached', timeout: 2000 });
+    assert.equal(await page.evaluate('window.tidegateTestMark'), 1, 'no reload');
+    assert.deepEqual(asked, ['/api/v1/rules/ui-from-api']);
   });
 
   it('is usable 390 px wide on every page', async () => {

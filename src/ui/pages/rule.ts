@@ -13,11 +13,12 @@ import {
   V1,
 } from '../api.js';
 import { Chart, type ChartData, type Mark } from '../chart.js';
+import { useStream } from '../connection.js';
 import { fromLocalInput, key as keyText, localInput, num, RANGES, time } from '../format.js';
 import { html } from '../html.js';
 import { navigate } from '../router.js';
 import { LoadError } from './common.js';
-import { useRules } from './rules.js';
+import { type RuleEvent, useRules } from './rules.js';
 
 const TEMPLATE = `# A rule (docs/SPEC.md §2), in YAML or JSON.
 id: my-rule
@@ -107,7 +108,14 @@ interface BacktestView {
  * and says how often it would have fired; Save applies it at once.
  */
 export function RulePage(props: { id: string | null }) {
-  const { rules, error: listError } = useRules();
+  const { rules, error: listError, onRule } = useRules();
+  // Changes made elsewhere (another tab, the API) show at once: this rule's, or any for a new one.
+  useStream(
+    props.id === null ? '?type=rule' : `?type=rule&rule=${encodeURIComponent(props.id)}`,
+    (type, data) => {
+      if (type === 'rule') onRule(data as RuleEvent);
+    },
+  );
   const existing: RuleView | undefined =
     props.id === null ? undefined : rules?.find((r) => r.id === props.id);
   const readOnly = existing?.origin === 'config';

@@ -1,12 +1,16 @@
-import { useState } from 'preact/hooks';
-import { type Alert, api, type Page, query, type ResultRecord, type RuleView, V1 } from '../api.js';
-import { useRefresh, useStream } from '../connection.js';
+import { useEffect, useState } from 'preact/hooks';
+import { type Alert, ApiError, api, type Page, query, type ResultRecord, type RuleView, V1 } from '../api.js';
+import { streamOpens, useRefresh, useStream } from '../connection.js';
 import { key, num, time } from '../format.js';
 import { html } from '../html.js';
 import { Badge, LoadError, Table } from './common.js';
 
-/** How often the list asks for the rules again: changes made through the API show without a reload. */
-export const RULES_POLL_MS = 3000;
+/** What `/stream` says of a rule change (`event: rule`). */
+export interface RuleEvent {
+  id: string;
+  change: 'created' | 'replaced' | 'deleted';
+  origin: 'config' | 'api';
+}
 
 export function windowText(spec: Record<string, unknown>): string {
   const w = spec['window'] as Record<string, unknown> | undefined;
@@ -16,8 +20,17 @@ export function windowText(spec: Record<string, unknown>): string {
   return parts.join(' · ');
 }
 
-/** Keeps the rules list in step with the gateway (polled), for the list and the editor. */
-export function useRules(): { rules: RuleView[] | null; error: unknown; reload: () => Promise<void> } {
+/**
+ * Keeps the rules list in step with the gateway, for the list and the editor: fetched at start, on
+ * every (re)open of the stream and after an outage, and changed in place by the stream's `rule`
+ * events (the page puts `rule` in its stream query and hands them to `onRule`). No polling.
+ */
+export function useRules(): {
+  rules: RuleView[] | null;
+  error: unknown;
+  reload: () => Promise<void>;
+  onRule: (event: RuleEvent) => void;
+} {
   const [rules, setRules] = useState<RuleView[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const reload = async () => {
@@ -28,16 +41,41 @@ export function useRules(): { rules: RuleView[] | null; error: unknown; reload: 
       setError(err);
     }
   };
-  useRefresh(() => void reload(), [], RULES_POLL_MS);
-  return { rules, error, reload };
+  useRefresh(() => void reload(), []);
+  useEffect(() => streamOpens.subscribe(() => void reload()), []);
+  const drop = (id: string) => setRules((prev) => (prev === null ? null : prev.filter((r) => r.id !== id)));
+  const onRule = (event: RuleEvent) => {
+    if (event.change === 'deleted') {
+      drop(event.id);
+      return;
+    }
+    void (async () => {
+      try {
+        const rule = await api<RuleView>(`${V1}/rules/${encodeURIComponent(event.id)}`);
+        setRules((prev) => {
+          if (prev === null) return prev;
+          const i = prev.findIndex((r) => r.id === rule.id);
+          // A new API rule runs after the others: it goes at the end, as /rules lists it.
+          if (i < 0) return [...prev, rule];
+          const next = prev.slice();
+          next[i] = rule;
+          return next;
+        });
+      } catch (err) {
+        // Deleted meanwhile (its event follows), or the gateway is away (the resync fetches all).
+        if (err instanceof ApiError && err.status === 404) drop(event.id);
+      }
+    })();
+  };
+  return { rules, error, reload, onRule };
 }
 
 /**
- * The rules: origin, window, last result and the groups firing, kept current by polling the list
- * and by the stream's results and decisions; a rule opens in the editor (config rules read-only).
+ * The rules: origin, window, last result and the groups firing, kept current by the stream's rule
+ * changes, results and decisions; a rule opens in the editor (config rules read-only).
  */
 export function RulesPage() {
-  const { rules, error } = useRules();
+  const { rules, error, onRule } = useRules();
   const [alerts, setAlerts] = useState<Alert[]>([]);
   const [last, setLast] = useState<Map<string, ResultRecord>>(new Map());
   const ids = (rules ?? []).map((r) => r.id).join(',');
@@ -74,7 +112,8 @@ export function RulesPage() {
       return next;
     });
   }, [ids]);
-  useStream('?type=result,decision', (type, data) => {
+  useStream('?type=result,decision,rule', (type, data) => {
+    if (type === 'rule') onRule(data as RuleEvent);
     if (type === 'decision') void loadAlerts();
     if (type !== 'result') return;
     const r = data as ResultRecord;
