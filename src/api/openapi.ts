@@ -1,6 +1,6 @@
 import { type ZodType, z } from 'zod';
 import { exportParams, MAX_EXPORTS } from './routes/export.js';
-import { alertParams, listParams } from './routes/outputs.js';
+import { alertParams, lateParams, listParams } from './routes/outputs.js';
 import { latestParams, readingsParams } from './routes/readings.js';
 import * as s from './schemas.js';
 
@@ -133,6 +133,18 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
       query: listParams,
       responses: {
         200: { description: 'a page of decisions', schema: s.decisionsPage },
+        ...errors(400, 401),
+      },
+    },
+    {
+      method: 'get',
+      path: `${V1}/late`,
+      operationId: 'listLateReadings',
+      summary:
+        'Stored late readings (those that fitted no live window of a rule), in the order they were set aside; from/to bound the reading ts',
+      query: lateParams,
+      responses: {
+        200: { description: 'a page of late readings', schema: s.latePage },
         ...errors(400, 401),
       },
     },

@@ -155,6 +155,15 @@ export const decisionRecord = z.strictObject({
 export const resultsPage = z.strictObject({ items: z.array(resultRecord), next: cursor });
 export const decisionsPage = z.strictObject({ items: z.array(decisionRecord), next: cursor });
 
+export const lateRecord = z.strictObject({
+  type: z.literal('late'),
+  rule: z.string(),
+  reading: z.strictObject({ device: z.string(), metric: z.string(), value: z.number(), ts: iso }),
+  emittedAt: iso.describe('when the rule set the reading aside'),
+});
+
+export const latePage = z.strictObject({ items: z.array(lateRecord), next: cursor });
+
 export const alertList = z.strictObject({
   items: z.array(
     z.strictObject({

@@ -35,6 +35,32 @@ export interface StoredDecision {
   values: Record<string, number | null>;
 }
 
+export interface LateFilter {
+  rules?: string[];
+  devices?: string[];
+  metrics?: string[];
+  /** Inclusive, epoch ms, of the reading's `ts`. */
+  from?: number;
+  /** Exclusive. */
+  to?: number;
+  order: 'asc' | 'desc';
+  limit: number;
+  /** Continue after this row id (from a previous page). */
+  after?: number;
+}
+
+/** A stored late reading: one that fitted no live window of the rule. */
+export interface StoredLate {
+  id: number;
+  rule: string;
+  device: string;
+  metric: string;
+  value: number;
+  ts: number;
+  /** When the rule set it aside. */
+  emittedAt: number;
+}
+
 export interface Alert {
   rule: string;
   key: Record<string, string | null>;
@@ -96,6 +122,41 @@ export class OutputsQuery {
       })),
       next: page.next,
     };
+  }
+
+  /** Stored late readings, in the order they were set aside (row id). */
+  late(f: LateFilter): { items: StoredLate[]; next: number | null } {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    for (const [column, values] of [
+      ['rule', f.rules],
+      ['device', f.devices],
+      ['metric', f.metrics],
+    ] as const) {
+      if (!values?.length) continue;
+      where.push(`${column} IN (${values.map(() => '?').join(',')})`);
+      params.push(...values);
+    }
+    if (f.from !== undefined) {
+      where.push('ts >= ?');
+      params.push(f.from);
+    }
+    if (f.to !== undefined) {
+      where.push('ts < ?');
+      params.push(f.to);
+    }
+    if (f.after !== undefined) {
+      where.push(f.order === 'asc' ? 'id > ?' : 'id < ?');
+      params.push(f.after);
+    }
+    const sql =
+      'SELECT id, rule, device, metric, value, ts, emitted_at AS emittedAt FROM late_readings' +
+      (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY id ${f.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
+    params.push(f.limit + 1);
+    const rows = this.statements.get(sql).all(...params) as StoredLate[];
+    const last = trimPage(rows, f.limit);
+    return { items: rows, next: last ? last.id : null };
   }
 
   /** (rule, group) pairs whose decision state is `firing` now, with the transition that started it. */

@@ -35,6 +35,10 @@ function decision(rule: string, device: string, atS: number, state: 'ok' | 'firi
   return { type: 'decision', rule, key: { device }, state, at: iso(atS), values: { avg: 90 } };
 }
 
+function late(rule: string, device: string, metric: string, value: number, tsS: number): OutputRecord {
+  return { type: 'late', rule, reading: { device, metric, value, ts: iso(tsS) } };
+}
+
 interface Page<T> {
   items: T[];
   next: string | null;
@@ -131,7 +135,7 @@ describe('OutputWriter: decision states', () => {
   });
 });
 
-describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
+describe('REST API: /results, /decisions, /late, /alerts over real HTTP', () => {
   let db: Db;
   let server: ApiServer;
   let base: string;
@@ -160,6 +164,11 @@ describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
       result('cold', 'b-1', 0, 5),
       decision('hot', 'b-2', 20, 'firing'),
       decision('hot', 'b-2', 30, 'ok'),
+      late('hot', 'b-1', 'temperature', 1, 1),
+      late('hot', 'b-2', 'temperature', 2, 2),
+      late('cold', 'b-1', 'power', 3, 3),
+      late('hot', 'b-1', 'power', 4, 40),
+      late('cold', 'b-2', 'temperature', 5, 50),
     ]);
     writer.flush();
     const config = parseConfigText('api: { port: 0 }\n', 'test.yaml', {});
@@ -238,6 +247,64 @@ describe('REST API: /results, /decisions, /alerts over real HTTP', () => {
       { rule: 'hot', key: { device: 'b-1' }, state: 'firing', since: iso(20), values: { avg: 90 } },
     ]);
     assert.deepEqual((await get<{ items: unknown[] }>('/alerts?rule=cold')).items, []);
+  });
+
+  it('lists stored late readings, filtered by rule, device, metric and reading time, paged both ways', async () => {
+    interface Late {
+      type: string;
+      rule: string;
+      reading: { device: string; metric: string; value: number; ts: string };
+      emittedAt: string;
+    }
+    const all = await get<Page<Late>>('/late');
+    assert.deepEqual(
+      all.items.map((l) => l.reading.value),
+      [1, 2, 3, 4, 5],
+    );
+    assert.deepEqual(all.items[0], {
+      type: 'late',
+      rule: 'hot',
+      reading: { device: 'b-1', metric: 'temperature', value: 1, ts: iso(1) },
+      emittedAt: '2026-11-24T11:00:00.000Z',
+    });
+    assert.equal(all.next, null);
+    const values = async (q: string) =>
+      (await get<Page<Late>>(`/late?${q}`)).items.map((l) => l.reading.value);
+    assert.deepEqual(await values('rule=hot'), [1, 2, 4]);
+    assert.deepEqual(await values('device=b-1'), [1, 3, 4]);
+    assert.deepEqual(await values('metric=temperature&device=b-2'), [2, 5]);
+    assert.deepEqual(await values('rule=cold,hot&metric=power'), [3, 4]);
+    assert.deepEqual(
+      await values(`from=${encodeURIComponent(iso(3))}&to=${encodeURIComponent(iso(50))}`),
+      [3, 4],
+    );
+    assert.deepEqual(await values('order=desc&limit=2'), [5, 4]);
+    for (const order of ['asc', 'desc']) {
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: Page<Late> = await get(
+          `/late?limit=2&order=${order}${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        assert.ok(page.items.length <= 2);
+        seen.push(...page.items.map((l) => l.reading.value));
+        cursor = page.next;
+      } while (cursor);
+      assert.deepEqual(seen, order === 'asc' ? [1, 2, 3, 4, 5] : [5, 4, 3, 2, 1]);
+    }
+    for (const q of [
+      'key={}',
+      'device=bad%20name',
+      'rule=Bad!',
+      'limit=0',
+      'cursor=zzz',
+      'since=1',
+      'from=2026-11-24T10:01:00Z&to=2026-11-24T10:00:00Z',
+    ]) {
+      const body = await get<{ error: { code: string; details: unknown[] } }>(`/late?${q}`, 400);
+      assert.equal(body.error.code, 'bad_request', q);
+      assert.ok(body.error.details.length > 0, q);
+    }
   });
 
   it('refuses bad filters with 400 and details', async () => {

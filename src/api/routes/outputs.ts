@@ -3,12 +3,13 @@ import { z } from 'zod';
 import { NAME_RE } from '../../model/reading.js';
 import { RULE_ID_RE } from '../../model/rule.js';
 import { formatTimestamp } from '../../model/timestamp.js';
-import type { OutputsFilter, OutputsQuery } from '../../store/outputs-query.js';
+import type { LateFilter, OutputsFilter, OutputsQuery } from '../../store/outputs-query.js';
 import { ApiError } from '../errors.js';
 import {
   decodeCursor,
   encodeCursor,
   limitParam,
+  namesParam,
   orderParam,
   parseQuery,
   single,
@@ -65,10 +66,39 @@ export const listParams = z.strictObject({
 
 export const alertParams = z.strictObject({ rule: rulesParam.optional() });
 
-function filterOf(p: z.output<typeof listParams>): OutputsFilter {
+export const lateParams = z.strictObject({
+  rule: rulesParam.optional(),
+  device: namesParam.optional(),
+  metric: namesParam.optional(),
+  from: timeParam.optional(),
+  to: timeParam.optional(),
+  limit: limitParam,
+  order: orderParam,
+  cursor: z.string().optional(),
+});
+
+function checkRange(p: { from?: number | undefined; to?: number | undefined }): void {
   if (p.from !== undefined && p.to !== undefined && p.from >= p.to) {
     throw new ApiError('bad_request', 'from must be before to', [{ path: 'from', message: 'not before to' }]);
   }
+}
+
+function lateFilterOf(p: z.output<typeof lateParams>): LateFilter {
+  checkRange(p);
+  return {
+    ...(p.rule ? { rules: p.rule } : {}),
+    ...(p.device ? { devices: p.device } : {}),
+    ...(p.metric ? { metrics: p.metric } : {}),
+    ...(p.from !== undefined ? { from: p.from } : {}),
+    ...(p.to !== undefined ? { to: p.to } : {}),
+    order: p.order,
+    limit: p.limit,
+    ...(p.cursor !== undefined ? { after: decodeCursor(p.cursor, p.order, 1)[0] as number } : {}),
+  };
+}
+
+function filterOf(p: z.output<typeof listParams>): OutputsFilter {
+  checkRange(p);
   return {
     ...(p.rule ? { rules: p.rule } : {}),
     ...(p.key ? { key: p.key } : {}),
@@ -80,7 +110,7 @@ function filterOf(p: z.output<typeof listParams>): OutputsFilter {
   };
 }
 
-/** `/results`, `/decisions` (stored rule outputs) and `/alerts` (what is firing now). */
+/** `/results`, `/decisions`, `/late` (stored rule outputs) and `/alerts` (what is firing now). */
 export function outputsRoutes(query: OutputsQuery): Router {
   const router = Router();
 
@@ -113,6 +143,20 @@ export function outputsRoutes(query: OutputsQuery): Router {
         state: d.state,
         at: formatTimestamp(d.at),
         values: d.values,
+      })),
+      next: page.next === null ? null : encodeCursor([page.next], p.order),
+    });
+  });
+
+  router.get('/late', (req, res) => {
+    const p = parseQuery(lateParams, req.query);
+    const page = query.late(lateFilterOf(p));
+    res.json({
+      items: page.items.map((l) => ({
+        type: 'late',
+        rule: l.rule,
+        reading: { device: l.device, metric: l.metric, value: l.value, ts: formatTimestamp(l.ts) },
+        emittedAt: formatTimestamp(l.emittedAt),
       })),
       next: page.next === null ? null : encodeCursor([page.next], p.order),
     });
