@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { parse, stringify } from 'yaml';
 import { eventually, ROOT, type RunningGateway, startGateway } from '../helpers/gateway-process.js';
@@ -92,6 +93,14 @@ describe('the dashboard in a browser', { timeout: 240_000 }, () => {
       metric: 'temp',
     };
     fillStore(join(dir, 'tidegate.db'), history);
+    // Two late readings stored before the start: the Alerts page lists them from /late.
+    const db = new Database(join(dir, 'tidegate.db'));
+    const insert = db.prepare(
+      'INSERT INTO late_readings (rule, device, metric, value, ts, emitted_at) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    insert.run('sim-temperature', 'dev-00', 'temp', 41.5, Date.now() - HOUR, Date.now() - 60_000);
+    insert.run('sim-humidity', 'dev-01', 'humidity', 77.25, Date.now() - HOUR / 2, Date.now() - 30_000);
+    db.close();
     writeConfig(0);
     gateway = await startGateway(configFile, { cwd: ROOT });
     base = `http://127.0.0.1:${gateway.apiPort}`;
@@ -345,6 +354,23 @@ describe('the dashboard in a browser', { timeout: 240_000 }, () => {
     await row.waitFor({ state: 'detached', timeout: 2000 });
     assert.equal(await page.evaluate('window.tidegateTestMark'), 1, 'no reload');
     assert.deepEqual(asked, ['/api/v1/rules/ui-from-api']);
+  });
+
+  it('lists the stored late readings on the Alerts page, filtered by device', async () => {
+    const page = await signedIn('/alerts');
+    const table = page.getByRole('region', { name: 'Late readings' });
+    const rows = table.locator('tbody tr[data-late-rule]');
+    await eventually(async () => ((await rows.count()) === 2 ? true : undefined), 5000, 'two late rows');
+    // Newest first, as /late?order=desc answers.
+    assert.match((await rows.nth(0).textContent()) ?? '', /sim-humidity.*dev-01.*humidity.*77\.25/);
+    assert.match((await rows.nth(1).textContent()) ?? '', /sim-temperature.*dev-00.*temp.*41\.5/);
+    const filter = page.getByRole('form', { name: 'Filter late readings' });
+    await filter.getByLabel('Device').fill('dev-00');
+    await filter.getByLabel('Device').press('Enter');
+    await eventually(async () => ((await rows.count()) === 1 ? true : undefined), 5000, 'one late row');
+    assert.match((await rows.nth(0).textContent()) ?? '', /dev-00/);
+    await filter.getByLabel('Rule').selectOption('sim-humidity');
+    await table.getByText('No late readings stored.').waitFor();
   });
 
   it('is usable 390 px wide on every page', async () => {

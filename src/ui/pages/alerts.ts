@@ -16,13 +16,15 @@ import { byLabel, parseMetrics } from '../metrics.js';
 import { Badge, LoadError, Table } from './common.js';
 
 const HISTORY_PAGE = 100;
-const LATE_KEPT = 100;
+const LATE_PAGE = 100;
+/** What `/late?device=` takes: a device id. */
+const DEVICE_RE = /^[A-Za-z0-9_.:-]+$/;
 const LATE_METRIC = new Set(['tidegate_late_dropped_total']);
 
 /**
  * Alerts: the groups firing now, the decision history (by rule, state and group text; newest
- * first, paged), and the late readings: counts per rule, and those the stream brings while the
- * page is open. Decisions and late readings arrive live.
+ * first, paged), and the late readings: counts per rule, and the stored ones from `/late` (by rule
+ * and device; newest first, paged). Decisions and late readings arrive live.
  */
 export function AlertsPage() {
   const [alerts, setAlerts] = useState<Alert[] | null>(null);
@@ -35,7 +37,9 @@ export function AlertsPage() {
     next: string | null;
     older: boolean;
   } | null>(null);
-  const [late, setLate] = useState<LateRecord[]>([]);
+  const [lateRule, setLateRule] = useState('');
+  const [lateDevice, setLateDevice] = useState('');
+  const [late, setLate] = useState<{ items: LateRecord[]; next: string | null; older: boolean } | null>(null);
   const [lateCounts, setLateCounts] = useState<Map<string, number>>(new Map());
   const [error, setError] = useState<unknown>(null);
 
@@ -57,7 +61,19 @@ export function AlertsPage() {
       setError(err);
     }
   };
+  const device = DEVICE_RE.test(lateDevice.trim()) ? lateDevice.trim() : '';
+  const loadLate = async (cursor: string | null) => {
+    try {
+      const page = await api<Page<LateRecord>>(
+        `${V1}/late${query({ rule: lateRule || undefined, device: device || undefined, order: 'desc', limit: LATE_PAGE, cursor })}`,
+      );
+      setLate({ items: page.items, next: page.next, older: cursor !== null });
+    } catch (err) {
+      setError(err);
+    }
+  };
   useRefresh(() => void loadAlerts(), [], 10_000);
+  useRefresh(() => void loadLate(null), [lateRule, device]);
   useRefresh(() => void loadHistory(null), [rule]);
   useRefresh(
     async () => {
@@ -85,7 +101,15 @@ export function AlertsPage() {
           : h,
       );
     } else if (type === 'late') {
-      setLate((l) => [data as LateRecord, ...l].slice(0, LATE_KEPT));
+      const l = data as LateRecord;
+      setLate((h) =>
+        h &&
+        !h.older &&
+        (lateRule === '' || l.rule === lateRule) &&
+        (device === '' || l.reading.device === device)
+          ? { ...h, items: [l, ...h.items].slice(0, LATE_PAGE) }
+          : h,
+      );
     }
   });
 
@@ -149,15 +173,28 @@ export function AlertsPage() {
     <h2>Late readings</h2>
     <p>Dropped as late since the gateway started:
       ${lateCounts.size === 0 ? ' none.' : [...lateCounts].map(([r, n]) => html` <span class="pill">${r} ${num(n)}</span>`)}</p>
+    <form class="filters" onSubmit=${(e: Event) => e.preventDefault()} aria-label="Filter late readings">
+      <label>Rule
+        <select value=${lateRule} onChange=${(e: Event) => setLateRule((e.target as HTMLSelectElement).value)}>
+          <option value="">any</option>
+          ${rules.map((r) => html`<option value=${r.id}>${r.id}</option>`)}
+        </select>
+      </label>
+      <label>Device <input type="search" value=${lateDevice} placeholder="device id" onChange=${(e: Event) => setLateDevice((e.target as HTMLInputElement).value)} /></label>
+    </form>
     <${Table}
       label="Late readings"
       head=${['Rule', 'Device', 'Metric', 'Reading time', 'Value']}
-      rowCount=${late.length}
-      empty="No late reading since this page opened."
-      rows=${late.map(
+      rowCount=${late?.items.length ?? 0}
+      empty=${late ? 'No late readings stored.' : 'Loading…'}
+      rows=${(late?.items ?? []).map(
         (l) =>
-          html`<tr><td>${l.rule}</td><td>${l.reading.device}</td><td>${l.reading.metric}</td><td>${time(l.reading.ts)}</td><td class="num">${num(l.reading.value)}</td></tr>`,
+          html`<tr data-late-rule=${l.rule}><td>${l.rule}</td><td>${l.reading.device}</td><td>${l.reading.metric}</td><td>${time(l.reading.ts)}</td><td class="num">${num(l.reading.value)}</td></tr>`,
       )}
     />
+    <nav class="pager" aria-label="Late reading pages">
+      <button type="button" disabled=${!late?.older} onClick=${() => void loadLate(null)}>Newest</button>
+      <button type="button" disabled=${!late?.next} onClick=${() => void loadLate(late?.next ?? null)}>Older</button>
+    </nav>
   </section>`;
 }
