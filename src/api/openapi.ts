@@ -1,4 +1,5 @@
 import { type ZodType, z } from 'zod';
+import { devicesParams } from './routes/devices.js';
 import { exportParams, MAX_EXPORTS } from './routes/export.js';
 import { alertParams, lateParams, listParams } from './routes/outputs.js';
 import { latestParams, readingsParams } from './routes/readings.js';
@@ -67,8 +68,13 @@ export function apiRoutes(extra: readonly RouteDoc[] = []): RouteDoc[] {
       method: 'get',
       path: `${V1}/devices`,
       operationId: 'listDevices',
-      summary: 'Devices seen, their metrics with last value and time, source and status',
-      responses: { 200: { description: 'every device', schema: s.deviceList }, ...errors(401) },
+      summary:
+        'Devices seen, their metrics with last value and time, source and status; with q, status, sort, limit or offset one page of the matching devices with counts',
+      query: devicesParams,
+      responses: {
+        200: { description: 'every device, or a page of them', schema: s.deviceList },
+        ...errors(400, 401),
+      },
     },
     {
       method: 'get',

@@ -75,7 +75,15 @@ export const device = z.strictObject({
   ),
 });
 
-export const deviceList = z.strictObject({ items: z.array(device) });
+export const deviceList = z.strictObject({
+  items: z.array(device),
+  total: z.number().int().optional().describe('devices matching q and status (with any query parameter)'),
+  known: z.number().int().optional().describe('every device known (with any query parameter)'),
+  byStatus: z
+    .record(z.string(), z.number().int())
+    .optional()
+    .describe('every device known, counted by status (with any query parameter)'),
+});
 
 const sourceStatus = z.strictObject({
   id: z.string(),

@@ -212,6 +212,39 @@ describe('REST API over real HTTP', () => {
     assert.equal(missing.error.code, 'not_found');
   });
 
+  it('GET /devices pages and filters on request (q, status, sort, limit, offset) with counts; without them, every device', async () => {
+    interface DevicePage {
+      items: { id: string; status: string }[];
+      total?: number;
+      known?: number;
+      byStatus?: Record<string, number>;
+    }
+    const ids = (p: DevicePage) => p.items.map((d) => d.id);
+    const plain = await get<DevicePage>('/api/v1/devices');
+    assert.deepEqual(Object.keys(plain), ['items'], 'the answer of old without a parameter');
+    assert.deepEqual(ids(plain), ['boiler-1', 'meter-1']);
+    const first = await get<DevicePage>('/api/v1/devices?limit=1');
+    assert.deepEqual(ids(first), ['boiler-1']);
+    assert.equal(first.total, 2);
+    assert.equal(first.known, 2);
+    assert.deepEqual(first.byStatus, { stale: 1, offline: 1 });
+    assert.deepEqual(ids(await get<DevicePage>('/api/v1/devices?limit=1&offset=1')), ['meter-1']);
+    assert.deepEqual(ids(await get<DevicePage>('/api/v1/devices?offset=5')), []);
+    const bus = await get<DevicePage>('/api/v1/devices?q=BUS');
+    assert.deepEqual([ids(bus), bus.total, bus.known], [['meter-1'], 1, 2]);
+    assert.deepEqual(ids(await get<DevicePage>('/api/v1/devices?q=oiler')), ['boiler-1']);
+    assert.deepEqual(ids(await get<DevicePage>('/api/v1/devices?status=offline')), ['meter-1']);
+    assert.deepEqual(ids(await get<DevicePage>('/api/v1/devices?status=online')), []);
+    assert.deepEqual(ids(await get<DevicePage>('/api/v1/devices?sort=attention&limit=5')), [
+      'boiler-1',
+      'meter-1',
+    ]);
+    for (const q of ['status=nope', 'limit=0', 'offset=-1', 'sort=age', 'extra=1']) {
+      const body = await get<ErrorBody>(`/api/v1/devices?${q}`, 400);
+      assert.equal(body.error.code, 'bad_request', q);
+    }
+  });
+
   it('answers bad queries with 400 and every problem in details', async () => {
     const cases: [string, string][] = [
       ['limit=0', 'limit'],

@@ -1,9 +1,10 @@
 import { Router } from 'express';
+import { z } from 'zod';
 import { formatTimestamp } from '../../model/timestamp.js';
 import type { SourceStatus } from '../../sources/source.js';
 import type { DeviceRow, ReadingsQuery } from '../../store/readings-query.js';
 import { ApiError } from '../errors.js';
-import { nameParam } from '../query.js';
+import { MAX_LIMIT, nameParam, parseQuery, single } from '../query.js';
 
 export interface DevicesView {
   now(): number;
@@ -38,13 +39,56 @@ function deviceJson(d: DeviceRow, view: DevicesView, sources: Map<string, Source
   };
 }
 
+const STATUSES = ['online', 'stale', 'offline', 'error', 'stopped', 'connected'] as const;
+
+/**
+ * Optional: with any of them the answer is one page of the matching devices with counts
+ * (`total`, `known`, `byStatus`); without them it is every device, as before.
+ */
+export const devicesParams = z.strictObject({
+  q: single.max(128).optional().describe('text the id or the source contains (case-insensitive)'),
+  status: z.enum(STATUSES).optional(),
+  sort: z.enum(['id', 'attention']).optional().describe('attention: devices not online first, then by id'),
+  limit: single
+    .regex(/^\d+$/, { message: `expected an integer from 1 to ${MAX_LIMIT}` })
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(MAX_LIMIT))
+    .optional(),
+  offset: single
+    .regex(/^\d+$/, { message: 'expected an integer from 0' })
+    .transform(Number)
+    .pipe(z.number().int().min(0))
+    .optional(),
+});
+
 export function devicesRoutes(query: ReadingsQuery, view: DevicesView): Router {
   const router = Router();
   const sourceMap = () => new Map(view.sources().map((s) => [s.id, s]));
 
-  router.get('/devices', (_req, res) => {
+  router.get('/devices', (req, res) => {
+    const p = parseQuery(devicesParams, req.query);
     const sources = sourceMap();
-    res.json({ items: query.devices().map((d) => deviceJson(d, view, sources)) });
+    const all = query.devices().map((d) => deviceJson(d, view, sources));
+    if (Object.keys(p).length === 0) {
+      res.json({ items: all });
+      return;
+    }
+    const byStatus: Record<string, number> = {};
+    for (const d of all) byStatus[d.status] = (byStatus[d.status] ?? 0) + 1;
+    const needle = p.q?.trim().toLowerCase() ?? '';
+    const matching = all.filter(
+      (d) =>
+        (p.status === undefined || d.status === p.status) &&
+        (needle === '' || d.id.toLowerCase().includes(needle) || d.source.toLowerCase().includes(needle)),
+    );
+    if (p.sort === 'attention') {
+      matching.sort(
+        (a, b) => Number(a.status === 'online') - Number(b.status === 'online') || (a.id < b.id ? -1 : 1),
+      );
+    }
+    const offset = p.offset ?? 0;
+    const items = matching.slice(offset, offset + (p.limit ?? matching.length));
+    res.json({ items, total: matching.length, known: all.length, byStatus });
   });
 
   router.get('/devices/:id', (req, res) => {
