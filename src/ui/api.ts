@@ -150,6 +150,14 @@ export interface Device {
   metrics: MetricValue[];
 }
 
+/** `/devices` with a query parameter: one page of the matching devices, with counts. */
+export interface DevicePage {
+  items: Device[];
+  total: number;
+  known: number;
+  byStatus: Record<string, number>;
+}
+
 export interface Reading {
   device: string;
   metric: string;

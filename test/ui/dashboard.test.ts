@@ -373,6 +373,37 @@ describe('the dashboard in a browser', { timeout: 240_000 }, () => {
     await table.getByText('No late readings stored.').waitFor();
   });
 
+  it('filters and pages the devices through the gateway: it fetches one page, not every device', async () => {
+    const page = await newPage();
+    const asked: string[] = [];
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.pathname === '/api/v1/devices') asked.push(url.search);
+    });
+    await page.goto(`${base}/devices?q=sim-2`);
+    await page.getByLabel('Token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const count = page.getByTestId('device-count');
+    await eventually(async () =>
+      /^1 of \d+ devices/.test(((await count.textContent()) ?? '').trim()) ? true : undefined,
+    );
+    const rows = page.getByRole('region', { name: 'Devices' }).locator('tbody tr');
+    assert.equal(await rows.count(), 1);
+    assert.match((await rows.first().textContent()) ?? '', /sim-2/);
+    assert.ok(asked.length > 0);
+    for (const search of asked) {
+      const p = new URLSearchParams(search);
+      assert.equal(p.get('limit'), '100', search);
+      assert.equal(p.get('q'), 'sim-2', search);
+    }
+    await page.getByRole('searchbox').fill('');
+    await page.getByRole('combobox', { name: 'Status' }).selectOption('online');
+    await eventually(async () =>
+      /^(\d+) of \1 devices/.test(((await count.textContent()) ?? '').trim()) ? undefined : true,
+    );
+    assert.ok(asked.some((q) => new URLSearchParams(q).get('status') === 'online'));
+  });
+
   it('is usable 390 px wide on every page', async () => {
     const viewport = { width: 390, height: 844 };
     const page = await signedIn('/', viewport);

@@ -1,5 +1,5 @@
-import { useMemo, useState } from 'preact/hooks';
-import { api, type Device, serverNow, V1 } from '../api.js';
+import { useRef, useState } from 'preact/hooks';
+import { api, type DevicePage, query, serverNow, V1 } from '../api.js';
 import { useRefresh } from '../connection.js';
 import { duration, num } from '../format.js';
 import { html } from '../html.js';
@@ -12,30 +12,47 @@ const LATEST_SHOWN = 4;
 
 /**
  * Every device: a table of id, source, status with the age of its last reading, its number of
- * metrics and latest values; filtered by text and status, 100 rows a page (5,000 devices stay
- * smooth: only one page is ever in the DOM). Filters and page live in the URL.
+ * metrics and latest values; filtered by text and status, 100 rows a page, filtered and paged by
+ * the gateway (`/devices?q&status&limit&offset`): with 5,000 devices only one page is fetched and
+ * in the DOM. Filters and page live in the URL.
  */
 export function DevicesPage(props: { url: string }) {
   const p = params(props.url);
   const q = p.get('q') ?? '';
   const status = p.get('status') ?? '';
   const page = Math.max(1, Number.parseInt(p.get('page') ?? '1', 10) || 1);
-  const [devices, setDevices] = useState<Device[] | null>(null);
+  const [devices, setDevices] = useState<DevicePage | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [text, setText] = useState(q);
+  /** The query of the page shown now: only its answer is shown. */
+  const latest = useRef('');
 
   useRefresh(
     async () => {
       try {
-        setDevices((await api<{ items: Device[] }>(`${V1}/devices`)).items);
+        const wanted = query({
+          q: q.trim() || undefined,
+          status: status || undefined,
+          limit: PAGE_SIZE,
+          offset: (page - 1) * PAGE_SIZE,
+        });
+        const got = await api<DevicePage>(`${V1}/devices${wanted}`);
+        // Answers to an older filter are dropped: typing sends one request a key.
+        if (wanted === latest.current) setDevices(got);
         setError(null);
       } catch (err) {
         setError(err);
       }
     },
-    [],
+    [q, status, page],
     10_000,
   );
+  latest.current = query({
+    q: q.trim() || undefined,
+    status: status || undefined,
+    limit: PAGE_SIZE,
+    offset: (page - 1) * PAGE_SIZE,
+  });
 
   const set = (changes: Record<string, string>) => {
     const next = new URLSearchParams({ q, status, page: String(page), ...changes });
@@ -44,17 +61,10 @@ export function DevicesPage(props: { url: string }) {
     navigate(`/devices${s ? `?${s}` : ''}`, true);
   };
 
-  const filtered = useMemo(() => {
-    const needle = q.trim().toLowerCase();
-    return (devices ?? []).filter(
-      (d) =>
-        (status === '' || d.status === status) &&
-        (needle === '' || d.id.toLowerCase().includes(needle) || d.source.toLowerCase().includes(needle)),
-    );
-  }, [devices, q, status]);
-  const pages = Math.max(1, Math.ceil(filtered.length / PAGE_SIZE));
+  const total = devices?.total ?? 0;
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   const current = Math.min(page, pages);
-  const rows = filtered.slice((current - 1) * PAGE_SIZE, current * PAGE_SIZE);
+  const rows = devices?.items ?? [];
   const now = serverNow();
 
   return html`<section aria-labelledby="devices-title">
@@ -77,7 +87,7 @@ export function DevicesPage(props: { url: string }) {
     </form>
     <${LoadError} error=${error} />
     <p class="count" aria-live="polite" data-testid="device-count">
-      ${devices === null ? 'Loading…' : `${num(filtered.length)} of ${num(devices.length)} devices`}
+      ${devices === null ? 'Loading…' : `${num(total)} of ${num(devices.known)} devices`}
       ${pages > 1 ? ` · page ${current} of ${pages}` : ''}
     </p>
     <${Table}

@@ -1,5 +1,5 @@
 import { useRef, useState } from 'preact/hooks';
-import { type Alert, api, type Device, type Health, serverNow, V1 } from '../api.js';
+import { type Alert, api, type DevicePage, type Health, query, serverNow, V1 } from '../api.js';
 import { useRefresh, useStream } from '../connection.js';
 import { bytes, duration, key, num, time } from '../format.js';
 import { html } from '../html.js';
@@ -24,7 +24,7 @@ export function OverviewPage() {
   const [rate, setRate] = useState<Map<string, number> | null>(null);
   const [counters, setCounters] = useState<Sample[]>([]);
   const [alerts, setAlerts] = useState<Alert[] | null>(null);
-  const [devices, setDevices] = useState<Device[] | null>(null);
+  const [devices, setDevices] = useState<DevicePage | null>(null);
   const [error, setError] = useState<unknown>(null);
   const last = useRef<{ at: number; readings: Map<string, number> } | null>(null);
 
@@ -66,23 +66,20 @@ export function OverviewPage() {
   useRefresh(
     async () => {
       try {
-        setDevices((await api<{ items: Device[] }>(`${V1}/devices`)).items);
+        setDevices(await api<DevicePage>(`${V1}/devices${query({ sort: 'attention', limit: DEVICE_ROWS })}`));
       } catch (err) {
         setError(err);
       }
     },
     [],
-    // Every device and its latest values is a large answer on a big site: not too often.
+    // The counts and the first rows only (not every device with its values): small on a big site too.
     30_000,
   );
   useStream('?type=decision', () => void loadAlerts());
 
   const rateTotal = rate ? [...rate.values()].reduce((a, b) => a + b, 0) : null;
-  const byStatus = new Map<string, number>();
-  for (const d of devices ?? []) byStatus.set(d.status, (byStatus.get(d.status) ?? 0) + 1);
-  const shown = [...(devices ?? [])]
-    .sort((a, b) => Number(a.status === 'online') - Number(b.status === 'online') || a.id.localeCompare(b.id))
-    .slice(0, DEVICE_ROWS);
+  const byStatus = new Map(Object.entries(devices?.byStatus ?? {}));
+  const shown = devices?.items ?? [];
   const rejected = byLabel(counters, 'tidegate_readings_rejected_total', 'reason');
 
   return html`<section aria-labelledby="overview-title">
@@ -155,7 +152,7 @@ export function OverviewPage() {
       )}
     />
     <h2>Devices</h2>
-    <p>${devices ? html`${num(devices.length)} devices: ${[...byStatus].map(([s, n]) => html`<${Badge} state=${s} text=${`${num(n)} ${s}`} /> `)}` : 'Loading…'}
+    <p>${devices ? html`${num(devices.known)} devices: ${[...byStatus].map(([s, n]) => html`<${Badge} state=${s} text=${`${num(n)} ${s}`} /> `)}` : 'Loading…'}
       <a href="/devices">All devices</a></p>
     <${Table}
       label="Devices needing attention first"
