@@ -10,7 +10,7 @@ import { DEFAULT_CONFIG_FILE, loadConfig } from './config/load.js';
 import { loadRulesFile } from './config/rules.js';
 import { compileRules } from './engine/compile.js';
 import { Gateway } from './gateway.js';
-import { parseIsoTimestamp } from './model/timestamp.js';
+import { parseTimeText } from './model/timestamp.js';
 import { replay } from './replay/replay.js';
 import { createLogger, type Logger } from './runtime/log.js';
 import { VERSION } from './runtime/version.js';
@@ -212,12 +212,6 @@ async function replayCommand(rulesFile: string | undefined, input: string | unde
   return EXIT.ok;
 }
 
-/** A time on the command line: ISO-8601 with an offset, or epoch milliseconds. */
-function parseTime(text: string): number | null {
-  const t = /^-?\d+$/.test(text) ? Number(text) : parseIsoTimestamp(text);
-  return t !== null && Number.isSafeInteger(t) ? t : null;
-}
-
 /**
  * `tidegate backtest`: rules of a file (or one of them) over the readings stored in a range, read
  * from the store file read-only, so it runs beside the gateway. Records as JSON lines on stdout
@@ -237,8 +231,8 @@ async function backtestCommand(args: {
   };
   if (!args.rules) return usage('--rules FILE is required');
   if (args.from === undefined || args.to === undefined) return usage('--from and --to are required');
-  const from = parseTime(args.from);
-  const to = parseTime(args.to);
+  const from = parseTimeText(args.from);
+  const to = parseTimeText(args.to);
   if (from === null || to === null) {
     return usage(
       `expected ISO-8601 with Z or ±HH:MM, or epoch milliseconds: ${from === null ? args.from : args.to}`,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { NAME_RE } from '../model/reading.js';
-import { parseIsoTimestamp } from '../model/timestamp.js';
+import { parseTimeText } from '../model/timestamp.js';
 import { issueMessage } from '../schema/problems.js';
 import { ApiError } from './errors.js';
 
@@ -13,8 +13,8 @@ export const single = z.string({ error: 'expected one value' });
 
 /** ISO-8601 with offset, or epoch milliseconds. */
 export const timeParam = single.transform((text, ctx) => {
-  const t = /^-?\d+$/.test(text) ? Number(text) : parseIsoTimestamp(text);
-  if (t === null || !Number.isSafeInteger(t)) {
+  const t = parseTimeText(text);
+  if (t === null) {
     ctx.issues.push({
       code: 'custom',
       input: text,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { compileRule } from '../engine/compile.js';
-import type { BacktestJob, BacktestSummary } from '../model/backtest.js';
+import type { BacktestJob, BacktestState, BacktestSummary } from '../model/backtest.js';
 import { emptySummary } from '../model/backtest.js';
 import { type RuleProblem, validateRule } from '../model/rule.js';
 import { formatTimestamp } from '../model/timestamp.js';
@@ -266,12 +266,7 @@ export class BacktestJobs {
     const log = { backtest: run.id, state, readings: run.readings, ...(error ? { error } : {}) };
     if (state === 'failed') this.deps.log.warn(log, 'backtest failed');
     else this.deps.log.info(log, `backtest ${state}`);
-    this.deps.bus.emit('backtest', {
-      id: run.id,
-      state,
-      progress: { readings: run.readings, fraction },
-      summary: run.summary,
-    });
+    this.announce(run, state, fraction);
     // The worker stops by itself after `done` or a requested stop; a failed one may be stuck.
     if (state === 'failed' && run.stopping === null) void run.worker.terminate();
   }
@@ -293,11 +288,11 @@ export class BacktestJobs {
     this.end(run, state, error);
   }
 
-  private announce(run: Running, state: 'running'): void {
+  private announce(run: Running, state: BacktestState, fraction = this.fraction(run)): void {
     this.deps.bus.emit('backtest', {
       id: run.id,
       state,
-      progress: { readings: run.readings, fraction: this.fraction(run) },
+      progress: { readings: run.readings, fraction },
       summary: run.summary,
     });
   }

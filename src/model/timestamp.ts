@@ -8,6 +8,15 @@ const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[
 /** The largest instant a JavaScript Date can hold. */
 export const MAX_EPOCH_MS = 8.64e15;
 
+/**
+ * Epoch ms for a time written as text by a person (a query parameter, a command-line flag):
+ * ISO-8601 with an offset, or epoch milliseconds as digits; null otherwise.
+ */
+export function parseTimeText(text: string): number | null {
+  const t = /^-?\d+$/.test(text) ? Number(text) : parseIsoTimestamp(text);
+  return t !== null && Number.isSafeInteger(t) ? t : null;
+}
+
 /** Epoch ms for an ISO-8601 string with offset, or null. */
 export function parseIsoTimestamp(text: string): number | null {
   const m = ISO_RE.exec(text);

@@ -111,12 +111,10 @@ export class ReadingHistory {
     this.readPacked = db.transaction(() => this.pack());
   }
 
-  /** How many readings match now (a full count of the range: call it once, off the event loop if large). */
-  count(): number {
-    return this.span().count;
-  }
-
-  /** How many readings match now, and the first and last ts among them (null when none). */
+  /**
+   * How many readings match now, and the first and last ts among them (null when none): a full
+   * count of the range, so call it once, off the event loop if large.
+   */
   span(): { count: number; first: number | null; last: number | null } {
     return this.countStatement.get(...this.params) as {
       count: number;

@@ -30,6 +30,8 @@ import {
 
 /** JetStream's answer to a publish whose `Nats-Expected-Last-Subject-Sequence` did not hold. */
 const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream's "JetStream system temporarily unavailable": no meta or stream leader, mostly during an election. */
+const JS_TEMPORARILY_UNAVAILABLE = 10008;
 /** How often a conditional first publish is tried again after "wrong last sequence". */
 const RECHECKS = 3;
 
@@ -524,7 +526,7 @@ export class NatsUpstream implements Upstream {
     if (ack.error) {
       const code = ack.error.err_code ?? null;
       return new PublishRefused(
-        `stream ${this.config.stream} refused row ${seq}: ${ack.error.description ?? 'no description'}${code !== null ? ` (${code})` : ''}`,
+        `stream ${this.config.stream} refused row ${seq}: ${ack.error.description ?? 'no description'}${code !== null ? ` (${code})` : ''}${code === JS_TEMPORARILY_UNAVAILABLE ? ': the JetStream cluster has no leader now (an election?)' : ''}`,
         code,
       );
     }
@@ -571,6 +573,9 @@ function describe(err: unknown, stream: string, timeout: number): string {
   const message = errorMessage(err);
   if (/jetstream is not enabled|no responders/i.test(message)) {
     return `no responders (${message}): JetStream or stream ${stream} has no leader now (an election?), or JetStream is not enabled for this account`;
+  }
+  if (/\b10008\b|temporarily unavailable/i.test(message)) {
+    return `${message}: the JetStream cluster has no leader now (an election?)`;
   }
   if (/^timeout$|TIMEOUT/i.test(message)) {
     return `no answer within ${timeout} ms (a leader election, or an overloaded server)`;

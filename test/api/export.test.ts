@@ -8,13 +8,8 @@ import assert from 'node:assert/strict';
 import { type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { type Reading, readingToJson } from '../../src/model/reading.js';
-import { ManualClock } from '../../src/runtime/clock.js';
-import { silentLogger } from '../../src/runtime/log.js';
-import { Metrics } from '../../src/runtime/metrics.js';
-import { openDatabase } from '../../src/store/database.js';
-import { ReadingWriter } from '../../src/store/reading-writer.js';
 import { type BacktestRig, backtestRig } from '../backtest/rig.js';
-import { fillStore, type HistorySpec, historyReadings, prng } from '../helpers/history.js';
+import { fillStore, type HistorySpec, historyReadings, prng, writeReadings } from '../helpers/history.js';
 import { parseMetrics } from '../helpers/prometheus.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
@@ -29,21 +24,7 @@ interface ErrorBody {
 
 /** Writes readings into a store file in the order given: that order is their arrival order (seq). */
 function writeStore(path: string, readings: readonly Reading[]): void {
-  const db = openDatabase(path, { synchronous: 'off' });
-  const writer = new ReadingWriter(
-    db,
-    {
-      batchSize: 50_000,
-      flushInterval: 60_000,
-      maxPending: 200_000,
-      storeReadings: true,
-      summaryInterval: 0,
-    },
-    { clock: new ManualClock(START), metrics: new Metrics(), log: silentLogger() },
-  );
-  for (const r of readings) writer.add(r, 'test');
-  writer.stop();
-  db.close();
+  writeReadings(path, readings, START, 'test');
 }
 
 const STEPS = 1000;

@@ -50,6 +50,17 @@ describe('tidegate backtest (built CLI) over a store file', () => {
   let config = '';
   /** The records of the three rules over [FROM, TO), as `tidegate backtest` prints them. */
   let all: string[] = [];
+  /** `tidegate backtest` of the rules file over [FROM, TO), then `extra`. */
+  const backtestArgs = (...extra: string[]) => [
+    'backtest',
+    '--rules',
+    rules,
+    '--from',
+    String(FROM),
+    '--to',
+    String(TO),
+    ...extra,
+  ];
 
   before(async () => {
     tmp = makeTempDir('tidegate-backtest-cli-');
@@ -219,66 +230,26 @@ store: { path: ${store}, flushInterval: 50ms }
 
   it('a missing store file exits 74 with a message, and creates nothing', async () => {
     const missing = tmp.file('nowhere', 'missing.db');
-    const r = await runCli([
-      'backtest',
-      '--rules',
-      rules,
-      '--from',
-      String(FROM),
-      '--to',
-      String(TO),
-      '--db',
-      missing,
-    ]);
+    const r = await runCli(backtestArgs('--db', missing));
     assert.equal(r.code, 74, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^tidegate backtest: cannot open the store .*missing\.db to read: /m);
     assert.equal(existsSync(missing), false);
     const file = tmp.file('missing.db');
-    const there = await runCli([
-      'backtest',
-      '--rules',
-      rules,
-      '--from',
-      String(FROM),
-      '--to',
-      String(TO),
-      '--db',
-      file,
-    ]);
+    const there = await runCli(backtestArgs('--db', file));
     assert.equal(there.code, 74, there.stderr);
     assert.equal(existsSync(file), false, 'read-only: no file made');
   });
 
   it('without --db reads the store of the config (--config FILE)', async () => {
-    const r = await runCli([
-      'backtest',
-      '--rules',
-      rules,
-      '--from',
-      String(FROM),
-      '--to',
-      String(TO),
-      '--config',
-      config,
-    ]);
+    const r = await runCli(backtestArgs('--config', config));
     assert.equal(r.code, 0, r.stderr);
     assert.ok(all.length > 0, 'the first test ran');
     assert.deepEqual(lines(r.stdout), all);
     // A config naming another (missing) store: that is the one it reads.
     const other = tmp.file('other.yaml');
     writeFileSync(other, `store: { path: ${tmp.file('elsewhere.db')} }\n`);
-    const elsewhere = await runCli([
-      'backtest',
-      '--rules',
-      rules,
-      '--from',
-      String(FROM),
-      '--to',
-      String(TO),
-      '--config',
-      other,
-    ]);
+    const elsewhere = await runCli(backtestArgs('--config', other));
     assert.equal(elsewhere.code, 74, elsewhere.stderr);
     assert.match(elsewhere.stderr, /elsewhere\.db/);
   });

@@ -10,6 +10,7 @@ import { eventually, runCli, startGateway } from '../helpers/gateway-process.js'
 import { type HttpSink, startHttpSink } from '../helpers/http-sink.js';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.js';
 import { freePort } from '../helpers/net.js';
+import { lastSeq } from '../helpers/outbox.js';
 
 const T0 = recentHour();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -121,19 +122,6 @@ class Publisher {
   async end(): Promise<void> {
     this.ended = true;
     await this.client?.endAsync(true);
-  }
-}
-
-function lastSeq(dbFile: string): number {
-  const db = new Database(dbFile, { readonly: true });
-  try {
-    return (
-      (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").pluck().get() as
-        | number
-        | undefined) ?? 0
-    );
-  } finally {
-    db.close();
   }
 }
 

@@ -14,25 +14,12 @@ import { recentHour } from '../helpers/event-time.js';
 import { eventually, type RunningGateway, startGateway } from '../helpers/gateway-process.js';
 import { type NatsCluster, type StoredEnvelope, startNatsCluster } from '../helpers/nats-cluster.js';
 import { freePort } from '../helpers/net.js';
+import { lastSeq } from '../helpers/outbox.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 const T0 = recentHour();
 const TEST = { timeout: 180_000 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The outbox's last seq (every row ever appended, forwarded or not). */
-function lastSeq(dbFile: string): number {
-  const db = new Database(dbFile, { readonly: true });
-  try {
-    return (
-      (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").pluck().get() as
-        | number
-        | undefined) ?? 0
-    );
-  } finally {
-    db.close();
-  }
-}
 
 /** Every seq 1..last of `gateway` exactly once, in increasing order of the stream. */
 function assertExactlyOnceInOrder(stored: StoredEnvelope[], gateway: string, last: number): void {

@@ -2,6 +2,7 @@ import type { Reading } from '../../src/model/reading.js';
 import { ManualClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { Metrics } from '../../src/runtime/metrics.js';
+import { prng } from '../../src/sources/simulator.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ReadingWriter } from '../../src/store/reading-writer.js';
 
@@ -19,17 +20,7 @@ export interface HistorySpec {
   otherEvery?: number;
 }
 
-/** A small deterministic PRNG (mulberry32): the same spec gives the same history. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 /**
  * The readings of a spec, in time order: a slow sine per device with noise and spikes (so that
@@ -60,10 +51,17 @@ export function* historyReadings(spec: HistorySpec): Generator<Reading> {
   }
 }
 
-/** Writes a spec's history into the store file at `path` (created if needed); returns the readings written. */
-export function fillStore(path: string, spec: HistorySpec): number {
+/**
+ * Writes readings into the store file at `path` (created if needed) in the order given, which is
+ * their arrival order (seq), committing every 50,000; returns how many were written.
+ */
+export function writeReadings(
+  path: string,
+  readings: Iterable<Reading>,
+  start: number,
+  source = 'history',
+): number {
   const db = openDatabase(path, { synchronous: 'off' });
-  const clock = new ManualClock(spec.start);
   const writer = new ReadingWriter(
     db,
     {
@@ -73,15 +71,20 @@ export function fillStore(path: string, spec: HistorySpec): number {
       storeReadings: true,
       summaryInterval: 0,
     },
-    { clock, metrics: new Metrics(), log: silentLogger() },
+    { clock: new ManualClock(start), metrics: new Metrics(), log: silentLogger() },
   );
   let n = 0;
-  for (const r of historyReadings(spec)) {
-    writer.add(r, 'history');
+  for (const r of readings) {
+    writer.add(r, source);
     if (++n % 50_000 === 0) writer.flush();
   }
   writer.flush();
   writer.stop();
   db.close();
   return n;
+}
+
+/** Writes a spec's history into the store file at `path` (created if needed); returns the readings written. */
+export function fillStore(path: string, spec: HistorySpec): number {
+  return writeReadings(path, historyReadings(spec), spec.start);
 }
