@@ -161,17 +161,29 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 5000));
     const idle = await rssSample(pid(), 10);
     const page = await (await context()).newPage();
+    // The API requests a page makes while it stays open (what api.rateLimit has to allow per tab).
+    let requests = 0;
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname.match(/^\/(api\/|metrics$)/)) requests++;
+    });
     await page.goto(`${base}/`);
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    requests = 0;
     const overview = await rssSample(pid(), 10);
+    const overviewRate = requests * 6;
     await page.goto(`${base}/devices/sim-1`);
     await eventually(
       async () => ((await page.locator('.chart[data-drawn]').count()) > 0 ? true : undefined),
       10_000,
     );
+    requests = 0;
     const device = await rssSample(pid(), 10);
+    const deviceRate = requests * 6;
     console.log(
       `gateway RSS, ${what}: ${idle.toFixed(1)} MiB with no dashboard open; with one open on the overview ${overview.toFixed(1)} MiB (${sign(overview - idle)}), on a live device page ${device.toFixed(1)} MiB (${sign(device - idle)}) (target + ≤ 5 MB)`,
+    );
+    console.log(
+      `API requests of an open tab: overview ${overviewRate}/min, live device page ${deviceRate}/min (api.rateLimit: 600/min per address by default)`,
     );
     for (const c of contexts.splice(0)) await c.close();
   };

@@ -59,18 +59,48 @@ export interface RequestOptions {
   text?: boolean;
 }
 
+/** GETs sent before the page asked for them (at startup), each taken by the first `api()` of its path. */
+const prefetched = new Map<string, { at: number; response: Promise<Response> }>();
+/** A prefetched answer older than this is not used: the page asks again. */
+const PREFETCH_FRESH_MS = 5000;
+
+function send(path: string, options: RequestOptions): Promise<Response> {
+  return fetch(path, {
+    method: options.method ?? 'GET',
+    credentials: 'same-origin',
+    cache: 'no-store',
+    headers: options.body !== undefined ? { 'content-type': 'application/json' } : {},
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+/**
+ * Sends a GET now, before the page that needs it has rendered (main.ts, at startup): the first
+ * `api(path)` within a few seconds takes its answer, if it is a good one, instead of asking again.
+ * So the sign-in check and the first page's data travel side by side, not one after the other.
+ */
+export function prefetch(path: string): void {
+  const response = send(path, {});
+  response.catch(() => {}); // A failure is asked again by the api() that takes it.
+  prefetched.set(path, { at: performance.now(), response });
+}
+
 /** A request to the API; resolves with the parsed body (undefined for 204), throws ApiError or Unreachable. */
 export async function api<T>(path: string, options: RequestOptions = {}): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(path, {
-      method: options.method ?? 'GET',
-      credentials: 'same-origin',
-      cache: 'no-store',
-      headers: options.body !== undefined ? { 'content-type': 'application/json' } : {},
-      ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    const early = (options.method ?? 'GET') === 'GET' ? prefetched.get(path) : undefined;
+    if (early) prefetched.delete(path);
+    // Only a good answer is taken: one refused before the sign-in (401), or lost, is asked again.
+    const taken =
+      early && performance.now() - early.at < PREFETCH_FRESH_MS
+        ? await early.response.then(
+            (r) => (r.ok ? r : null),
+            () => null,
+          )
+        : null;
+    res = taken ?? (await send(path, options));
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
     hook.unreachable();

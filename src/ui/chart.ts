@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { html } from './html.js';
 
@@ -24,7 +24,9 @@ const COLORS = ['#0b7fa6', '#c2410c', '#15803d', '#7c3aed', '#b91c1c', '#0f766e'
 /** The width of an element, following its resizes (0 until it is laid out). */
 export function useWidth(ref: { current: HTMLElement | null }): number {
   const [width, setWidth] = useState(0);
-  useEffect(() => {
+  // Measured before the browser paints (a layout effect), not a frame later: the history's
+  // request and each chart wait for it.
+  useLayoutEffect(() => {
     const el = ref.current;
     if (!el) return;
     setWidth(Math.floor(el.clientWidth));
@@ -47,6 +49,11 @@ export function Chart(props: {
   height?: number;
   /** The x axis's extent (epoch seconds); else the data's. */
   xRange?: [number, number];
+  /**
+   * The data is still on its way: the box keeps its place, and the plot is made when it comes
+   * (ten empty plots made at once, while the answers arrive, delayed the first drawn one).
+   */
+  pending?: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -59,9 +66,10 @@ export function Chart(props: {
   const height = props.height ?? 220;
   const shape = props.data.series.map((s) => s.label).join('\u0000');
 
+  const pending = props.pending === true;
   useEffect(() => {
     const el = box.current;
-    if (!el || width === 0) return;
+    if (!el || width === 0 || pending) return;
     const opts: uPlot.Options = {
       width,
       height,
@@ -110,7 +118,7 @@ export function Chart(props: {
       u.destroy();
       plot.current = null;
     };
-  }, [shape, width === 0, height]);
+  }, [shape, width === 0, height, pending]);
 
   useEffect(() => {
     plot.current?.setData(toAligned(props.data));
@@ -125,6 +133,7 @@ export function Chart(props: {
     ref=${box}
     role="img"
     aria-label=${props.label}
+    aria-busy=${pending ? 'true' : undefined}
     data-points=${props.data.x.length}
     data-marks=${props.marks?.length ?? 0}
   ></div>`;

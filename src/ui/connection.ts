@@ -1,4 +1,4 @@
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
 import { api, setApiHook, V1 } from './api.js';
 import { Observable } from './state.js';
 
@@ -186,11 +186,15 @@ export function useStream(query: string | null, handler: StreamHandler): void {
   }, [query]);
 }
 
-/** Runs `load` now, on every resync, and every `everyMs` while the tab is visible. */
+/**
+ * Runs `load` now, on every resync, and every `everyMs` while the tab is visible. "Now" is right
+ * after the render (a layout effect), not after the next paint: a load only sends requests, and
+ * the page's data is then a frame sooner.
+ */
 export function useRefresh(load: () => void, deps: unknown[], everyMs?: number): void {
   const ref = useRef(load);
   ref.current = load;
-  useEffect(() => {
+  useLayoutEffect(() => {
     ref.current();
     const offResync = resyncs.subscribe(() => ref.current());
     let timer: ReturnType<typeof setInterval> | null = null;

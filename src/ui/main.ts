@@ -2,7 +2,7 @@ import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 import { render } from 'preact';
 import { useEffect } from 'preact/hooks';
-import { api, V1 } from './api.js';
+import { api, prefetch, V1 } from './api.js';
 import { auth, checkSession, online } from './connection.js';
 import { html } from './html.js';
 import { AlertsPage } from './pages/alerts.js';
@@ -89,6 +89,14 @@ function App() {
     ${banner}
     <main id="main"><${Page} url=${url} /></main>
   `;
+}
+
+// What the first page needs is asked for now, side by side, not after the sign-in check answered
+// and the page rendered (the device page's first chart waited on three round trips in a row).
+prefetch(`${V1}/session`);
+{
+  const first = route(location.value);
+  if (first.page === 'device') prefetch(`${V1}/devices/${encodeURIComponent(first.id)}`);
 }
 
 const root = document.getElementById('app');

@@ -35,7 +35,12 @@ export type Route =
 
 export function route(url: string): Route {
   const path = url.split('?')[0] ?? '/';
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  let parts: string[];
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return { page: 'missing' }; // A malformed escape (`/devices/%E0`).
+  }
   const [first, second] = parts;
   if (parts.length === 0) return { page: 'overview' };
   if (first === 'devices' && parts.length === 1) return { page: 'devices' };

@@ -197,15 +197,30 @@ describe('readings clustered by time, with per-minute rollups', () => {
     assertRollupsMatch(s);
   });
 
-  it('downsampling from rollups plus partial end minutes equals aggregating every reading', () => {
+  it('downsampling from rollups (scanned, or looked up by key) plus partial end minutes equals aggregating every reading', () => {
     s = storeRig({ batchSize: 100_000 });
-    // Four series, irregular times over 3 hours, integer values (sums exact in any order).
-    for (let i = 0; i < 6000; i++) {
+    // Twelve series, irregular times over 3 hours, integer values (sums exact in any order).
+    for (let i = 0; i < 12_000; i++) {
       const t = T0 + ((i * 7919) % (3 * 3_600_000)) + (i % 13);
-      s.writer.add(reading(`d${i % 4}`, 'm', (i * 31) % 200, t), 'src');
+      s.writer.add(reading(`d${String(i % 12).padStart(2, '0')}`, 'm', (i * 31) % 200, t), 'src');
     }
     s.writer.flush();
     const span = 3 * 3_600_000;
+    // One series of twelve, in a bounded range, is read by looking its minutes up; the rest by a scan.
+    const bounded = {
+      from: T0,
+      to: T0 + span,
+      step: MINUTE,
+      agg: 'avg' as const,
+      order: 'asc' as const,
+      limit: 1,
+    };
+    assert.equal(s.query.rollupAccess({ ...bounded, devices: ['d02'] }), 'seek');
+    assert.equal(s.query.rollupAccess({ ...bounded, devices: ['d01', 'd02'] }), 'scan');
+    assert.equal(
+      s.query.rollupAccess({ step: MINUTE, agg: 'avg', order: 'asc', limit: 1, devices: ['d02'] }),
+      'scan',
+    );
     fc.assert(
       fc.property(
         fc.option(fc.integer({ min: -MINUTE, max: span }), { nil: undefined }),
@@ -222,7 +237,7 @@ describe('readings clustered by time, with per-minute rollups', () => {
             ...(to !== undefined ? { to } : {}),
             step,
             agg,
-            ...(oneDevice ? { devices: ['d2'] } : {}),
+            ...(oneDevice ? { devices: ['d02'] } : {}),
           };
           const got = s.query
             .downsample({ ...filter, order: 'asc', limit: 100_000 })

@@ -119,6 +119,7 @@ export function DevicePage(props: { id: string; url: string }) {
   const box = useRef<HTMLDivElement>(null);
   const width = useWidth(box);
   const [win, setWin] = useState<HistoryWindow | null>(null);
+  const [liveTo, setLiveTo] = useState(0);
   const series = useRef(new Map<string, SeriesState>());
   const [version, setVersion] = useState(0);
   const ring = useRef(new Ring<Reading>(RING));
@@ -248,6 +249,7 @@ export function DevicePage(props: { id: string; url: string }) {
         const to = serverNow();
         const from = to - (w.to - w.from);
         trim(series.current, from - (from % w.step));
+        setLiveTo(to);
       }
       setRaw((raw) =>
         raw && !raw.older ? { ...raw, items: [...readings.reverse(), ...raw.items].slice(0, RAW_PAGE) } : raw,
@@ -265,7 +267,7 @@ export function DevicePage(props: { id: string; url: string }) {
 
   const drawnData = useRef(new Map<string, { s: SeriesState; rev: number; data: ChartData }>());
   const charts = useMemo(() => {
-    const out: { metric: string; unit?: string; data: ChartData }[] = [];
+    const out: { metric: string; unit?: string; data: ChartData; pending: boolean }[] = [];
     const dataOf = (metric: string, s: SeriesState): ChartData => {
       const cached = drawnData.current.get(metric);
       if (cached && cached.s === s && cached.rev === (s.rev ?? 0)) return cached.data;
@@ -284,6 +286,7 @@ export function DevicePage(props: { id: string; url: string }) {
         metric,
         ...(unit ? { unit } : {}),
         data: dataOf(metric, s),
+        pending: s === EMPTY,
       });
     }
     return out;
@@ -308,11 +311,14 @@ export function DevicePage(props: { id: string; url: string }) {
     ? { from: new Date(win.from).toISOString(), to: new Date(win.live ? serverNow() : win.to).toISOString() }
     : {};
   const now = serverNow();
-  const xRange: [number, number] | undefined = win
-    ? win.live
-      ? [(now - (win.to - win.from)) / 1000, now / 1000]
-      : [win.from / 1000, win.to / 1000]
-    : undefined;
+  // A live range's end moves only when the charts take new readings (liveTo): a chart whose data
+  // did not change is then not drawn again because another's did.
+  const xRange = useMemo<[number, number] | undefined>(() => {
+    if (!win) return undefined;
+    if (!win.live) return [win.from / 1000, win.to / 1000];
+    const end = Math.max(liveTo, win.to);
+    return [(end - (win.to - win.from)) / 1000, end / 1000];
+  }, [win, liveTo]);
 
   if (missing) {
     return html`<section><h1>Device ${id}</h1><p>The gateway knows no device ${id}. <a href="/devices">All devices</a></p></section>`;
@@ -358,7 +364,7 @@ export function DevicePage(props: { id: string; url: string }) {
           : charts.map(
               (c) => html`<figure key=${c.metric}>
                 <figcaption>${c.metric}${c.unit ? ` (${c.unit})` : ''} · ${win.live ? `last ${range.preset}` : `${time(win.from)} – ${time(win.to)}`} · avg per ${duration(win.step)}</figcaption>
-                <${Chart} label=${`${id} ${c.metric}`} data=${c.data} xRange=${xRange} />
+                <${Chart} label=${`${id} ${c.metric}`} data=${c.data} xRange=${xRange} pending=${c.pending} />
               </figure>`,
             )
       }

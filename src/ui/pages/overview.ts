@@ -31,10 +31,7 @@ export function OverviewPage() {
   useRefresh(
     async () => {
       try {
-        const [h, m] = await Promise.all([
-          api<Health>(`${V1}/health`),
-          api<string>('/metrics', { text: true }),
-        ]);
+        const h = await api<Health>(`${V1}/health`);
         const now = performance.now();
         const readings = new Map(h.sources.map((s) => [s.id, Number(s['readings'] ?? 0)]));
         const prev = last.current;
@@ -46,7 +43,6 @@ export function OverviewPage() {
         }
         last.current = { at: now, readings };
         setHealth(h);
-        setCounters(parseMetrics(m, COUNTERS));
         setError(null);
       } catch (err) {
         setError(err);
@@ -55,6 +51,18 @@ export function OverviewPage() {
     [],
     2000,
   );
+  // The counters change rarely and /metrics is the gateway's biggest answer: every 10 s.
+  useRefresh(
+    async () => {
+      try {
+        setCounters(parseMetrics(await api<string>('/metrics', { text: true }), COUNTERS));
+      } catch (err) {
+        setError(err);
+      }
+    },
+    [],
+    10_000,
+  );
   const loadAlerts = async () => {
     try {
       setAlerts((await api<{ items: Alert[] }>(`${V1}/alerts`)).items);
@@ -62,7 +70,8 @@ export function OverviewPage() {
       setError(err);
     }
   };
-  useRefresh(loadAlerts, [], 10_000);
+  // Every decision of the stream reloads them; the timer only catches what a reconnect missed.
+  useRefresh(loadAlerts, [], 30_000);
   useRefresh(
     async () => {
       try {
