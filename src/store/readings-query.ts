@@ -181,14 +181,20 @@ export class ReadingsQuery {
    * one-minute points however many other series the store holds. first/last and other steps
    * aggregate the raw readings in the range.
    */
-  downsample(filter: DownsampleFilter): {
+  downsample(
+    filter: DownsampleFilter,
+    /** How the rollups are read; rollupAccess() chooses (given only by tests and benchmarks). */
+    access?: 'scan' | 'seek',
+  ): {
     items: DownsampledPoint[];
     next: { bucket: number; series: number } | null;
   } {
     const rollup = ROLLUP_SQL[filter.agg];
     const useRollups = rollup !== undefined && filter.step % MINUTE === 0;
     if (useRollups) this.beforeSummaries();
-    const inner = useRollups ? fromRollups(filter, this.rollupAccess(filter)) : fromReadings(filter);
+    const inner = useRollups
+      ? fromRollups(filter, access ?? this.rollupAccess(filter))
+      : fromReadings(filter);
     // The bucket expression's three placeholders come first in the statement.
     const params: (string | number)[] = [filter.step, filter.step, filter.step, ...inner.params];
     const dir = filter.order === 'asc' ? 'ASC' : 'DESC';
