@@ -13,12 +13,8 @@ import { join } from 'node:path';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { stringify } from 'yaml';
 import type { Reading } from '../src/model/reading.js';
-import { ManualClock } from '../src/runtime/clock.js';
-import { silentLogger } from '../src/runtime/log.js';
-import { Metrics } from '../src/runtime/metrics.js';
-import { openDatabase } from '../src/store/database.js';
-import { ReadingWriter } from '../src/store/reading-writer.js';
 import { eventually, ROOT, type RunningGateway, startGateway } from '../test/helpers/gateway-process.js';
+import { writeReadings } from '../test/helpers/history.js';
 import { describeUnitCommand, rssMiB, unitNodeCommand } from './gateway-process.js';
 import { machine, quantile } from './machine.js';
 
@@ -29,45 +25,28 @@ const METRICS = 10;
 const DEVICES = 5000;
 const RUNS = 5;
 
-function seed(path: string, now: number, part: 'chart' | 'devices'): number {
-  const db = openDatabase(path, { synchronous: 'off' });
-  const writer = new ReadingWriter(
-    db,
-    {
-      batchSize: 50_000,
-      flushInterval: 60_000,
-      maxPending: 200_000,
-      storeReadings: true,
-      summaryInterval: 0,
-    },
-    { clock: new ManualClock(now), metrics: new Metrics(), log: silentLogger() },
-  );
-  let n = 0;
-  const add = (r: Reading) => {
-    writer.add(r, 'bench');
-    if (++n % 50_000 === 0) writer.flush();
-  };
+/** The readings of a part of the bench's site: one device's 7 days of 10 metrics, or 5,000 devices. */
+function* site(now: number, part: 'chart' | 'devices'): Generator<Reading> {
   const start = now - DAYS * 86_400_000;
   for (let t = start; part === 'chart' && t < now; t += MINUTE) {
     for (let m = 0; m < METRICS; m++) {
-      add({
+      yield {
         device: 'chart-1',
         metric: `m${m}`,
         value: Math.round(100 * (20 + 5 * Math.sin(t / 3.6e6 + m))) / 100,
         ts: t,
-      });
+      };
     }
   }
   for (let d = 0; part === 'devices' && d < DEVICES; d++) {
     const device = `dev-${String(d).padStart(4, '0')}`;
     for (const metric of ['temperature', 'humidity', 'power'])
-      add({ device, metric, value: d % 100, ts: now - (d % 600) * 1000 });
+      yield { device, metric, value: d % 100, ts: now - (d % 600) * 1000 };
   }
-  writer.flush();
-  writer.stop();
-  db.close();
-  return n;
 }
+
+const seed = (path: string, now: number, part: 'chart' | 'devices') =>
+  writeReadings(path, site(now, part), now, 'bench');
 
 /**
  * In the page (as text: the bench is compiled without the DOM's types): resolves, on the first

@@ -26,39 +26,50 @@ const validRule = {
   aggregates: { avg: 'avg' },
 };
 
-describe('the dashboard: static files, caching, CSP', () => {
+/**
+ * The API on a free port, from a config's YAML, with an empty store's queries and rules that only
+ * validate (a rule needs a window); `extra` adds or replaces dependencies.
+ */
+async function startApp(
+  db: Db,
+  servers: ApiServer[],
+  yaml: string,
+  extra: Partial<Parameters<typeof createApp>[1]>,
+): Promise<ApiServer> {
+  const config = parseConfigText(yaml, 'test.yaml', {});
+  const unused = () => {
+    throw new Error('not called');
+  };
   const log = silentLogger();
+  const app = createApp(config.api, {
+    query: new ReadingsQuery(db),
+    outputs: new OutputsQuery(db),
+    metrics: new Metrics(),
+    log,
+    view: testView(),
+    rules: {
+      list: () => [],
+      get: () => null,
+      validate: (input) =>
+        (input as { window?: unknown }).window ? [] : [{ path: ['window'], message: 'required' }],
+      create: unused,
+      put: unused,
+      remove: unused,
+    },
+    ...extra,
+  });
+  const server = new ApiServer(config.api, app, log);
+  await server.start();
+  servers.push(server);
+  return server;
+}
+
+describe('the dashboard: static files, caching, CSP', () => {
   let db: Db;
   const servers: ApiServer[] = [];
 
-  const start = async (yaml: string, options: { dashboardDir?: string; now?: () => number } = {}) => {
-    const config = parseConfigText(yaml, 'test.yaml', {});
-    const unused = () => {
-      throw new Error('not called');
-    };
-    const app = createApp(config.api, {
-      query: new ReadingsQuery(db),
-      outputs: new OutputsQuery(db),
-      metrics: new Metrics(),
-      log,
-      view: testView(),
-      rules: {
-        list: () => [],
-        get: () => null,
-        validate: (input) =>
-          (input as { window?: unknown }).window ? [] : [{ path: ['window'], message: 'required' }],
-        create: unused,
-        put: unused,
-        remove: unused,
-      },
-      dashboardDir: options.dashboardDir ?? UI_DIR,
-      ...(options.now ? { session: { now: options.now } } : {}),
-    });
-    const server = new ApiServer(config.api, app, log);
-    await server.start();
-    servers.push(server);
-    return `http://127.0.0.1:${server.port}`;
-  };
+  const start = async (yaml: string, options: { dashboardDir?: string } = {}) =>
+    `http://127.0.0.1:${(await startApp(db, servers, yaml, { dashboardDir: options.dashboardDir ?? UI_DIR })).port}`;
 
   before(() => {
     db = openDatabase(':memory:', { synchronous: 'off' });
@@ -181,35 +192,12 @@ describe('the dashboard: static files, caching, CSP', () => {
 });
 
 describe('dashboard sign-in: the token for a session cookie (SPEC §5)', () => {
-  const log = silentLogger();
   let db: Db;
   const servers: ApiServer[] = [];
   let now = Date.parse('2026-11-24T10:00:00.000Z');
 
   const start = async (yaml: string) => {
-    const config = parseConfigText(yaml, 'test.yaml', {});
-    const unused = () => {
-      throw new Error('not called');
-    };
-    const app = createApp(config.api, {
-      query: new ReadingsQuery(db),
-      outputs: new OutputsQuery(db),
-      metrics: new Metrics(),
-      log,
-      view: testView(),
-      rules: {
-        list: () => [],
-        get: () => null,
-        validate: () => [],
-        create: unused,
-        put: unused,
-        remove: unused,
-      },
-      session: { now: () => now, maxAgeMs: 3_600_000 },
-    });
-    const server = new ApiServer(config.api, app, log);
-    await server.start();
-    servers.push(server);
+    const server = await startApp(db, servers, yaml, { session: { now: () => now, maxAgeMs: 3_600_000 } });
     return { base: `http://127.0.0.1:${server.port}`, host: `127.0.0.1:${server.port}`, server };
   };
 
