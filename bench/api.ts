@@ -10,6 +10,7 @@ import { Metrics } from '../src/runtime/metrics.js';
 import { openDatabase } from '../src/store/database.js';
 import { ReadingWriter } from '../src/store/reading-writer.js';
 import { ReadingsQuery } from '../src/store/readings-query.js';
+import { writeReadings } from '../test/helpers/history.js';
 import { freePort } from '../test/helpers/net.js';
 import { machine, quantile } from './machine.js';
 
@@ -97,17 +98,12 @@ await new Promise((r) => child.once('exit', r));
   // A week's chart on a bigger site: one series of 100 over 7 days at 1 reading/min, downsampled to
   // 9 min (what a 1,120-pixel chart asks for), from the minute rollups, read either way.
   const WEEK = 7 * DAY;
-  const db = openDatabase(join(dir, 'week.db'), { synchronous: 'off' });
-  const writer = new ReadingWriter(
-    db,
-    { batchSize: 50_000, flushInterval: 1000, maxPending: 1_000_000, storeReadings: true },
-    { clock: new ManualClock(T0 + WEEK), metrics: new Metrics(), log: silentLogger() },
-  );
-  for (let t = T0; t < T0 + WEEK; t += 60_000) {
-    for (let d = 0; d < 100; d++)
-      writer.add({ device: `dev-${d}`, metric: 'temp', value: d + (t % 7), ts: t }, 'bench');
+  function* week() {
+    for (let t = T0; t < T0 + WEEK; t += 60_000)
+      for (let d = 0; d < 100; d++) yield { device: `dev-${d}`, metric: 'temp', value: d + (t % 7), ts: t };
   }
-  writer.stop();
+  writeReadings(join(dir, 'week.db'), week(), T0 + WEEK, 'bench');
+  const db = openDatabase(join(dir, 'week.db'), { synchronous: 'off' });
   const query = new ReadingsQuery(db);
   const filter = {
     devices: ['dev-42'],

@@ -237,8 +237,8 @@ export class ReadingsQuery {
    * How the rollups of a bounded range are read. Their key is (minute, series), so a range is one
    * stretch of the table holding every series: scanning it costs minutes × all series. For a few
    * series of many, looking each (minute, series) up costs minutes × those series instead, at
-   * about SEEK_COST scanned rows each: a 7-day chart of one series of 100 takes 61 ms by the scan,
-   * 18 ms so (bench:api). An index by series would do it too, but would write a page per series
+   * about SEEK_COST scanned rows each: a 7-day chart of one series of 100 takes 52–61 ms by the
+   * scan, 16–18 ms so (bench:api). An index by series would do it too, but would write a page per series
    * each minute (SD-card wear).
    */
   rollupAccess(filter: DownsampleFilter): 'scan' | 'seek' {
