@@ -152,6 +152,11 @@ class Stream {
     });
   }
 
+  /** The connection is open now (its `open` event came and no error since). */
+  get isOpen(): boolean {
+    return this.source !== null && this.source.readyState === EventSource.OPEN;
+  }
+
   reopenSoon(): void {
     if (this.timer !== null) return;
     this.timer = setTimeout(() => {

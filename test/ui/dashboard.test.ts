@@ -320,6 +320,8 @@ describe('the dashboard in a browser', { timeout: 240_000 }, () => {
   it('shows a rule created, then deleted, through the API on the open Rules page without a reload', async () => {
     const page = await signedIn('/rules');
     await page.locator('tr[data-rule="sim-power-high"]').waitFor();
+    // The stream is open and the list read after it opened (that read is not what this test counts).
+    await page.locator('section[data-synced="true"]').waitFor();
     // Gone if the page reloaded.
     await page.evaluate('window.tidegateTestMark = 1');
     // The list is not polled: from here on the page asks for the one rule the stream named.

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { type Alert, ApiError, api, type Page, query, type ResultRecord, type RuleView, V1 } from '../api.js';
-import { streamOpens, useRefresh, useStream } from '../connection.js';
+import { stream, streamOpens, useRefresh, useStream } from '../connection.js';
 import { key, num, time } from '../format.js';
 import { html } from '../html.js';
 import { Badge, LoadError, Table } from './common.js';
@@ -28,21 +28,34 @@ export function windowText(spec: Record<string, unknown>): string {
 export function useRules(): {
   rules: RuleView[] | null;
   error: unknown;
+  /** The list was read after the stream now open opened: no rule change can be missing from it. */
+  synced: boolean;
   reload: () => Promise<void>;
   onRule: (event: RuleEvent) => void;
 } {
   const [rules, setRules] = useState<RuleView[] | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [synced, setSynced] = useState(false);
   const reload = async () => {
+    const opens = streamOpens.value;
+    const afterOpen = stream.isOpen;
     try {
       setRules((await api<{ items: RuleView[] }>(`${V1}/rules`)).items);
       setError(null);
+      if (afterOpen && opens === streamOpens.value) setSynced(true);
     } catch (err) {
       setError(err);
     }
   };
   useRefresh(() => void reload(), []);
-  useEffect(() => streamOpens.subscribe(() => void reload()), []);
+  useEffect(
+    () =>
+      streamOpens.subscribe(() => {
+        setSynced(false);
+        void reload();
+      }),
+    [],
+  );
   const drop = (id: string) => setRules((prev) => (prev === null ? null : prev.filter((r) => r.id !== id)));
   const onRule = (event: RuleEvent) => {
     if (event.change === 'deleted') {
@@ -67,7 +80,7 @@ export function useRules(): {
       }
     })();
   };
-  return { rules, error, reload, onRule };
+  return { rules, error, synced, reload, onRule };
 }
 
 /**
@@ -75,7 +88,7 @@ export function useRules(): {
  * changes, results and decisions; a rule opens in the editor (config rules read-only).
  */
 export function RulesPage() {
-  const { rules, error, onRule } = useRules();
+  const { rules, error, synced, onRule } = useRules();
   const [alerts, setAlerts] = useState<Alert[]>([]);
   const [last, setLast] = useState<Map<string, ResultRecord>>(new Map());
   const ids = (rules ?? []).map((r) => r.id).join(',');
@@ -129,7 +142,7 @@ export function RulesPage() {
   const firing = new Map<string, number>();
   for (const a of alerts) firing.set(a.rule, (firing.get(a.rule) ?? 0) + 1);
 
-  return html`<section aria-labelledby="rules-title">
+  return html`<section aria-labelledby="rules-title" data-synced=${synced ? 'true' : 'false'}>
     <div class="title-row">
       <h1 id="rules-title">Rules</h1>
       <a class="button" href="/rules/new">New rule</a>
