@@ -61,8 +61,13 @@ async function run(file: string): Promise<number> {
     throw err;
   }
   const log = createLogger(config.log.level);
-  const gateway = new Gateway(config, { log, processMetrics: true });
-  exitOnProcessError(gateway, log);
+  let crash: (err: unknown, origin: string) => void = () => {};
+  const gateway = new Gateway(config, {
+    log,
+    processMetrics: true,
+    onFatal: (err) => crash(err, 'store writer'),
+  });
+  crash = exitOnProcessError(gateway, log);
   try {
     await gateway.start();
   } catch (err) {
@@ -114,9 +119,10 @@ async function run(file: string): Promise<number> {
 /**
  * An uncaught exception or unhandled rejection leaves the gateway in an unknown state: log it as
  * fatal, flush the store if that is quick, exit 1 so that systemd (Restart=on-failure) restarts it.
- * Installed before start, so that an error during start is covered too.
+ * Installed before start, so that an error during start is covered too. Returns the crash, for the
+ * gateway's own fatal failures.
  */
-function exitOnProcessError(gateway: Gateway, log: Logger): void {
+function exitOnProcessError(gateway: Gateway, log: Logger): (err: unknown, origin: string) => void {
   let crashing = false;
   const crash = (err: unknown, origin: string) => {
     log.fatal({ err, origin }, 'unexpected error: stopping');
@@ -130,6 +136,7 @@ function exitOnProcessError(gateway: Gateway, log: Logger): void {
   };
   process.on('uncaughtException', (err, origin) => crash(err, origin));
   process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
+  return crash;
 }
 
 function validate(file: string): number {

@@ -40,6 +40,11 @@ export interface GatewayOptions {
   log?: Logger;
   /** Collect process metrics (CPU, RSS, event-loop lag) into /metrics; on for `tidegate run`. */
   processMetrics?: boolean;
+  /**
+   * A failure the gateway cannot go on after (the store writer's worker died): `tidegate run`
+   * stops and exits 1 (systemd restarts it). Default: logged only (the store then refuses readings).
+   */
+  onFatal?: (err: Error) => void;
 }
 
 /**
@@ -71,10 +76,13 @@ export class Gateway {
   private startedAt = 0;
   private stopping: Promise<void> | null = null;
 
+  private readonly onFatal: ((err: Error) => void) | undefined;
+
   constructor(
     readonly config: GatewayConfig,
     options: GatewayOptions = {},
   ) {
+    this.onFatal = options.onFatal;
     this.clock = options.clock ?? systemClock;
     this.keptUp = options.idleClock || options.clock ? null : new KeptUpClock(systemClock);
     this.idleClock = options.idleClock ?? this.keptUp ?? this.clock;
@@ -228,8 +236,10 @@ export class Gateway {
           forwarding && outbox.readings
             ? { outbox: forwarding, interval: outbox.readingsInterval }
             : undefined,
+        // The commits in a worker thread of their own, off this event loop (a file store only).
+        worker: store.path === ':memory:' ? undefined : { path: store.path, synchronous: store.synchronous },
       },
-      this.commonDeps(),
+      { ...this.commonDeps(), onFatal: this.onFatal },
     );
     this.writer = writer;
     writer.start();

@@ -18,8 +18,11 @@ interface SeriesSeen {
   recentValues: number[];
   /** Readings older than `coveredFrom` queued since the last commit: (ts, value) pairs, flattened. */
   pending: number[];
-  /** Has readings since the last commit. */
+  /** Has readings queued since the last cut (not yet in a batch being committed). */
   touched: boolean;
+  /** Has readings in the batch being committed; `cutPending` of `pending` are in it. */
+  inFlight: boolean;
+  cutPending: number;
   /** The sweep period of its last reading: series silent for a whole period are forgotten. */
   epoch: number;
 }
@@ -41,20 +44,48 @@ const SWEEP_COMMITS = 64;
  */
 export class StoredDuplicates implements DuplicateFilter {
   private readonly series = new Map<string, Map<string, SeriesSeen>>();
-  /** Series with readings since the last commit. */
+  /** Series with readings since the last cut. */
   private touched: SeriesSeen[] = [];
+  /** Series with readings in the batch being committed. */
+  private inFlight: SeriesSeen[] = [];
   private epoch = 0;
   private commits = 0;
 
   constructor(private readonly writer: ReadingWriter) {
-    writer.onCommit(() => {
-      for (const s of this.touched) {
-        s.pending.length = 0;
-        forgetBefore(s, s.maxTs - RECENT_MS);
-        s.touched = false;
-      }
-      this.touched = [];
-      if (++this.commits % SWEEP_COMMITS === 0) this.forgetSilent();
+    // What a batch holds is known when it is cut; memory forgets it once that batch committed
+    // (readings queued meanwhile are not in it: their series forget at a later commit).
+    writer.listen({
+      cut: () => {
+        for (const s of this.touched) {
+          s.touched = false;
+          s.inFlight = true;
+          s.cutPending = s.pending.length;
+        }
+        this.inFlight = this.touched;
+        this.touched = [];
+      },
+      committed: () => {
+        for (const s of this.inFlight) {
+          s.pending.splice(0, s.cutPending);
+          s.cutPending = 0;
+          s.inFlight = false;
+          if (!s.touched) forgetBefore(s, s.maxTs - RECENT_MS);
+        }
+        this.inFlight = [];
+        if (++this.commits % SWEEP_COMMITS === 0) this.forgetSilent();
+      },
+      rolledBack: () => {
+        // The batch is queued again, before what came since.
+        for (const s of this.inFlight) {
+          s.inFlight = false;
+          s.cutPending = 0;
+          if (!s.touched) {
+            s.touched = true;
+            this.touched.push(s);
+          }
+        }
+        this.inFlight = [];
+      },
     });
   }
 
@@ -71,7 +102,8 @@ export class StoredDuplicates implements DuplicateFilter {
    */
   private forgetSilent(): void {
     for (const [device, byMetric] of this.series) {
-      for (const [metric, s] of byMetric) if (s.epoch < this.epoch && !s.touched) byMetric.delete(metric);
+      for (const [metric, s] of byMetric)
+        if (s.epoch < this.epoch && !s.touched && !s.inFlight) byMetric.delete(metric);
       if (byMetric.size === 0) this.series.delete(device);
     }
     this.epoch++;
@@ -108,6 +140,8 @@ export class StoredDuplicates implements DuplicateFilter {
         recentValues: [],
         pending: [],
         touched: false,
+        inFlight: false,
+        cutPending: 0,
         epoch: this.epoch,
       };
       byMetric.set(r.metric, s);

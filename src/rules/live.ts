@@ -79,7 +79,7 @@ export class LiveRules {
       this.forward.set(r.id, new Set(r.forward.map(recordType)));
     }
     this.engine = new RuleEngine([...rules], { clock: deps.idleClock ?? deps.clock, live: true });
-    this.output = new OutputWriter(deps.db, {
+    this.output = new OutputWriter({
       clock: deps.clock,
       changedDecisionStates: () => this.engine.takeChangedDecisionStates(),
       outbox: deps.outbox ? { outbox: deps.outbox, forward: this.forward } : undefined,

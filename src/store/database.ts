@@ -43,27 +43,47 @@ export function openDatabase(path: string, options: OpenOptions): Db {
     // Must precede the first table so that freed pages can be returned to the file system.
     db.pragma('auto_vacuum = INCREMENTAL');
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${options.synchronous.toUpperCase()}`);
-    db.pragma('busy_timeout = 5000');
-    db.pragma('temp_store = MEMORY');
-    // The page cache: better-sqlite3 builds SQLite with 16 MB per connection, which fills as the
-    // database grows (+10 MB of RSS after a minute at 10 k readings/s). The pages a group commit
-    // touches are a few hundred KB: 2 MB writes just as little and as fast (bench:store).
-    db.pragma('cache_size = -2000');
-    // Checkpoint once the WAL holds 8 MiB of pages rather than SQLite's 4 MiB: a page rewritten by
-    // many commits (the newest readings' pages, the summaries) is copied into the database once per
-    // checkpoint, so half as many checkpoints write fewer bytes to the card (bench:footprint).
-    db.pragma(
-      `wal_autocheckpoint = ${Math.round((8 * 1024 * 1024) / (db.pragma('page_size', { simple: true }) as number))}`,
-    );
-    // The WAL is truncated back to this after checkpoints instead of staying at its high-water mark.
-    db.pragma('journal_size_limit = 16777216');
+    connectionPragmas(db, options.synchronous);
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`integrity check failed: ${String(check)}`);
     migrate(db, options.migrations ?? MIGRATIONS);
   } catch (err) {
     db.close();
     throw new StoreOpenError(path, `the database ${path} is not usable: ${(err as Error).message}`);
+  }
+  return db;
+}
+
+/** The settings each connection to the store sets for itself (the WAL mode is the file's). */
+function connectionPragmas(db: Db, synchronous: OpenOptions['synchronous']): void {
+  db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
+  db.pragma('busy_timeout = 5000');
+  db.pragma('temp_store = MEMORY');
+  // The page cache: better-sqlite3 builds SQLite with 16 MB per connection, which fills as the
+  // database grows (+10 MB of RSS after a minute at 10 k readings/s). The pages a group commit
+  // touches are a few hundred KB: 2 MB writes just as little and as fast (bench:store).
+  db.pragma('cache_size = -2000');
+  // Checkpoint once the WAL holds 8 MiB of pages rather than SQLite's 4 MiB: a page rewritten by
+  // many commits (the newest readings' pages, the summaries) is copied into the database once per
+  // checkpoint, so half as many checkpoints write fewer bytes to the card (bench:footprint).
+  db.pragma(
+    `wal_autocheckpoint = ${Math.round((8 * 1024 * 1024) / (db.pragma('page_size', { simple: true }) as number))}`,
+  );
+  // The WAL is truncated back to this after checkpoints instead of staying at its high-water mark.
+  db.pragma('journal_size_limit = 16777216');
+}
+
+/**
+ * A second connection to a store `openDatabase` opened (and migrated) before: the writer's worker
+ * thread writes the readings through it. Its own page cache, busy timeout and checkpoints.
+ */
+export function openWriteConnection(path: string, synchronous: OpenOptions['synchronous']): Db {
+  const db = new Database(path, { fileMustExist: true });
+  try {
+    connectionPragmas(db, synchronous);
+  } catch (err) {
+    db.close();
+    throw err;
   }
   return db;
 }

@@ -1,6 +1,9 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
 
+/** Appends a row (type, rule, body, created_at); the seq is the rowid. */
+export const OUTBOX_APPEND_SQL = 'INSERT INTO outbox (type, rule, body, created_at) VALUES (?, ?, ?, ?)';
+
 /** One outbox row, as upstreams read it. */
 export interface OutboxRow {
   seq: number;
@@ -24,7 +27,7 @@ export class Outbox {
 
   constructor(private readonly db: Db) {
     this.stmt = {
-      append: db.prepare('INSERT INTO outbox (type, rule, body, created_at) VALUES (?, ?, ?, ?)'),
+      append: db.prepare(OUTBOX_APPEND_SQL),
       batch: db.prepare(
         'SELECT seq, type, rule, body, created_at AS createdAt FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?',
       ),

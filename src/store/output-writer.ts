@@ -1,10 +1,18 @@
-import type { Statement } from 'better-sqlite3';
 import type { DecisionStateRecord } from '../engine/decision.js';
 import type { OutputRecord } from '../model/records.js';
 import type { Clock } from '../runtime/clock.js';
+import type { StatementSink } from './commit-core.js';
 import type { Db } from './database.js';
-import type { Outbox } from './outbox.js';
+import { OUTBOX_APPEND_SQL, type Outbox } from './outbox.js';
 import type { BatchPart } from './reading-writer.js';
+
+const SQL = {
+  result: `INSERT INTO results (rule, key, start, "end", count, "values", revision, emitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  decision: `INSERT INTO decisions (rule, key, state, at, "values", emitted_at) VALUES (?, ?, ?, ?, ?, ?)`,
+  late: 'INSERT INTO late_readings (rule, device, metric, value, ts, emitted_at) VALUES (?, ?, ?, ?, ?, ?)',
+  state: `INSERT INTO decision_state (rule, key, state) VALUES (?, ?, ?)
+         ON CONFLICT (rule, key) DO UPDATE SET state = excluded.state`,
+};
 
 /**
  * Rule outputs (results, decisions, late readings) and the decision state, written in the same
@@ -15,16 +23,15 @@ export class OutputWriter implements BatchPart {
   private pending: { record: OutputRecord; at: number; forwarded: boolean }[] = [];
   private writing = 0;
   private statesDirty = false;
+  /** `statesDirty` as the batch being committed took it. */
+  private writingDirty = false;
   /**
    * Decision states taken from the engine and not yet committed, by rule and key: a commit that
    * rolls back writes them again with the next one (a newer state of the same group replaces it).
    * `key` is the group key as stored (JSON).
    */
   private readonly unwrittenStates = new Map<string, { state: DecisionStateRecord; key: string }>();
-  private readonly stmt: Record<'result' | 'decision' | 'late' | 'state', Statement>;
-
   constructor(
-    db: Db,
     private readonly deps: {
       clock: Clock;
       /** The decision states that changed since the last call (the engine's takeChangedDecisionStates). */
@@ -32,23 +39,7 @@ export class OutputWriter implements BatchPart {
       /** Where forwarded records go, and which record types each rule forwards (SPEC §2 `forward`). */
       outbox?: { outbox: Outbox; forward: ReadonlyMap<string, ReadonlySet<string>> } | undefined;
     },
-  ) {
-    this.stmt = {
-      result: db.prepare(
-        `INSERT INTO results (rule, key, start, "end", count, "values", revision, emitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      decision: db.prepare(
-        `INSERT INTO decisions (rule, key, state, at, "values", emitted_at) VALUES (?, ?, ?, ?, ?, ?)`,
-      ),
-      late: db.prepare(
-        'INSERT INTO late_readings (rule, device, metric, value, ts, emitted_at) VALUES (?, ?, ?, ?, ?, ?)',
-      ),
-      state: db.prepare(
-        `INSERT INTO decision_state (rule, key, state) VALUES (?, ?, ?)
-         ON CONFLICT (rule, key) DO UPDATE SET state = excluded.state`,
-      ),
-    };
-  }
+  ) {}
 
   /** Queues records for the next commit; true when one of them goes upstream through the outbox. */
   add(records: readonly OutputRecord[]): boolean {
@@ -69,15 +60,18 @@ export class OutputWriter implements BatchPart {
     return this.pending.length + (this.statesDirty ? 1 : 0);
   }
 
-  write(): void {
+  write(sink: StatementSink): void {
     this.writing = this.pending.length;
+    this.writingDirty = this.statesDirty;
+    this.statesDirty = false;
     const out = this.deps.outbox;
     for (let i = 0; i < this.writing; i++) {
       const { record: r, at, forwarded } = this.pending[i] as (typeof this.pending)[number];
-      if (forwarded && out) out.outbox.append(r.type, r.rule, JSON.stringify(r), at);
+      if (forwarded && out) sink.run(OUTBOX_APPEND_SQL, r.type, r.rule, JSON.stringify(r), at);
       switch (r.type) {
         case 'result':
-          this.stmt.result.run(
+          sink.run(
+            SQL.result,
             r.rule,
             JSON.stringify(r.key),
             Date.parse(r.start),
@@ -89,7 +83,8 @@ export class OutputWriter implements BatchPart {
           );
           break;
         case 'decision':
-          this.stmt.decision.run(
+          sink.run(
+            SQL.decision,
             r.rule,
             JSON.stringify(r.key),
             r.state,
@@ -99,7 +94,8 @@ export class OutputWriter implements BatchPart {
           );
           break;
         case 'late':
-          this.stmt.late.run(
+          sink.run(
+            SQL.late,
             r.rule,
             r.reading.device,
             r.reading.metric,
@@ -116,7 +112,8 @@ export class OutputWriter implements BatchPart {
       states.set(`${state.rule}\u0000${key}`, { state, key });
     }
     for (const { state: s, key } of states.values()) {
-      this.stmt.state.run(
+      sink.run(
+        SQL.state,
         s.rule,
         key,
         JSON.stringify({ state: s.state, streak: s.streak, lastEnd: s.lastEnd }),
@@ -127,7 +124,7 @@ export class OutputWriter implements BatchPart {
   committed(): void {
     this.pending.splice(0, this.writing);
     this.writing = 0;
-    this.statesDirty = false;
+    this.writingDirty = false;
     this.unwrittenStates.clear();
   }
 
@@ -139,6 +136,8 @@ export class OutputWriter implements BatchPart {
 
   rolledBack(): void {
     this.writing = 0;
+    if (this.writingDirty) this.statesDirty = true;
+    this.writingDirty = false;
   }
 }
 

@@ -7,6 +7,7 @@ import type { OutputRecord } from '../../src/model/records.js';
 import { ManualClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { Metrics } from '../../src/runtime/metrics.js';
+import { emptyCommitBatch, StatementSink } from '../../src/store/commit-core.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { Outbox } from '../../src/store/outbox.js';
 import { OutputWriter } from '../../src/store/output-writer.js';
@@ -50,7 +51,7 @@ describe('OutputWriter.add', () => {
     try {
       const forward = new Map([['hot', new Set(['decision'])]]);
       const clock = new ManualClock(0);
-      const out = new OutputWriter(db, {
+      const out = new OutputWriter({
         clock,
         changedDecisionStates: () => [],
         outbox: { outbox: new Outbox(db), forward },
@@ -85,7 +86,7 @@ describe('OutputWriter: decision states', () => {
     const db = openDatabase(':memory:', { synchronous: 'off' });
     try {
       let changed: DecisionStateRecord[] = [state('hot', 'b-1', 1), state('cold', 'b-1', 1)];
-      const out = new OutputWriter(db, {
+      const out = new OutputWriter({
         clock: new ManualClock(0),
         changedDecisionStates: () => {
           const taken = changed;
@@ -93,8 +94,15 @@ describe('OutputWriter: decision states', () => {
           return taken;
         },
       });
+      // The statements the part puts into a batch, run as the writer's commit runs them.
+      const written = () => {
+        const batch = emptyCommitBatch();
+        out.write(new StatementSink(batch));
+        for (const [n, i] of batch.opSql.entries())
+          db.prepare(batch.sql[i] as string).run(...(batch.opParams[n] ?? []));
+      };
       const commit = () => {
-        db.transaction(() => out.write())();
+        db.transaction(written)();
         out.committed();
       };
       commit();
@@ -104,7 +112,7 @@ describe('OutputWriter: decision states', () => {
       changed = [state('hot', 'b-1', 2), state('hot', 'b-2', 1), state('cold', 'b-2', 1)];
       assert.throws(() =>
         db.transaction(() => {
-          out.write();
+          written();
           throw new Error('disk full');
         })(),
       );
@@ -153,7 +161,7 @@ describe('REST API: /results, /decisions, /late, /alerts over real HTTP', () => 
       { rule: 'hot', key: { device: 'b-1' }, state: 'firing' as const, streak: 0, lastEnd: 30_000 },
       { rule: 'hot', key: { device: 'b-2' }, state: 'ok' as const, streak: 1, lastEnd: 30_000 },
     ];
-    const out = new OutputWriter(db, { clock, changedDecisionStates: () => states });
+    const out = new OutputWriter({ clock, changedDecisionStates: () => states });
     writer.attach(out);
     out.add([
       result('hot', 'b-1', 0, 70),

@@ -1,0 +1,298 @@
+import type { Statement } from 'better-sqlite3';
+import { readingToJson } from '../model/reading.js';
+import type { Db } from './database.js';
+import { ForwardedBuckets } from './forwarded-buckets.js';
+import { minuteOf } from './minutes.js';
+import { OUTBOX_APPEND_SQL } from './outbox.js';
+import { StatementCache } from './statements.js';
+import { type BatchSummaries, emptyBatch, type Rollup, Summaries } from './summaries.js';
+
+/**
+ * One group commit as the thread that writes receives it: the readings in columns (cheap to post
+ * to a worker: a few arrays rather than an object per reading), then the statements the other
+ * batch parts (rule outputs, their outbox rows) asked for, run after the readings in the same
+ * transaction.
+ */
+export interface CommitBatch {
+  device: string[];
+  metric: string[];
+  value: number[];
+  ts: number[];
+  unit: (string | null)[];
+  /** JSON, or null. */
+  tags: (string | null)[];
+  source: string[];
+  arrivedAt: number[];
+  /** Distinct SQL texts of the parts' statements; `opSql[i]` indexes it. */
+  sql: string[];
+  opSql: number[];
+  opParams: unknown[][];
+  /** The writer's clock when the batch was cut. */
+  now: number;
+}
+
+export function emptyCommitBatch(): CommitBatch {
+  return {
+    device: [],
+    metric: [],
+    value: [],
+    ts: [],
+    unit: [],
+    tags: [],
+    source: [],
+    arrivedAt: [],
+    sql: [],
+    opSql: [],
+    opParams: [],
+    now: 0,
+  };
+}
+
+/** `later`'s readings and statements after `into`'s (a batch that failed, put back before the new ones). */
+export function appendCommitBatch(into: CommitBatch, later: CommitBatch): void {
+  for (let i = 0; i < later.device.length; i++) {
+    into.device.push(later.device[i] as string);
+    into.metric.push(later.metric[i] as string);
+    into.value.push(later.value[i] as number);
+    into.ts.push(later.ts[i] as number);
+    into.unit.push(later.unit[i] ?? null);
+    into.tags.push(later.tags[i] ?? null);
+    into.source.push(later.source[i] as string);
+    into.arrivedAt.push(later.arrivedAt[i] as number);
+  }
+}
+
+/**
+ * Where a batch part puts the statements it wants run in the group commit, after the readings:
+ * they run in this order, on the connection that writes (maybe in the writer's worker).
+ */
+export class StatementSink {
+  private readonly index = new Map<string, number>();
+
+  constructor(private readonly batch: CommitBatch) {}
+
+  run(sql: string, ...params: unknown[]): void {
+    let i = this.index.get(sql);
+    if (i === undefined) {
+      i = this.batch.sql.length;
+      this.batch.sql.push(sql);
+      this.index.set(sql, i);
+    }
+    this.batch.opSql.push(i);
+    this.batch.opParams.push(params);
+  }
+}
+
+export interface CommitCoreOptions {
+  storeReadings: boolean;
+  /** Forward raw readings through the outbox: at most one per series per `interval` ms of event time (0: all). */
+  forwardReadingsInterval: number | null;
+  summaryInterval: number;
+}
+
+/** Series ids kept in memory (the series a publisher can invent are unbounded). */
+export const MAX_CACHED_SERIES = 50_000;
+
+/**
+ * The writing half of the store's writer, on the one connection that writes readings: series ids,
+ * the readings, their summaries (held back, see Summaries), the raw readings forwarded through the
+ * outbox, and the other parts' statements, all in one transaction per batch. It runs in the writer's
+ * worker thread (a file store) or in the gateway's thread (`:memory:`, tests): the same code.
+ */
+export class CommitCore {
+  /** device → metric → series id: no key string built per reading. */
+  private readonly seriesIds = new Map<string, Map<string, number>>();
+  private cachedCount = 0;
+  private readonly forwardedBucket = new ForwardedBuckets();
+  private readonly summaries: Summaries;
+  private readonly statements: StatementCache;
+  /** The newest event time stored since start: summaries of readings near it are held back. */
+  private newestTs = Number.NEGATIVE_INFINITY;
+  /** The arrival order of stored readings: continues after the largest seq in the store. */
+  private seq: number;
+  private readonly stmt: {
+    insertSeries: Statement;
+    selectSeries: Statement;
+    insertReading: Statement;
+    appendOutbox: Statement;
+    maxTs: Statement;
+  };
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: CommitCoreOptions,
+    now: number,
+  ) {
+    this.stmt = {
+      insertSeries: db.prepare(
+        'INSERT INTO series (device, metric, unit) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      selectSeries: db.prepare('SELECT id FROM series WHERE device = ? AND metric = ?').pluck(),
+      insertReading: db.prepare(
+        'INSERT OR IGNORE INTO readings (ts, series_id, value, seq, tags) VALUES (?, ?, ?, ?, ?)',
+      ),
+      appendOutbox: db.prepare(OUTBOX_APPEND_SQL),
+      maxTs: db.prepare('SELECT id, last_ts AS ts FROM series WHERE device = ? AND metric = ?'),
+    };
+    this.statements = new StatementCache(db);
+    // Before the largest seq is read: after a crash it recomputes the latest values.
+    this.summaries = new Summaries(
+      db,
+      { interval: options.summaryInterval, holdBack: options.storeReadings },
+      now,
+    );
+    this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
+  }
+
+  /** Series ids in memory now. */
+  get cachedSeriesIds(): number {
+    return this.cachedCount;
+  }
+
+  /**
+   * Writes the batch in one transaction; returns how many new raw readings were stored. On an error
+   * nothing of it is written, and what this keeps in memory is as before (then it throws).
+   */
+  commit(batch: CommitBatch): number {
+    const summary: BatchSummaries = emptyBatch();
+    let stored = 0;
+    let seq = this.seq;
+    let newest = this.newestTs;
+    const forwardInterval = this.options.forwardReadingsInterval;
+    try {
+      this.db
+        .transaction(() => {
+          const n = batch.device.length;
+          for (let i = 0; i < n; i++) {
+            const device = batch.device[i] as string;
+            const metric = batch.metric[i] as string;
+            const value = batch.value[i] as number;
+            const ts = batch.ts[i] as number;
+            const unit = batch.unit[i] ?? null;
+            const arrivedAt = batch.arrivedAt[i] as number;
+            const id = this.seriesId(device, metric, unit);
+            let isNew = true;
+            if (this.options.storeReadings) {
+              isNew =
+                this.stmt.insertReading.run(ts, id, value, seq + 1, batch.tags[i] ?? null).changes === 1;
+              if (isNew) {
+                seq++;
+                stored++;
+                if (ts > newest) newest = ts;
+                addToRollup(summary.rollups, id, ts, value);
+              }
+            }
+            summary.devices.set(device, { source: batch.source[i] as string, at: arrivedAt });
+            // A duplicate changes nothing but the device's last_seen.
+            if (!isNew) continue;
+            if (forwardInterval !== null) this.forward(id, batch, i, forwardInterval);
+            const l = summary.latest.get(id);
+            if (!l || l.ts <= ts) summary.latest.set(id, { ts, value, unit, seq });
+            else l.seq = seq;
+          }
+          // Near the newest reading, and never ahead of the clock (a device whose clock runs ahead).
+          this.summaries.write(summary, batch.now, Math.min(batch.now, newest));
+          for (let i = 0; i < batch.opSql.length; i++) {
+            this.statements
+              .get(batch.sql[batch.opSql[i] as number] as string)
+              .run(...(batch.opParams[i] ?? []));
+          }
+        })
+        .immediate();
+    } catch (err) {
+      // The series cache may name rows the rollback removed.
+      this.seriesIds.clear();
+      this.cachedCount = 0;
+      this.forwardedBucket.rolledBack();
+      this.summaries.rolledBack();
+      throw err;
+    }
+    this.seq = seq;
+    this.newestTs = newest;
+    this.forwardedBucket.committed();
+    this.summaries.committed();
+    return stored;
+  }
+
+  /** Something is held back and its interval has passed. */
+  summariesDue(now: number): boolean {
+    return this.summaries.due(now);
+  }
+
+  /** Writes the summaries held back, in a transaction of its own. */
+  syncSummaries(now: number): void {
+    this.summaries.sync(now);
+  }
+
+  /** The newest ts committed for a series (kept even without raw readings, held back or written), or null. */
+  storedMaxTs(device: string, metric: string): number | null {
+    const row = this.stmt.maxTs.get(device, metric) as { id: number; ts: number | null } | undefined;
+    if (row === undefined) return null;
+    const held = this.summaries.heldTs(row.id);
+    return held !== undefined && (row.ts === null || held > row.ts) ? held : row.ts;
+  }
+
+  private forward(seriesId: number, batch: CommitBatch, i: number, interval: number): void {
+    const ts = batch.ts[i] as number;
+    if (interval > 0 && !this.forwardedBucket.take(seriesId, Math.floor(ts / interval))) return;
+    const tags = batch.tags[i];
+    const body = readingToJson({
+      device: batch.device[i] as string,
+      metric: batch.metric[i] as string,
+      value: batch.value[i] as number,
+      ts,
+      unit: batch.unit[i],
+      tags: tags == null ? null : (JSON.parse(tags) as Record<string, string>),
+    });
+    this.stmt.appendOutbox.run('reading', null, JSON.stringify(body), batch.arrivedAt[i]);
+  }
+
+  private seriesId(device: string, metric: string, unit: string | null): number {
+    let byMetric = this.seriesIds.get(device);
+    let id = byMetric?.get(metric);
+    if (id !== undefined) return id;
+    id = this.stmt.selectSeries.get(device, metric) as number | undefined;
+    if (id === undefined) {
+      const inserted = this.stmt.insertSeries.run(device, metric, unit);
+      id =
+        inserted.changes === 1
+          ? Number(inserted.lastInsertRowid)
+          : (this.stmt.selectSeries.get(device, metric) as number);
+    }
+    // A cache, not the truth: past its cap it starts again, and misses are looked up in the store.
+    if (this.cachedCount >= MAX_CACHED_SERIES) {
+      this.seriesIds.clear();
+      this.cachedCount = 0;
+      byMetric = undefined;
+    }
+    if (byMetric === undefined) {
+      byMetric = new Map();
+      this.seriesIds.set(device, byMetric);
+    }
+    byMetric.set(metric, id);
+    this.cachedCount++;
+    return id;
+  }
+}
+
+function addToRollup(
+  rollups: Map<number, Map<number, Rollup>>,
+  seriesId: number,
+  ts: number,
+  value: number,
+): void {
+  const minute = minuteOf(ts);
+  let bySeries = rollups.get(minute);
+  if (bySeries === undefined) {
+    bySeries = new Map();
+    rollups.set(minute, bySeries);
+  }
+  const agg = bySeries.get(seriesId);
+  if (agg === undefined) bySeries.set(seriesId, { count: 1, sum: value, min: value, max: value });
+  else {
+    agg.count++;
+    agg.sum += value;
+    if (value < agg.min) agg.min = value;
+    if (value > agg.max) agg.max = value;
+  }
+}
