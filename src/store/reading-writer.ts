@@ -139,7 +139,18 @@ export class ReadingWriter {
    * full. While commits fail, retries are left to the timer, not made on every reading.
    */
   commitIfFull(): void {
-    if (this.queued() >= this.options.batchSize && !this.failing) this.startCommit();
+    const queued = this.queued();
+    if (queued < this.options.batchSize || this.failing) return;
+    this.startCommit();
+    // The worker is the bottleneck (readings come faster than it commits): rather than let the
+    // queue grow to maxPending and refuse readings, this thread waits for the commit in flight,
+    // which slows the sockets it reads as a commit in this thread would.
+    if (this.inFlight !== null && queued >= this.highWater) this.committer.settle();
+  }
+
+  /** Queued readings past which commitIfFull() waits for the commit in flight. */
+  private get highWater(): number {
+    return Math.min(this.options.batchSize * 4, this.options.maxPending / 2);
   }
 
   /** Readings and part records queued for the next batch (not the one in flight). */

@@ -60,14 +60,19 @@ describe('ReadingWriter with its worker thread', () => {
     assert.equal(await metricValue(rig.metrics, 'tidegate_store_commits_total'), 1);
   });
 
-  it('keeps arrival order and seq across batches queued while one commits', async () => {
-    rig = workerRig({ batchSize: 50 });
+  it('keeps arrival order and seq across batches queued while one commits, and refuses none', async () => {
+    // Far faster than the worker commits: past 200 queued, commitIfFull() waits for the commit in
+    // flight instead of letting the queue reach maxPending.
+    rig = workerRig({ batchSize: 50, maxPending: 400 });
     const waits: Promise<void>[] = [];
+    let most = 0;
     for (let i = 0; i < 1000; i++) {
-      rig.writer.add(reading(`d${i % 7}`, 'm', i, T0 + i), 'src');
+      assert.equal(rig.writer.add(reading(`d${i % 7}`, 'm', i, T0 + i), 'src'), true, `reading ${i} refused`);
       rig.writer.commitIfFull();
+      most = Math.max(most, rig.writer.pendingCount);
       if (i % 100 === 99) waits.push(rig.writer.afterCommit());
     }
+    assert.ok(most <= 400, `at most ${most} waiting`);
     assert.ok(rig.writer.pendingCount > 0, 'batches still in flight or queued');
     await Promise.all(waits);
     const values = rig.db.prepare('SELECT value FROM readings ORDER BY seq').pluck().all() as number[];
