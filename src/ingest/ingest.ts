@@ -4,6 +4,8 @@
  * for the store's group commit and announced on the bus to the rules. May import model/, store/
  * (the writer), engine/compile.ts (types, for the duplicates' horizon) and runtime/.
  */
+
+import type { Counter } from 'prom-client';
 import { type Decoded, type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
 import type { Clock } from '../runtime/clock.js';
 import type { EventBus } from '../runtime/events.js';
@@ -25,6 +27,23 @@ export interface IngestOutcome {
   /** Resolves once the accepted readings are committed (for QoS 1 acknowledgements). */
   durable(): Promise<void>;
 }
+
+/** What `submit` returns: an object with a method, not a closure made for every message. */
+class SubmitOutcome implements IngestOutcome {
+  constructor(
+    readonly accepted: number,
+    readonly duplicates: number,
+    readonly rejected: number,
+    private readonly writer: ReadingWriter,
+  ) {}
+
+  durable(): Promise<void> {
+    // A redelivered duplicate may arrive before the original's commit: it too waits for the commit.
+    return this.accepted + this.duplicates > 0 ? this.writer.afterCommit() : Promise.resolve();
+  }
+}
+
+type Verdict = 'accepted' | 'duplicate' | 'rejected';
 
 /**
  * Where every source delivers: one place that validates readings (SPEC §1), counts and logs
@@ -51,6 +70,8 @@ export class Ingest {
 
   /** Every device accepted so far (and those the store knew): bounded by `maxDevices`. */
   private readonly known: Set<string>;
+  /** `readingsIngested{source}` by source: the label lookup once per source, not per reading. */
+  private readonly ingestedBySource = new Map<string, Counter.Internal>();
 
   get knownDevices(): number {
     return this.known.size;
@@ -64,20 +85,13 @@ export class Ingest {
     let rejected = decoded.rejections.length;
     const now = this.deps.clock.now();
     for (const c of decoded.candidates) {
-      const verdict = this.accept(source, c, now, context);
+      const verdict = this.admit(source, c, now, context);
       if (verdict === 'accepted') accepted++;
       else if (verdict === 'duplicate') duplicates++;
       else rejected++;
     }
-    const writer = this.deps.writer;
-    // A redelivered duplicate may arrive before the original's commit: it too waits for the commit.
-    const wait = accepted + duplicates > 0;
-    return {
-      accepted,
-      duplicates,
-      rejected,
-      durable: () => (wait ? writer.afterCommit() : Promise.resolve()),
-    };
+    this.count(source, accepted, duplicates);
+    return new SubmitOutcome(accepted, duplicates, rejected, this.deps.writer);
   }
 
   /** One candidate: accepted as a new reading, ignored as a duplicate (SPEC §1), or rejected. */
@@ -86,7 +100,27 @@ export class Ingest {
     candidate: ReadingCandidate,
     now = this.deps.clock.now(),
     context?: string,
-  ): 'accepted' | 'duplicate' | 'rejected' {
+  ): Verdict {
+    const verdict = this.admit(source, candidate, now, context);
+    this.count(source, verdict === 'accepted' ? 1 : 0, verdict === 'duplicate' ? 1 : 0);
+    return verdict;
+  }
+
+  /** Counts what a message (or one reading) brought: once, not per reading. */
+  private count(source: string, accepted: number, duplicates: number): void {
+    if (accepted > 0) {
+      let counter = this.ingestedBySource.get(source);
+      if (counter === undefined) {
+        counter = this.deps.metrics.readingsIngested.labels(source);
+        this.ingestedBySource.set(source, counter);
+      }
+      counter.inc(accepted);
+    }
+    if (duplicates > 0) this.deps.metrics.readingsDuplicate.inc(duplicates);
+  }
+
+  /** `accept` without the counting, which its callers do. */
+  private admit(source: string, candidate: ReadingCandidate, now: number, context?: string): Verdict {
     const reading = validateReading(candidate, { now, maxFutureSkew: this.options.maxFutureSkew });
     if (reading instanceof ReadingRejection) {
       this.reject(source, reading, context);
@@ -114,13 +148,9 @@ export class Ingest {
       );
       return 'rejected';
     }
-    if (this.deps.duplicates?.isDuplicate(reading)) {
-      this.deps.metrics.readingsDuplicate.inc();
-      return 'duplicate';
-    }
+    if (this.deps.duplicates?.isDuplicate(reading)) return 'duplicate';
     this.deps.writer.add(reading, source);
     this.known.add(reading.device);
-    this.deps.metrics.readingsIngested.inc({ source });
     // The rules run first: the records this reading causes share its commit (the crash rebuild
     // treats every record before the last committed reading as stored).
     this.deps.bus.emit('reading', reading, source);
