@@ -187,7 +187,9 @@ export function summarize(profile: CpuProfile, window: { from?: number; to?: num
     totalUs += us;
     // The store's and better-sqlite3's time on lines that call SQLite is SQLite's (by their ticks).
     const lines =
-      part === 'store' || part === 'better-sqlite3 (js)' ? sqliteLinesOf(node.callFrame.url, sqliteLines) : null;
+      part === 'store' || part === 'better-sqlite3 (js)'
+        ? sqliteLinesOf(node.callFrame.url, sqliteLines)
+        : null;
     if (lines && node.positionTicks) {
       let all = 0;
       let native = 0;
