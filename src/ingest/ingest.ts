@@ -5,12 +5,11 @@
  * (the writer), engine/compile.ts (types, for the duplicates' horizon) and runtime/.
  */
 
-import type { Counter } from 'prom-client';
 import { type Decoded, type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
 import type { Clock } from '../runtime/clock.js';
 import type { EventBus } from '../runtime/events.js';
 import type { RateLimitedLog } from '../runtime/log.js';
-import type { Metrics } from '../runtime/metrics.js';
+import { CounterTally, type Metrics } from '../runtime/metrics.js';
 import type { ReadingWriter } from '../store/reading-writer.js';
 import type { DuplicateFilter } from './duplicates.js';
 
@@ -66,12 +65,13 @@ export class Ingest {
     },
   ) {
     this.known = new Set(deps.knownDevices ?? []);
+    this.ingested = new CounterTally(deps.metrics, deps.metrics.readingsIngested, 'source');
   }
 
   /** Every device accepted so far (and those the store knew): bounded by `maxDevices`. */
   private readonly known: Set<string>;
-  /** `readingsIngested{source}` by source: the label lookup once per source, not per reading. */
-  private readonly ingestedBySource = new Map<string, Counter.Internal>();
+  /** `readingsIngested{source}`, added to the counter at each scrape rather than per message. */
+  private readonly ingested: CounterTally<'source'>;
 
   get knownDevices(): number {
     return this.known.size;
@@ -106,16 +106,9 @@ export class Ingest {
     return verdict;
   }
 
-  /** Counts what a message (or one reading) brought: once, not per reading. */
+  /** Counts what a message (or one reading) brought: once, not per reading, and no label lookup. */
   private count(source: string, accepted: number, duplicates: number): void {
-    if (accepted > 0) {
-      let counter = this.ingestedBySource.get(source);
-      if (counter === undefined) {
-        counter = this.deps.metrics.readingsIngested.labels(source);
-        this.ingestedBySource.set(source, counter);
-      }
-      counter.inc(accepted);
-    }
+    if (accepted > 0) this.ingested.add(source, accepted);
     if (duplicates > 0) this.deps.metrics.readingsDuplicate.inc(duplicates);
   }
 
