@@ -5,7 +5,13 @@
  * (the writer), engine/compile.ts (types, for the duplicates' horizon) and runtime/.
  */
 
-import { type Decoded, type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
+import {
+  type Decoded,
+  type ReadingCandidate,
+  type ReadingLimits,
+  ReadingRejection,
+  validateReading,
+} from '../model/reading.js';
 import type { Clock } from '../runtime/clock.js';
 import type { EventBus } from '../runtime/events.js';
 import type { RateLimitedLog } from '../runtime/log.js';
@@ -83,9 +89,10 @@ export class Ingest {
     let accepted = 0;
     let duplicates = 0;
     let rejected = decoded.rejections.length;
-    const now = this.deps.clock.now();
+    // One receive time and one set of limits for the whole message.
+    const limits = { now: this.deps.clock.now(), maxFutureSkew: this.options.maxFutureSkew };
     for (const c of decoded.candidates) {
-      const verdict = this.admit(source, c, now, context);
+      const verdict = this.admit(source, c, limits, context);
       if (verdict === 'accepted') accepted++;
       else if (verdict === 'duplicate') duplicates++;
       else rejected++;
@@ -101,7 +108,8 @@ export class Ingest {
     now = this.deps.clock.now(),
     context?: string,
   ): Verdict {
-    const verdict = this.admit(source, candidate, now, context);
+    const limits = { now, maxFutureSkew: this.options.maxFutureSkew };
+    const verdict = this.admit(source, candidate, limits, context);
     this.count(source, verdict === 'accepted' ? 1 : 0, verdict === 'duplicate' ? 1 : 0);
     return verdict;
   }
@@ -113,13 +121,19 @@ export class Ingest {
   }
 
   /** `accept` without the counting, which its callers do. */
-  private admit(source: string, candidate: ReadingCandidate, now: number, context?: string): Verdict {
-    const reading = validateReading(candidate, { now, maxFutureSkew: this.options.maxFutureSkew });
+  private admit(
+    source: string,
+    candidate: ReadingCandidate,
+    limits: ReadingLimits,
+    context?: string,
+  ): Verdict {
+    const reading = validateReading(candidate, limits);
     if (reading instanceof ReadingRejection) {
       this.reject(source, reading, context);
       return 'rejected';
     }
-    if (!this.known.has(reading.device)) {
+    const newDevice = !this.known.has(reading.device);
+    if (newDevice) {
       if (this.known.size >= (this.options.maxDevices ?? Number.POSITIVE_INFINITY)) {
         this.reject(
           source,
@@ -143,7 +157,7 @@ export class Ingest {
     }
     if (this.deps.duplicates?.isDuplicate(reading)) return 'duplicate';
     this.deps.writer.add(reading, source);
-    this.known.add(reading.device);
+    if (newDevice) this.known.add(reading.device);
     // The rules run first: the records this reading causes share its commit (the crash rebuild
     // treats every record before the last committed reading as stored).
     this.deps.bus.emit('reading', reading, source);
