@@ -968,13 +968,18 @@ async function profileRuns(base: string, mosquitto: Mosquitto, dir: string): Pro
     console.log(
       `${label}, ${PER_MESSAGE} reading(s) per message: ${int(f.rate)} readings/s under the profiler ` +
         `(${int(f.load.published)} readings in ${fixed(f.load.seconds, 1)} s, ${f.noLoss ? 'no loss' : 'LOSS'}), ` +
-        `CPU ${fixed(f.cpuPct)} % of a core; ${file}`,
+        `CPU ${fixed(f.cpuPct)} % of a core`,
+    );
+    console.log(
+      `again: node build/bench/cpu-profile.js ${file} --readings ${f.load.published} ` +
+        `--from ${f.window.from} --to ${f.window.to}`,
     );
     console.log(formatSummary(summary, { readings: f.load.published, top: 20 }));
   }
   console.log(
-    "\nself time: time in the function itself, not in what it calls; native frames count to the caller's part " +
-      '("better-sqlite3 native" below store/ or better-sqlite3). ns/reading: over the load window ÷ readings published.',
+    '\nself time: time in the function itself, not in what it calls. V8 gives native code no frame: "native, from X" ' +
+      'are V8 builtins called from X; "better-sqlite3 native" is the time of store/ and better-sqlite3 lines that call ' +
+      'a statement (→ SQLite). ns/reading: wall time of the load window ÷ readings published (under the profiler).',
   );
 }
 
