@@ -9,6 +9,7 @@ import mqtt from 'mqtt';
 import { MOSQUITTO, type Mosquitto, startMosquitto } from '../test/helpers/mosquitto.js';
 import { freePort } from '../test/helpers/net.js';
 import { parseMetrics } from '../test/helpers/prometheus.js';
+import { formatSummary, readProfile, summarize } from './cpu-profile.js';
 import {
   CLI,
   cpuSeconds,
@@ -37,6 +38,11 @@ import { machine, quantile } from './machine.js';
  *
  *   node build/bench/e2e.js [--seconds 60] [--rate 10000] [--connections 4] [--per-message 50]
  *   node build/bench/e2e.js --soak 30m [--rate 10000]
+ *   node build/bench/e2e.js --profile DIR [--per-message 1] [--seconds 15]
+ *
+ * `--profile DIR` runs only (a) and (b), each gateway under `node --cpu-prof --cpu-prof-dir DIR`,
+ * and prints from each .cpuprofile (bench/cpu-profile.ts) the self time per part and the top 20
+ * functions in ns per reading, over the load's window only (start-up and shut-down left out).
  *
  * Bounded, talks only to 127.0.0.1, and removes its temp dirs and child processes on the way out
  * (also on an error or SIGINT).
@@ -52,19 +58,32 @@ const SOAK_SAMPLE_MS = 5_000;
 const SOAK_DOWN_MS = 10_000;
 const SOAK_UP_MS = [30_000, 60_000] as const;
 
+const USAGE = `usage: npm run bench:e2e -- [options]   (or node build/bench/e2e.js [options])
+  --seconds S        load time of each run (default 60, env E2E_SECONDS; with --profile 15)
+  --rate N           readings/s of run (c) and of the soak (default 10000)
+  --connections N    load connections (default 4)
+  --per-message N    readings per message (default 50; with --profile 1)
+  --soak D           instead of the runs: a QoS 1 load for D (30m, 1h) with upstream outages
+  --profile DIR      instead of the runs: (a) and (b) under node --cpu-prof, profiles in DIR,
+                     then the self time per part and the top 20 functions in ns per reading
+  --help             this text`;
+
 const { values: args } = parseArgs({
   options: {
-    seconds: { type: 'string', default: process.env['E2E_SECONDS'] ?? '60' },
+    seconds: { type: 'string' },
     soak: { type: 'string' },
+    profile: { type: 'string' },
     rate: { type: 'string', default: '10000' }, // run (c) and the soak
     connections: { type: 'string', default: '4' },
-    'per-message': { type: 'string', default: '50' },
+    'per-message': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
-const SECONDS = Number(args.seconds);
+const PROFILING = args.profile !== undefined;
+const SECONDS = Number(args.seconds ?? (PROFILING ? '15' : (process.env['E2E_SECONDS'] ?? '60')));
 const RATE = Number(args.rate);
 const CONNECTIONS = Number(args.connections);
-const PER_MESSAGE = Number(args['per-message']);
+const PER_MESSAGE = Number(args['per-message'] ?? (PROFILING ? '1' : '50'));
 /** How systemd/tidegate.service runs node: every gateway here is started the same way. */
 const UNIT = unitNodeCommand();
 
@@ -292,7 +311,17 @@ function nonZero(m: Map<string, number>, name: string): string[] {
 /** The bench config is checked with `tidegate validate` once, before the first gateway starts. */
 let configValidated = false;
 
-async function startGateway(base: string, id: string, upstreamUrl: string, pin: boolean): Promise<Gateway> {
+/**
+ * Starts a gateway as the unit does; `nodeFlags` go after the unit's own (`--cpu-prof …` for
+ * --profile).
+ */
+async function startGateway(
+  base: string,
+  id: string,
+  upstreamUrl: string,
+  pin: boolean,
+  nodeFlags: readonly string[] = [],
+): Promise<Gateway> {
   const dir = join(base, id);
   mkdirSync(dir);
   const [apiPort, brokerPort] = [await freePort(), await freePort()];
@@ -320,7 +349,7 @@ async function startGateway(base: string, id: string, upstreamUrl: string, pin: 
     configValidated = true;
   }
 
-  const node = [process.execPath, ...UNIT.flags, CLI, 'run', '--config', configFile];
+  const node = [process.execPath, ...UNIT.flags, ...nodeFlags, CLI, 'run', '--config', configFile];
   const [cmd, ...argv] = (pin ? [TASKSET, '-c', '0', ...node] : node) as [string, ...string[]];
   const child = track(
     spawn(cmd, argv, {
@@ -496,7 +525,12 @@ interface Figures {
   writtenBytes: number;
   /** Since the load started: ms → RSS MiB. */
   samples: { t: number; rss: number }[];
+  /** From the load's start to its report, µs of CLOCK_MONOTONIC (the clock of a .cpuprofile). */
+  window: { from: number; to: number };
 }
+
+/** µs of CLOCK_MONOTONIC, the clock V8's profiler stamps samples with on Linux. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -519,7 +553,7 @@ async function drive(target: Target, o: LoadOptions): Promise<Figures> {
   const [cmd, ...argv] = (o.loadCpus ? [TASKSET, '-c', o.loadCpus, ...load] : load) as [string, ...string[]];
   const child = track(spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] }));
   const written0 = writeBytes(target.pid);
-  let start = { t: Date.now(), cpu: cpuSeconds(target.pid) };
+  let start = { t: Date.now(), cpu: cpuSeconds(target.pid), us: monotonicUs() };
   const samples: { t: number; rss: number }[] = [];
   const sampler = setInterval(() => {
     try {
@@ -537,7 +571,7 @@ async function drive(target: Target, o: LoadOptions): Promise<Figures> {
         return;
       }
       if (msg.event === 'started') {
-        start = { t: Date.now(), cpu: cpuSeconds(target.pid) };
+        start = { t: Date.now(), cpu: cpuSeconds(target.pid), us: monotonicUs() };
         samples.length = 0;
       } else if (msg.event === 'done') resolve(msg as unknown as LoadResult);
       else if (msg.event === 'error') reject(new Error(`the load generator failed: ${msg.message}`));
@@ -552,7 +586,7 @@ async function drive(target: Target, o: LoadOptions): Promise<Figures> {
       (o.seconds + DRAIN_SECONDS + 30) * 1000,
       'the load generator did not finish in time',
     );
-    const end = { t: Date.now(), cpu: cpuSeconds(target.pid) };
+    const end = { t: Date.now(), cpu: cpuSeconds(target.pid), us: monotonicUs() };
     clearInterval(sampler);
     const expected = target.unit === 'readings' ? load.published : load.messages;
     // QoS 1 acknowledgements already mean "committed"; this only waits out anything slower.
@@ -571,6 +605,7 @@ async function drive(target: Target, o: LoadOptions): Promise<Figures> {
       loadCpuPct: (load.cpuSeconds / load.seconds) * 100,
       writtenBytes: writeBytes(target.pid) - written0,
       samples,
+      window: { from: start.us, to: end.us },
     };
   } catch (err) {
     const last = samples.at(-1);
@@ -902,6 +937,53 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Profile
+
+/**
+ * (a) and (b) with each gateway under `node --cpu-prof`: the profile is written when the gateway
+ * exits (SIGTERM), then summarized over the load's window, per reading published.
+ */
+async function profileRuns(base: string, mosquitto: Mosquitto, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const runs = [
+    { label: '(a) max, QoS 0', id: 'e2e-a', o: { seconds: SECONDS, rate: 0, qos: 0 } },
+    { label: '(b) max, QoS 1', id: 'e2e-b', o: { seconds: SECONDS, rate: 0, qos: 1 } },
+  ] as const;
+  for (const { label, id, o } of runs) {
+    const name = `${id}-qos${o.qos}-${PER_MESSAGE}pm.cpuprofile`;
+    const file = join(dir, name);
+    rmSync(file, { force: true });
+    progress(`${label}, profiled: ${o.seconds} s`);
+    const flags = ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', name];
+    const gw = await startGateway(base, id, mosquitto.url, false, flags);
+    let f: Figures;
+    try {
+      f = await drive(storedReadingsOf(gw), o);
+    } finally {
+      await gw.stop(); // the profile is written as the process exits
+    }
+    if (!existsSync(file)) throw new Error(`${label}: the gateway exited without writing ${file}`);
+    const summary = summarize(readProfile(file), f.window);
+    console.log('');
+    console.log(
+      `${label}, ${PER_MESSAGE} reading(s) per message: ${int(f.rate)} readings/s under the profiler ` +
+        `(${int(f.load.published)} readings in ${fixed(f.load.seconds, 1)} s, ${f.noLoss ? 'no loss' : 'LOSS'}), ` +
+        `CPU ${fixed(f.cpuPct)} % of a core`,
+    );
+    console.log(
+      `again: node build/bench/cpu-profile.js ${file} --readings ${f.load.published} ` +
+        `--from ${f.window.from} --to ${f.window.to}`,
+    );
+    console.log(formatSummary(summary, { readings: f.load.published, top: 20 }));
+  }
+  console.log(
+    '\nself time: time in the function itself, not in what it calls. V8 gives native code no frame: "native, from X" ' +
+      'are V8 builtins called from X; "better-sqlite3 native" is the time of store/ and better-sqlite3 lines that call ' +
+      'a statement (→ SQLite). ns/reading: wall time of the load window ÷ readings published (under the profiler).',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Soak
 
 /** Sleeps `ms`, or less once `stop()` is true (checked every 250 ms). */
@@ -1043,6 +1125,10 @@ async function soak(base: string, mosquitto: Mosquitto, durationMs: number): Pro
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
   for (const [file, hint] of [
     [CLI, 'run npm run build first'],
     [LOAD, 'run npm run build:test first'],
@@ -1066,6 +1152,7 @@ async function main(): Promise<void> {
   );
   console.log(loadShape());
   if (soakMs !== null) await soak(base, mosquitto, soakMs);
+  else if (args.profile !== undefined) await profileRuns(base, mosquitto, args.profile);
   else await benchmark(base, mosquitto);
 }
 

@@ -4,11 +4,18 @@
  * for the store's group commit and announced on the bus to the rules. May import model/, store/
  * (the writer), engine/compile.ts (types, for the duplicates' horizon) and runtime/.
  */
-import { type Decoded, type ReadingCandidate, ReadingRejection, validateReading } from '../model/reading.js';
+
+import {
+  type Decoded,
+  type ReadingCandidate,
+  type ReadingLimits,
+  ReadingRejection,
+  validateReading,
+} from '../model/reading.js';
 import type { Clock } from '../runtime/clock.js';
 import type { EventBus } from '../runtime/events.js';
 import type { RateLimitedLog } from '../runtime/log.js';
-import type { Metrics } from '../runtime/metrics.js';
+import { CounterTally, type Metrics } from '../runtime/metrics.js';
 import type { ReadingWriter } from '../store/reading-writer.js';
 import type { DuplicateFilter } from './duplicates.js';
 
@@ -25,6 +32,23 @@ export interface IngestOutcome {
   /** Resolves once the accepted readings are committed (for QoS 1 acknowledgements). */
   durable(): Promise<void>;
 }
+
+/** What `submit` returns: an object with a method, not a closure made for every message. */
+class SubmitOutcome implements IngestOutcome {
+  constructor(
+    readonly accepted: number,
+    readonly duplicates: number,
+    readonly rejected: number,
+    private readonly writer: ReadingWriter,
+  ) {}
+
+  durable(): Promise<void> {
+    // A redelivered duplicate may arrive before the original's commit: it too waits for the commit.
+    return this.accepted + this.duplicates > 0 ? this.writer.afterCommit() : Promise.resolve();
+  }
+}
+
+type Verdict = 'accepted' | 'duplicate' | 'rejected';
 
 /**
  * Where every source delivers: one place that validates readings (SPEC §1), counts and logs
@@ -47,10 +71,13 @@ export class Ingest {
     },
   ) {
     this.known = new Set(deps.knownDevices ?? []);
+    this.ingested = new CounterTally(deps.metrics, deps.metrics.readingsIngested, 'source');
   }
 
   /** Every device accepted so far (and those the store knew): bounded by `maxDevices`. */
   private readonly known: Set<string>;
+  /** `readingsIngested{source}`, added to the counter at each scrape rather than per message. */
+  private readonly ingested: CounterTally<'source'>;
 
   get knownDevices(): number {
     return this.known.size;
@@ -62,22 +89,16 @@ export class Ingest {
     let accepted = 0;
     let duplicates = 0;
     let rejected = decoded.rejections.length;
-    const now = this.deps.clock.now();
+    // One receive time and one set of limits for the whole message.
+    const limits = { now: this.deps.clock.now(), maxFutureSkew: this.options.maxFutureSkew };
     for (const c of decoded.candidates) {
-      const verdict = this.accept(source, c, now, context);
+      const verdict = this.admit(source, c, limits, context);
       if (verdict === 'accepted') accepted++;
       else if (verdict === 'duplicate') duplicates++;
       else rejected++;
     }
-    const writer = this.deps.writer;
-    // A redelivered duplicate may arrive before the original's commit: it too waits for the commit.
-    const wait = accepted + duplicates > 0;
-    return {
-      accepted,
-      duplicates,
-      rejected,
-      durable: () => (wait ? writer.afterCommit() : Promise.resolve()),
-    };
+    this.count(source, accepted, duplicates);
+    return new SubmitOutcome(accepted, duplicates, rejected, this.deps.writer);
   }
 
   /** One candidate: accepted as a new reading, ignored as a duplicate (SPEC §1), or rejected. */
@@ -86,13 +107,33 @@ export class Ingest {
     candidate: ReadingCandidate,
     now = this.deps.clock.now(),
     context?: string,
-  ): 'accepted' | 'duplicate' | 'rejected' {
-    const reading = validateReading(candidate, { now, maxFutureSkew: this.options.maxFutureSkew });
+  ): Verdict {
+    const limits = { now, maxFutureSkew: this.options.maxFutureSkew };
+    const verdict = this.admit(source, candidate, limits, context);
+    this.count(source, verdict === 'accepted' ? 1 : 0, verdict === 'duplicate' ? 1 : 0);
+    return verdict;
+  }
+
+  /** Counts what a message (or one reading) brought: once, not per reading, and no label lookup. */
+  private count(source: string, accepted: number, duplicates: number): void {
+    if (accepted > 0) this.ingested.add(source, accepted);
+    if (duplicates > 0) this.deps.metrics.readingsDuplicate.inc(duplicates);
+  }
+
+  /** `accept` without the counting, which its callers do. */
+  private admit(
+    source: string,
+    candidate: ReadingCandidate,
+    limits: ReadingLimits,
+    context?: string,
+  ): Verdict {
+    const reading = validateReading(candidate, limits);
     if (reading instanceof ReadingRejection) {
       this.reject(source, reading, context);
       return 'rejected';
     }
-    if (!this.known.has(reading.device)) {
+    const newDevice = !this.known.has(reading.device);
+    if (newDevice) {
       if (this.known.size >= (this.options.maxDevices ?? Number.POSITIVE_INFINITY)) {
         this.reject(
           source,
@@ -114,13 +155,9 @@ export class Ingest {
       );
       return 'rejected';
     }
-    if (this.deps.duplicates?.isDuplicate(reading)) {
-      this.deps.metrics.readingsDuplicate.inc();
-      return 'duplicate';
-    }
+    if (this.deps.duplicates?.isDuplicate(reading)) return 'duplicate';
     this.deps.writer.add(reading, source);
-    this.known.add(reading.device);
-    this.deps.metrics.readingsIngested.inc({ source });
+    if (newDevice) this.known.add(reading.device);
     // The rules run first: the records this reading causes share its commit (the crash rebuild
     // treats every record before the last committed reading as stored).
     this.deps.bus.emit('reading', reading, source);

@@ -26,8 +26,16 @@ function disablePacketNumberCache(): void {
 /** A topic template and what to do with a message on it; registered by the MQTT sources. */
 export interface BrokerRoute {
   template: TopicTemplate;
-  /** Ingests a message; the returned promise settles when its readings are durable. */
-  onMessage(topic: string, named: { device?: string; metric?: string }, payload: Buffer): Promise<void>;
+  /**
+   * Ingests a message. With `durable` (QoS 1/2) it returns a promise that settles when the
+   * message's readings are committed; without (QoS 0), nothing: no one waits for the commit.
+   */
+  onMessage(
+    topic: string,
+    named: { device?: string; metric?: string },
+    payload: Buffer,
+    durable: boolean,
+  ): Promise<void> | undefined;
 }
 
 type DenyReason = 'auth' | 'anonymous' | 'throttled' | 'client_id' | 'acl_publish' | 'acl_subscribe';
@@ -237,23 +245,27 @@ export class EmbeddedBroker {
       done(new Error(`payload of ${payload.length} bytes is over broker.maxPayload`));
       return;
     }
-    const pending: Promise<void>[] = [];
+    // QoS 0 has no acknowledgement to hold: nothing waits for the commit, no promise is made.
+    const durable = packet.qos > 0;
+    let routed = 0;
+    let pending: Promise<void> | Promise<void>[] | undefined;
     for (const route of this.routes) {
       const named = route.template.match(topic);
-      if (named) pending.push(route.onMessage(topic, named, payload));
+      if (!named) continue;
+      routed++;
+      const stored = route.onMessage(topic, named, payload, durable);
+      if (stored === undefined) continue;
+      if (pending === undefined) pending = stored;
+      else if (Array.isArray(pending)) pending.push(stored);
+      else pending = [pending, stored];
     }
-    if (pending.length === 0) {
-      this.deps.onUnknownTopic(topic);
-      done(null);
-      return;
-    }
-    if (packet.qos === 0) {
-      Promise.all(pending).catch(() => {});
+    if (routed === 0) this.deps.onUnknownTopic(topic);
+    if (pending === undefined) {
       done(null);
       return;
     }
     // QoS 1/2: acknowledge only once stored; a failed commit closes the connection and the client resends.
-    Promise.all(pending).then(
+    (Array.isArray(pending) ? Promise.all(pending) : pending).then(
       () => done(null),
       (err: Error) => done(err),
     );

@@ -33,10 +33,10 @@ export class EmbeddedMqttSource implements Source {
       this.unregister.push(
         this.deps.broker.addRoute({
           template: route.template,
-          onMessage: (topicName, named, payload) => {
+          onMessage: (topicName, named, payload, durable) => {
             const outcome = this.deps.ingest.submit(this.config.id, route.decode(named, payload), topicName);
             this.stats.delivered(outcome.accepted, this.deps.clock.now());
-            return outcome.durable();
+            return durable ? outcome.durable() : undefined;
           },
         }),
       );

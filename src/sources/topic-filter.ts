@@ -10,18 +10,46 @@ export function isValidTopicFilter(filter: string): boolean {
   });
 }
 
-/** Does `topic` match `filter`? Filters starting with a wildcard never match `$` topics (§4.7.2). */
+const PLUS = 0x2b;
+const HASH = 0x23;
+const DOLLAR = 0x24;
+
+/**
+ * Does `topic` match `filter`? Filters starting with a wildcard never match `$` topics (§4.7.2).
+ * Walks both strings level by level without splitting them: it runs for every publish.
+ */
 export function topicMatches(filter: string, topic: string): boolean {
-  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i];
-    if (level === '#') return true;
-    if (i >= t.length) return false;
-    if (level !== '+' && level !== t[i]) return false;
+  const first = filter.charCodeAt(0);
+  if (topic.charCodeAt(0) === DOLLAR && (first === PLUS || first === HASH)) return false;
+  let f = 0; // start of the filter's level
+  let t = 0; // start of the topic's level; -1 once the topic has no more levels
+  for (;;) {
+    let fEnd = filter.indexOf('/', f);
+    if (fEnd < 0) fEnd = filter.length;
+    const wildcard = fEnd - f === 1 ? filter.charCodeAt(f) : 0;
+    if (wildcard === HASH) return true;
+    if (t < 0) return false;
+    let tEnd = topic.indexOf('/', t);
+    if (tEnd < 0) tEnd = topic.length;
+    if (wildcard !== PLUS && !sameLevel(filter, f, fEnd, topic, t, tEnd)) return false;
+    if (fEnd === filter.length) return tEnd === topic.length;
+    f = fEnd + 1;
+    t = tEnd === topic.length ? -1 : tEnd + 1;
   }
-  return f.length === t.length;
+}
+
+/** Is a[aFrom, aTo) the same text as b[bFrom, bTo)? */
+export function sameLevel(
+  a: string,
+  aFrom: number,
+  aTo: number,
+  b: string,
+  bFrom: number,
+  bTo: number,
+): boolean {
+  if (aTo - aFrom !== bTo - bFrom) return false;
+  for (let i = aFrom, j = bFrom; i < aTo; i++, j++) if (a.charCodeAt(i) !== b.charCodeAt(j)) return false;
+  return true;
 }
 
 /** Does any filter of the list match `topic`? */

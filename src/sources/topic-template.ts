@@ -3,7 +3,10 @@
  * whole level; `+` levels match anything and name nothing; a trailing `#` matches the rest.
  */
 
+import { sameLevel } from './topic-filter.js';
+
 const PLACEHOLDER = /^\{(device|metric)\}$/;
+const DOLLAR = 0x24;
 
 export interface TopicTemplate {
   readonly template: string;
@@ -30,33 +33,41 @@ export function isValidTemplate(template: string): boolean {
   });
 }
 
+/** What one level of a template matches: its own text, or any non-empty level (naming it or not). */
+type Level = { text: string } | { names: 'device' | 'metric' | null };
+
 export function compileTemplate(template: string): TopicTemplate {
   if (!isValidTemplate(template)) throw new Error(`invalid topic template: ${template}`);
   const levels = template.split('/');
   const filter = levels.map((l) => (PLACEHOLDER.test(l) ? '+' : l)).join('/');
-  const deviceAt = levels.indexOf('{device}');
-  const metricAt = levels.indexOf('{metric}');
   const multi = levels[levels.length - 1] === '#';
-  const fixed = levels.length - (multi ? 1 : 0);
+  const fixed: Level[] = (multi ? levels.slice(0, -1) : levels).map((l) => {
+    const p = PLACEHOLDER.exec(l);
+    if (p) return { names: p[1] as 'device' | 'metric' };
+    return l === '+' ? { names: null } : { text: l };
+  });
   return {
     template,
     filter,
+    // Walks the topic level by level without splitting it: it runs for every message.
     match(topic: string) {
-      if (topic.startsWith('$')) return null;
-      const parts = topic.split('/');
-      if (multi ? parts.length < fixed : parts.length !== fixed) return null;
-      for (let i = 0; i < fixed; i++) {
-        const l = levels[i] as string;
-        const p = parts[i] as string;
-        if (i === deviceAt || i === metricAt || l === '+') {
-          if (p.length === 0) return null;
-          continue;
-        }
-        if (l !== p) return null;
-      }
+      if (topic.charCodeAt(0) === DOLLAR) return null;
       const named: { device?: string; metric?: string } = {};
-      if (deviceAt >= 0) named.device = parts[deviceAt];
-      if (metricAt >= 0) named.metric = parts[metricAt];
+      let start = 0; // of the topic's next level; past the end once it has no more
+      for (const level of fixed) {
+        if (start > topic.length) return null;
+        let end = topic.indexOf('/', start);
+        if (end < 0) end = topic.length;
+        if ('text' in level) {
+          if (!sameLevel(level.text, 0, level.text.length, topic, start, end)) return null;
+        } else {
+          if (end === start) return null;
+          if (level.names !== null) named[level.names] = topic.slice(start, end);
+        }
+        start = end + 1;
+      }
+      // Without a trailing #, the template's levels are all the topic's.
+      if (!multi && start <= topic.length) return null;
       return named;
     },
   };

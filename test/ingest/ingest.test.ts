@@ -301,6 +301,35 @@ for (const [name, makeDuplicates] of filters)
       assert.equal(await counterValue(r.metrics, 'tidegate_readings_ingested_total', { source: 'mqtt' }), 1);
     });
 
+    it('counts a message of many readings by source, and its duplicates, whether by submit or accept', async () => {
+      const many = { device: 'b1', metric: 't', maxMetrics: 256 };
+      const list = (from: number, n: number) =>
+        JSON.stringify(
+          Array.from({ length: n }, (_, i) => ({ value: from + i, ts: NOW - 10_000 + from + i })),
+        );
+      assert.equal(r.ingest.submit('mqtt', decodePayload(list(0, 50), 'auto', many)).accepted, 50);
+      // 30 again (duplicates) and 20 new in one message.
+      const mixed = r.ingest.submit('mqtt', decodePayload(list(20, 50), 'auto', many));
+      assert.deepEqual([mixed.accepted, mixed.duplicates], [20, 30]);
+      assert.equal(r.ingest.submit('serial', decodePayload(list(1000, 7), 'auto', many)).accepted, 7);
+      assert.equal(
+        r.ingest.accept('modbus', { device: 'm1', metric: 'p', value: 1, ts: NOW - 1 }),
+        'accepted',
+      );
+      assert.equal(
+        r.ingest.accept('modbus', { device: 'm1', metric: 'p', value: 1, ts: NOW - 1 }),
+        'duplicate',
+      );
+      assert.equal(r.ingest.accept('modbus', { device: 'm1', metric: 'p', value: 2, ts: NOW }), 'accepted');
+      const ingested = (source: string) =>
+        counterValue(r.metrics, 'tidegate_readings_ingested_total', { source });
+      assert.equal(await ingested('mqtt'), 70);
+      assert.equal(await ingested('serial'), 7);
+      assert.equal(await ingested('modbus'), 2);
+      assert.equal(await counterValue(r.metrics, 'tidegate_readings_duplicate_total'), 31);
+      assert.equal(r.events.readings.length, 79);
+    });
+
     it('takes a different value at the same ts as a new reading', () => {
       r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 7, ts: NOW - 500 }), 'value', ctx));
       r.ingest.submit('mqtt', decodePayload(JSON.stringify({ value: 8, ts: NOW - 500 }), 'value', ctx));

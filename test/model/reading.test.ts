@@ -27,6 +27,29 @@ function rejected(c: ReadingCandidate, limits = LIMITS): ReadingRejection {
 const base = { device: 'boiler-1', metric: 'temperature', value: 81.5, ts: '2026-11-24T09:59:03.250Z' };
 
 describe('validateReading', () => {
+  it('checks every name, whatever was valid just before (the last valid names are remembered)', () => {
+    // Names by the field they are valid or invalid in, in an order that reuses each one.
+    const sequence: [device: string, metric: string, verdict: 'ok' | 'invalid_device' | 'invalid_metric'][] =
+      [
+        ['b1', 't', 'ok'],
+        ['b1', 't', 'ok'],
+        ['b 1', 't', 'invalid_device'],
+        ['b1', 't x', 'invalid_metric'],
+        ['b1', 'b 1', 'invalid_metric'],
+        ['t', 'b1', 'ok'], // each valid as the other field, too
+        ['b 1', 'b1', 'invalid_device'],
+        ['', 't', 'invalid_device'],
+        ['b1', '', 'invalid_metric'],
+        ['x'.repeat(129), 't', 'invalid_device'],
+        ['b1', 't', 'ok'],
+      ];
+    for (const [device, metric, verdict] of sequence) {
+      const r = validateReading({ device, metric, value: 1, ts: NOW }, LIMITS);
+      const got = r instanceof ReadingRejection ? r.reason : 'ok';
+      assert.equal(got, verdict, `${JSON.stringify(device)} / ${JSON.stringify(metric)}`);
+    }
+  });
+
   it('accepts the SPEC example and converts ts to epoch ms', () => {
     const r = valid({ ...base, unit: '°C' });
     assert.deepEqual(r, {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   anyTopicMatches,
   filterWithin,
@@ -116,5 +117,68 @@ describe('filterWithin', () => {
         }
       }
     }
+  });
+});
+
+/** The split-based definition topicMatches had before it walked the strings: the reference. */
+function topicMatchesBySplit(filter: string, topic: string): boolean {
+  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i];
+    if (level === '#') return true;
+    if (i >= t.length) return false;
+    if (level !== '+' && level !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+describe('topicMatches, against the split-based definition', () => {
+  // Few distinct levels, so that filters and topics often share them; '' and '$…' for the edges.
+  const level = fc.constantFrom('a', 'b', 'ab', '', '$SYS', 'x$');
+  const topic = fc.array(level, { minLength: 1, maxLength: 5 }).map((ls) => ls.join('/'));
+  const filterLevel = fc.constantFrom('a', 'b', 'ab', '', '$SYS', '+', '#', 'a#', '+b');
+  const filter = fc.array(filterLevel, { minLength: 1, maxLength: 5 }).map((ls) => ls.join('/'));
+
+  it('agrees on every filter (valid or not) and topic', () => {
+    fc.assert(
+      fc.property(filter, topic, (f, t) => topicMatches(f, t) === topicMatchesBySplit(f, t)),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('agrees on filters made from the topic itself, where matches are common', () => {
+    const pair = topic.chain((t) =>
+      fc
+        .array(fc.constantFrom('keep', '+', '#', 'drop', 'other'), {
+          minLength: t.split('/').length,
+          maxLength: t.split('/').length,
+        })
+        .map((edits) => {
+          const levels = t.split('/');
+          const out: string[] = [];
+          for (let i = 0; i < levels.length; i++) {
+            const e = edits[i];
+            if (e === '#') {
+              out.push('#');
+              break;
+            }
+            if (e === 'drop') continue;
+            out.push(e === 'keep' ? (levels[i] as string) : e === 'other' ? 'zz' : '+');
+          }
+          return [out.length === 0 ? '#' : out.join('/'), t] as const;
+        }),
+    );
+    let matched = 0;
+    fc.assert(
+      fc.property(pair, ([f, t]) => {
+        const expected = topicMatchesBySplit(f, t);
+        if (expected) matched++;
+        return topicMatches(f, t) === expected;
+      }),
+      { numRuns: 20_000 },
+    );
+    assert.ok(matched > 1_000, `only ${matched} of the pairs matched: the property would test little`);
   });
 });

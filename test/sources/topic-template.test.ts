@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { compileTemplate, isValidTemplate } from '../../src/sources/topic-template.js';
 
 describe('topic templates', () => {
@@ -95,5 +96,56 @@ describe('topic templates', () => {
       assert.equal(isValidTemplate(t), false, t);
       assert.throws(() => compileTemplate(t), /invalid topic template/, t);
     }
+  });
+});
+
+/** The split-based match the templates had before they walked the topic: the reference. */
+function matchBySplit(template: string, topic: string): { device?: string; metric?: string } | null {
+  const levels = template.split('/');
+  const deviceAt = levels.indexOf('{device}');
+  const metricAt = levels.indexOf('{metric}');
+  const multi = levels[levels.length - 1] === '#';
+  const fixed = levels.length - (multi ? 1 : 0);
+  if (topic.startsWith('$')) return null;
+  const parts = topic.split('/');
+  if (multi ? parts.length < fixed : parts.length !== fixed) return null;
+  for (let i = 0; i < fixed; i++) {
+    const l = levels[i] as string;
+    const p = parts[i] as string;
+    if (i === deviceAt || i === metricAt || l === '+') {
+      if (p.length === 0) return null;
+      continue;
+    }
+    if (l !== p) return null;
+  }
+  const named: { device?: string; metric?: string } = {};
+  if (deviceAt >= 0) named.device = parts[deviceAt];
+  if (metricAt >= 0) named.metric = parts[metricAt];
+  return named;
+}
+
+describe('topic template match, against the split-based definition', () => {
+  const template = fc
+    .tuple(
+      fc.array(fc.constantFrom('{device}', '{metric}', '+', 'a', 'b', ''), { minLength: 0, maxLength: 4 }),
+      fc.boolean(),
+    )
+    .map(([ls, hash]) => (hash ? [...ls, '#'] : ls).join('/'))
+    .filter(isValidTemplate);
+  const topic = fc
+    .array(fc.constantFrom('a', 'b', 'dev-1', '', '$x', 'a$'), { minLength: 1, maxLength: 6 })
+    .map((ls) => ls.join('/'));
+
+  it('agrees on every valid template and topic', () => {
+    let matched = 0;
+    fc.assert(
+      fc.property(template, topic, (tpl, t) => {
+        const expected = matchBySplit(tpl, t);
+        if (expected) matched++;
+        assert.deepEqual(compileTemplate(tpl).match(t), expected, `${tpl} on ${t}`);
+      }),
+      { numRuns: 20_000 },
+    );
+    assert.ok(matched > 500, `only ${matched} topics matched: the property would test little`);
   });
 });
