@@ -61,8 +61,9 @@ export class Metrics {
 
   readonly storePending = new Gauge({
     name: 'tidegate_store_pending_readings',
-    help: 'Readings waiting for the next group commit',
+    help: 'Readings and rule outputs not yet committed (queued, or in the commit under way)',
     registers: [this.registry],
+    collect: this.refresh,
   });
 
   readonly ruleGroups = new Gauge({

@@ -112,6 +112,8 @@ export class ReadingWriter {
         })
       : new InlineCommitter(db, core, now);
     this.errors = InternalErrors.of(deps);
+    // Set when scraped, not for every reading.
+    deps.metrics.onCollect(() => deps.metrics.storePending.set(this.pendingCount));
   }
 
   start(): void {
@@ -195,7 +197,6 @@ export class ReadingWriter {
     p.tags.push(reading.tags ? JSON.stringify(reading.tags) : null);
     p.source.push(source);
     p.arrivedAt.push(arrivedAt);
-    this.deps.metrics.storePending.set(p.device.length);
     return true;
   }
 
@@ -323,7 +324,6 @@ export class ReadingWriter {
     for (const l of this.listeners) l.rolledBack?.();
     this.failing = err;
     this.deps.metrics.storeErrors.inc();
-    this.deps.metrics.storePending.set(this.pending.device.length);
     this.deps.log.error({ err, pending: this.pending.device.length }, 'store commit failed; will retry');
     if (this.pending.device.length >= this.options.maxPending) {
       for (const w of this.waiters) w.reject(err);
@@ -338,7 +338,6 @@ export class ReadingWriter {
     for (const l of this.listeners) l.committed?.();
     this.deps.metrics.storeCommits.inc();
     this.deps.metrics.readingsStored.inc(stored);
-    this.deps.metrics.storePending.set(this.pending.device.length);
     for (const w of flight.waiters) w.resolve();
     for (const fn of this.commitListeners) {
       try {
