@@ -66,6 +66,8 @@ export class AggregationPlan {
   /** Per slot: which outputs are quantiles, and of which q. */
   private readonly quantileOffsets: number[][] = [];
   private readonly quantileWanted: number[][] = [];
+  /** evaluateMoments()' scratch, one per slot (a merge into n = 0 overwrites every moment). */
+  private readonly accumulators: SlotState[] = [];
 
   constructor(specs: readonly AggregateSpec[]) {
     this.aliases = specs.map((s) => s.alias);
@@ -110,7 +112,37 @@ export class AggregationPlan {
       });
       this.quantileOffsets.push(offsets);
       this.quantileWanted.push(wanted);
+      this.accumulators.push(new SlotState(false));
     }
+  }
+
+  /** The slots quantiles read, each with its quantiles (0–1) and their places in the output. */
+  get quantileSlots(): { slot: number; qs: readonly number[]; offsets: readonly number[] }[] {
+    const slots: { slot: number; qs: readonly number[]; offsets: readonly number[] }[] = [];
+    for (let k = 0; k < this.slotMetric.length; k++) {
+      const qs = this.quantileWanted[k] as number[];
+      if (qs.length > 0) slots.push({ slot: k, qs, offsets: this.quantileOffsets[k] as number[] });
+    }
+    return slots;
+  }
+
+  /**
+   * What evaluate() reads but the quantiles, of the union of `states[from..to)` merged in that order
+   * (the same merges, so the same bits): writes `out` (NaN where the outputs are quantiles) and
+   * returns the reading count. Allocates nothing.
+   */
+  evaluateMoments(states: readonly WindowState[], from: number, to: number, out: number[]): number {
+    const acc = this.accumulators;
+    for (let k = 0; k < acc.length; k++) {
+      const a = acc[k] as SlotState;
+      a.n = 0;
+      for (let i = from; i < to; i++) mergeSlot(a, (states[i] as WindowState)[k] as SlotState, false);
+    }
+    for (let j = 0; j < this.outputs.length; j++) {
+      const o = this.outputs[j] as Output;
+      out[j] = readSlot(o.fn, acc[o.slot] as SlotState);
+    }
+    return (acc[0] as SlotState).n;
   }
 
   get slotCount(): number {
