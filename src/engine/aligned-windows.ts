@@ -10,7 +10,7 @@
  * re-emits those it falls in with the next revision, cumulatively (revision 0 for one that closed
  * empty). A window that is still open is nothing but its panes.
  */
-import type { AggregationPlan, SlotState, WindowState } from './aggregates.js';
+import type { AggregationPlan, PaneMoments, SlotState, WindowState } from './aggregates.js';
 import { evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
 import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
@@ -32,9 +32,9 @@ interface QuantileSlot {
   sorted: SlidingSortedValues | null;
 }
 
-/** Index of the first element of ascending `a` that is ≥ x. */
-function lowerBound(a: readonly number[], x: number): number {
-  let lo = 0;
+/** Index of the first element of ascending `a[from..]` that is ≥ x. */
+function lowerBound(a: readonly number[], x: number, from: number): number {
+  let lo = from;
   let hi = a.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
@@ -45,18 +45,28 @@ function lowerBound(a: readonly number[], x: number): number {
 }
 
 const NO_QUANTILES: QuantileSlot[] = [];
+/** Forgotten pane states kept for new panes, at most this many per group. */
+const POOL = 8;
 
 export class AlignedWindowOperator implements WindowOperator {
   private readonly size: number;
   private readonly slide: number;
-  /** Panes, ascending by start: their starts and states side by side. */
+  /** Panes, ascending by start: their starts and states side by side, from index `head` on. */
   private readonly paneStarts: number[] = [];
   private readonly paneStates: WindowState[] = [];
+  private head = 0;
+  /** Per slot: each pane's count, sum, min and max, copied from its state, indexed as the panes. */
+  private readonly moments: PaneMoments[];
+  private readonly pool: WindowState[] = [];
+  /** Panes whose quantile values became a sketch: while there is none, every window is exact. */
+  private sketchedPanes = 0;
+  private readonly sketched = new Set<WindowState>();
   /** The largest watermark seen: every window ending at or before it is closed and accounted for. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
   /** The first window end after closedUpTo. */
   private nextEnd = Number.NEGATIVE_INFINITY;
-  private readonly pending: WindowRecord[] = [];
+  /** Starts of the closed windows awaiting their first firing, ascending. */
+  private readonly pending: number[] = [];
   /** Closed, live windows ascending by start; each is in `pending` or here, never both. */
   private readonly closed: WindowRecord[] = [];
   private readonly quantiles: QuantileSlot[];
@@ -69,15 +79,18 @@ export class AlignedWindowOperator implements WindowOperator {
   ) {
     this.size = assigner.size;
     this.slide = assigner.slide;
+    // Windows of one pane (tumbling) read that pane's state directly: no copies needed.
+    this.moments = [];
+    if (assigner.size > assigner.pane)
+      for (let k = 0; k < plan.slotCount; k++) this.moments.push({ n: [], sum: [], min: [], max: [] });
     const slots = plan.quantileSlots;
-    const panesPerWindow = assigner.size / assigner.pane;
     this.quantiles =
       slots.length === 0
         ? NO_QUANTILES
         : slots.map((q) => ({
             ...q,
             metric: plan.slotMetric[q.slot] ?? null,
-            sorted: panesPerWindow > 1 ? new SlidingSortedValues(q.slot) : null,
+            sorted: assigner.size > assigner.pane ? new SlidingSortedValues(q.slot) : null,
           }));
   }
 
@@ -106,7 +119,7 @@ export class AlignedWindowOperator implements WindowOperator {
     for (; s <= last && s + size <= watermark; s += slide) {
       const rec = this.closedRecord(s);
       rec.revision++;
-      fired.push(this.fire(rec));
+      fired.push(this.fire(rec.start, rec.end, rec.revision));
     }
     return Placement.Placed;
   }
@@ -114,11 +127,12 @@ export class AlignedWindowOperator implements WindowOperator {
   advance(watermark: number, fired: FiredWindow[]): void {
     if (watermark > this.closedUpTo) this.closeUpTo(watermark);
     const pending = this.pending;
+    const size = this.size;
     for (let i = 0; i < pending.length; i++) {
-      const rec = pending[i] as WindowRecord;
-      rec.revision = 0;
-      fired.push(this.fire(rec));
-      if (rec.end + this.lateness > watermark) this.insertClosed(rec);
+      const start = pending[i] as number;
+      fired.push(this.fire(start, start + size, 0));
+      if (start + size + this.lateness > watermark)
+        this.insertClosed({ start, end: start + size, revision: 0 });
     }
     pending.length = 0;
     const closed = this.closed;
@@ -130,7 +144,7 @@ export class AlignedWindowOperator implements WindowOperator {
   }
 
   isEmpty(): boolean {
-    return this.paneStarts.length === 0 && this.closed.length === 0 && this.pending.length === 0;
+    return this.head === this.paneStarts.length && this.closed.length === 0 && this.pending.length === 0;
   }
 
   /**
@@ -144,7 +158,7 @@ export class AlignedWindowOperator implements WindowOperator {
     const { size, slide } = this;
     const starts = this.paneStarts;
     let e = Math.floor((prev - size) / slide) * slide + slide + size;
-    let i = lowerBound(starts, e - size);
+    let i = lowerBound(starts, e - size, this.head);
     while (i < starts.length) {
       const ps = starts[i] as number;
       if (ps >= e) {
@@ -155,7 +169,7 @@ export class AlignedWindowOperator implements WindowOperator {
         continue;
       }
       if (e > watermark) break;
-      this.pending.push({ start: e - size, end: e, revision: -1 });
+      this.pending.push(e - size);
       e += slide;
       while (i < starts.length && (starts[i] as number) < e - size) i++;
     }
@@ -168,16 +182,11 @@ export class AlignedWindowOperator implements WindowOperator {
     let i = closed.length - 1;
     while (i >= 0 && (closed[i] as WindowRecord).start > s) i--;
     if (i >= 0 && (closed[i] as WindowRecord).start === s) return closed[i] as WindowRecord;
+    // Pending: it had readings while open but was never emitted (revision −1, like one closed empty).
     const pending = this.pending;
-    let rec: WindowRecord | null = null;
-    for (let j = 0; j < pending.length; j++) {
-      if ((pending[j] as WindowRecord).start === s) {
-        rec = pending[j] as WindowRecord;
-        pending.splice(j, 1);
-        break;
-      }
-    }
-    rec ??= { start: s, end: s + this.size, revision: -1 };
+    const j = pending.indexOf(s);
+    if (j >= 0) pending.splice(j, 1);
+    const rec: WindowRecord = { start: s, end: s + this.size, revision: -1 };
     closed.splice(i + 1, 0, rec);
     return rec;
   }
@@ -193,63 +202,151 @@ export class AlignedWindowOperator implements WindowOperator {
   private add(metric: string, value: number, ts: number, seq: number): void {
     const start = this.assigner.paneStart(ts);
     const starts = this.paneStarts;
+    const head = this.head;
     let i = starts.length - 1;
-    while (i >= 0 && (starts[i] as number) > start) i--;
+    while (i >= head && (starts[i] as number) > start) i--;
     let state: WindowState;
-    if (i >= 0 && starts[i] === start) state = this.paneStates[i] as WindowState;
+    if (i >= head && starts[i] === start) state = this.paneStates[i] as WindowState;
     else {
-      state = this.plan.newState();
-      starts.splice(i + 1, 0, start);
-      this.paneStates.splice(i + 1, 0, state);
+      state = this.pool.pop() ?? this.plan.newState();
+      i++;
+      const atEnd = i === starts.length;
+      if (atEnd) {
+        starts.push(start);
+        this.paneStates.push(state);
+      } else {
+        starts.splice(i, 0, start);
+        this.paneStates.splice(i, 0, state);
+      }
+      for (const m of this.moments) {
+        if (atEnd) {
+          m.n.push(0);
+          m.sum.push(0);
+          m.min.push(0);
+          m.max.push(0);
+        } else {
+          m.n.splice(i, 0, 0);
+          m.sum.splice(i, 0, 0);
+          m.min.splice(i, 0, 0);
+          m.max.splice(i, 0, 0);
+        }
+      }
     }
     this.plan.add(state, metric, value, ts, seq);
+    const moments = this.moments;
+    for (let k = 0; k < moments.length; k++) {
+      const m = moments[k] as PaneMoments;
+      const slot = state[k] as SlotState;
+      m.n[i] = slot.n;
+      m.sum[i] = slot.sum;
+      m.min[i] = slot.min;
+      m.max[i] = slot.max;
+    }
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++) {
       const q = quantiles[k] as QuantileSlot;
       if (q.sorted === null || (q.metric !== null && q.metric !== metric)) continue;
-      if ((state[q.slot] as SlotState).q?.values == null) q.sorted.sketched(start);
-      else q.sorted.added(start, value);
+      if ((state[q.slot] as SlotState).q?.values == null) {
+        if (!this.sketched.has(state)) {
+          this.sketched.add(state);
+          this.sketchedPanes++;
+        }
+        q.sorted.sketched(start);
+      } else q.sorted.added(start, value);
     }
   }
 
   /** Forgets the panes whose last window is discarded. */
   private forgetPanes(watermark: number): void {
     const starts = this.paneStarts;
-    let drop = 0;
+    const states = this.paneStates;
+    const head = this.head;
+    let drop = head;
     while (
       drop < starts.length &&
       this.assigner.lastEndOfPane(starts[drop] as number) + this.lateness <= watermark
     )
       drop++;
-    if (drop === 0) return;
+    if (drop === head) return;
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++) {
       const sorted = (quantiles[k] as QuantileSlot).sorted;
       if (sorted === null) continue;
-      for (let i = 0; i < drop; i++) sorted.forgotten(starts[i] as number, this.paneStates[i] as WindowState);
+      for (let i = head; i < drop; i++) sorted.forgotten(starts[i] as number, states[i] as WindowState);
     }
-    starts.splice(0, drop);
-    this.paneStates.splice(0, drop);
+    const pool = this.pool;
+    for (let i = head; i < drop; i++) {
+      const state = states[i] as WindowState;
+      if (this.sketchedPanes > 0 && this.sketched.delete(state)) this.sketchedPanes--;
+      if (pool.length >= POOL) continue;
+      this.plan.renew(state);
+      pool.push(state);
+    }
+    this.head = drop;
+    // Forgotten panes are cut off the arrays in batches, not one splice per pane.
+    if (drop === starts.length) {
+      starts.length = 0;
+      states.length = 0;
+      for (const m of this.moments) {
+        m.n.length = 0;
+        m.sum.length = 0;
+        m.min.length = 0;
+        m.max.length = 0;
+      }
+      this.head = 0;
+    } else if (drop >= 64 && drop * 2 >= starts.length) {
+      starts.splice(0, drop);
+      states.splice(0, drop);
+      for (const m of this.moments) {
+        m.n.splice(0, drop);
+        m.sum.splice(0, drop);
+        m.min.splice(0, drop);
+        m.max.splice(0, drop);
+      }
+      this.head = 0;
+    }
   }
 
-  private fire(rec: WindowRecord): FiredWindow {
+  private fire(start: number, end: number, revision: number): FiredWindow {
     const starts = this.paneStarts;
     const states = this.paneStates;
-    const lo = lowerBound(starts, rec.start);
-    const hi = lowerBound(starts, rec.end);
+    const lo = lowerBound(starts, start, this.head);
+    const hi = lowerBound(starts, end, lo);
     const plan = this.plan;
     const values = new Array<number>(plan.aliases.length + 1);
-    const count = plan.evaluateMoments(states, lo, hi, values);
+    const count = plan.evaluatePanes(this.moments, states, lo, hi, values);
     values[plan.aliases.length] = count;
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++)
-      this.fireQuantiles(quantiles[k] as QuantileSlot, lo, hi, rec, values);
-    return { start: rec.start, end: rec.end, count, values, revision: rec.revision };
+      this.fireQuantiles(quantiles[k] as QuantileSlot, lo, hi, start, end, values);
+    return { start, end, count, values, revision };
   }
 
   /** Exact over raw panes (from the sorted values moved to this window), else as merged sketches. */
-  private fireQuantiles(q: QuantileSlot, lo: number, hi: number, rec: WindowRecord, out: number[]): void {
+  private fireQuantiles(
+    q: QuantileSlot,
+    lo: number,
+    hi: number,
+    start: number,
+    end: number,
+    out: number[],
+  ): void {
     const states = this.paneStates;
+    const sorted = q.sorted;
+    if (sorted !== null && this.sketchedPanes === 0) {
+      // Every pane raw: exact, without visiting the panes that stay.
+      const ns = (this.moments[q.slot] as PaneMoments).n;
+      let total = 0;
+      for (let i = lo; i < hi; i++) total += ns[i] as number;
+      if (total === 0) {
+        for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
+        return;
+      }
+      sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+      for (let j = 0; j < q.qs.length; j++)
+        out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
+      return;
+    }
     const parts = this.quantileParts;
     parts.length = 0;
     let total = 0;
@@ -261,12 +358,11 @@ export class AlignedWindowOperator implements WindowOperator {
       total += qs.count();
       if (qs.values === null) allRaw = false;
     }
-    if (q.sorted === null || !allRaw || total === 0 || parts.length === 1) {
+    if (sorted === null || !allRaw || total === 0 || parts.length === 1) {
       evaluateQuantiles(parts, q.qs, out, q.offsets);
       return;
     }
-    const sorted = q.sorted;
-    sorted.moveTo(this.paneStarts, states, lo, hi, rec.start, rec.end);
+    sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
     for (let j = 0; j < q.qs.length; j++)
       out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
   }

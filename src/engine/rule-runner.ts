@@ -367,6 +367,13 @@ export class RuleRunner {
     const closed = this.closed;
     const fired = this.fired;
     const touched = this.touched;
+    if (touched.length === 1) {
+      // One group: its windows come in (end, start) order already.
+      const g = touched[0] as Group;
+      g.operator.advance(g.watermark, fired);
+      this.emit(g, fired, out, true);
+      return;
+    }
     for (let i = 0; i < touched.length; i++) {
       const g = touched[i] as Group;
       g.operator.advance(g.watermark, fired);

@@ -86,11 +86,12 @@ export class SlidingSortedValues {
 
   /**
    * Makes this the sorted values of panes [lo, hi) (every one raw), the window [start, end).
-   * `starts` and `states` are the operator's panes, ascending.
+   * `starts` and `states` are the operator's panes, ascending, from index `head` on.
    */
   moveTo(
     starts: readonly number[],
     states: readonly WindowState[],
+    head: number,
     lo: number,
     hi: number,
     start: number,
@@ -108,7 +109,7 @@ export class SlidingSortedValues {
     leaving.length = 0;
     // Panes that left: [this.start, start); panes that came: [this.end, end).
     let i = lo;
-    while (i > 0 && (starts[i - 1] as number) >= this.start) i--;
+    while (i > head && (starts[i - 1] as number) >= this.start) i--;
     for (; i < lo; i++) {
       const vs = this.rawOf(states[i] as WindowState);
       removed = grown(removed, rn + vs.length);
