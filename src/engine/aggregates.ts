@@ -8,6 +8,14 @@
 import type { AggregateSpec } from '../model/rule.js';
 import { evaluateQuantiles, QuantileState } from './quantile.js';
 
+/** Per slot, the count, sum, min and max of each pane of a window operator, side by side. */
+export interface PaneMoments {
+  n: number[];
+  sum: number[];
+  min: number[];
+  max: number[];
+}
+
 /** The running state of one slot of one window or pane. */
 export class SlotState {
   n = 0;
@@ -66,6 +74,10 @@ export class AggregationPlan {
   /** Per slot: which outputs are quantiles, and of which q. */
   private readonly quantileOffsets: number[][] = [];
   private readonly quantileWanted: number[][] = [];
+  /** evaluateMoments()' scratch, one per slot (a merge into n = 0 overwrites every moment). */
+  private readonly accumulators: SlotState[] = [];
+  /** Per slot: which moments an output reads (READS_* bits), the only ones evaluateMoments merges. */
+  private readonly slotReads: number[] = [];
 
   constructor(specs: readonly AggregateSpec[]) {
     this.aliases = specs.map((s) => s.alias);
@@ -110,7 +122,51 @@ export class AggregationPlan {
       });
       this.quantileOffsets.push(offsets);
       this.quantileWanted.push(wanted);
+      this.accumulators.push(new SlotState(false));
+      let reads = 0;
+      for (const o of this.outputs) if (o.slot === k) reads |= READS[o.fn] ?? 0;
+      if (this.slotFirstLast[k]) reads |= READS_FIRST_LAST;
+      if (this.slotMoments[k]) reads |= READS_MOMENTS;
+      this.slotReads.push(reads);
     }
+  }
+
+  /** The slots quantiles read, each with its quantiles (0–1) and their places in the output. */
+  get quantileSlots(): { slot: number; qs: readonly number[]; offsets: readonly number[] }[] {
+    const slots: { slot: number; qs: readonly number[]; offsets: readonly number[] }[] = [];
+    for (let k = 0; k < this.slotMetric.length; k++) {
+      const qs = this.quantileWanted[k] as number[];
+      if (qs.length > 0) slots.push({ slot: k, qs, offsets: this.quantileOffsets[k] as number[] });
+    }
+    return slots;
+  }
+
+  /**
+   * What evaluate() reads but the quantiles, of the union of panes [from..to) merged in that order
+   * (the same merges, so the same bits): writes `out` (NaN where the outputs are quantiles) and
+   * returns the reading count. Count, sum, min and max come from `moments` (copies of the states'
+   * fields, side by side so that a window of many panes is read from a few cache lines; not needed
+   * for windows of one pane).
+   */
+  evaluatePanes(
+    moments: readonly PaneMoments[],
+    states: readonly WindowState[],
+    from: number,
+    to: number,
+    out: number[],
+  ): number {
+    const acc = this.accumulators;
+    for (let k = 0; k < acc.length; k++) {
+      const a = acc[k] as SlotState;
+      if (to - from === 0) a.n = 0;
+      else if (to - from === 1) copySlot(a, (states[from] as WindowState)[k] as SlotState);
+      else mergeRead(a, moments[k] as PaneMoments, states, from, to, k, this.slotReads[k] as number);
+    }
+    for (let j = 0; j < this.outputs.length; j++) {
+      const o = this.outputs[j] as Output;
+      out[j] = readSlot(o.fn, acc[o.slot] as SlotState);
+    }
+    return (acc[0] as SlotState).n;
   }
 
   get slotCount(): number {
@@ -122,6 +178,21 @@ export class AggregationPlan {
     for (let k = 0; k < state.length; k++)
       state[k] = new SlotState((this.slotQuantiles[k] as number[]).length > 0);
     return state;
+  }
+
+  /** Makes a state from newState() new again for reuse; its quantile values' array is kept. */
+  renew(state: WindowState): void {
+    for (let k = 0; k < state.length; k++) {
+      const s = state[k] as SlotState;
+      const q = s.q;
+      const values = q?.values ?? null;
+      if (q !== null && values !== null) {
+        values.length = 0;
+        s.q = null;
+        s.reset();
+        s.q = q;
+      } else s.reset();
+    }
   }
 
   /** Adds one reading to a window's state. `seq` is the engine-wide arrival number. */
@@ -198,6 +269,86 @@ export class AggregationPlan {
     }
     return (slots[0] as SlotState).n;
   }
+}
+
+const READS_SUM = 1;
+const READS_MIN_MAX = 2;
+const READS_FIRST_LAST = 4;
+const READS_MOMENTS = 8;
+const READS: Partial<Record<AggregateSpec['fn'], number>> = {
+  sum: READS_SUM,
+  avg: READS_SUM,
+  min: READS_MIN_MAX,
+  max: READS_MIN_MAX,
+  spread: READS_MIN_MAX,
+};
+
+const fullMerge = new SlotState(false);
+
+function copySlot(dst: SlotState, src: SlotState): void {
+  dst.n = 0;
+  mergeSlot(dst, src, false);
+}
+
+/**
+ * mergeSlot() of states[from..to)[k] into `dst` (n = 0 first) in that order, for the moments in
+ * `reads` only: the same operations on each of those, so the same bits, in one pass without the rest
+ * (count, sum, min and max read from their copies in `moments`).
+ */
+function mergeRead(
+  dst: SlotState,
+  moments: PaneMoments,
+  states: readonly WindowState[],
+  from: number,
+  to: number,
+  k: number,
+  reads: number,
+): void {
+  let n = 0;
+  let sum = 0;
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  const sums = (reads & READS_SUM) !== 0;
+  const minMax = (reads & READS_MIN_MAX) !== 0;
+  const ns = moments.n;
+  const pSum = moments.sum;
+  const pMin = moments.min;
+  const pMax = moments.max;
+  for (let i = from; i < to; i++) {
+    const m = ns[i] as number;
+    if (m === 0) continue;
+    if (n === 0) {
+      sum = pSum[i] as number;
+      min = pMin[i] as number;
+      max = pMax[i] as number;
+    } else {
+      if (sums) sum += pSum[i] as number;
+      if (minMax) {
+        const lo = pMin[i] as number;
+        const hi = pMax[i] as number;
+        if (lo < min) min = lo;
+        if (hi > max) max = hi;
+      }
+    }
+    n += m;
+  }
+  dst.n = n;
+  dst.sum = sum;
+  dst.min = min;
+  dst.max = max;
+  if ((reads & (READS_FIRST_LAST | READS_MOMENTS)) === 0) return;
+  // first/last and Welford's moments: the full merge (rarer aggregates).
+  const a = fullMerge;
+  a.n = 0;
+  for (let i = from; i < to; i++) mergeSlot(a, (states[i] as WindowState)[k] as SlotState, false);
+  dst.firstTs = a.firstTs;
+  dst.firstSeq = a.firstSeq;
+  dst.firstV = a.firstV;
+  dst.lastTs = a.lastTs;
+  dst.lastSeq = a.lastSeq;
+  dst.lastV = a.lastV;
+  dst.mean = a.mean;
+  dst.m2 = a.m2;
 }
 
 function mergeSlot(dst: SlotState, src: SlotState, withQuantiles: boolean): void {

@@ -1,23 +1,20 @@
 /**
- * The window operator of tumbling and sliding windows for one group.
+ * The window operator of tumbling and sliding windows for one group, by stream slicing: a reading
+ * updates one partial aggregate, its pane (gcd(size, slide) wide), and a window is the merge of its
+ * panes when it fires. No window is visited per reading unless the reading is late into it, so the
+ * per-reading cost does not grow with size/slide.
  *
- * State: panes (partial aggregates of gcd(size, slide) each) and window records (start, end and the
- * last revision emitted) for the windows that have readings and are still live. The trigger fires a
- * window once the watermark reaches its end; allowed lateness keeps it live while
- * `watermark < end + lateness` (fine print 4), during which each late reading re-emits it with the
- * next revision, cumulatively. A window is the merge of its panes, so no window is ever recomputed
- * from raw readings.
+ * Windows are only remembered while they must be: `pending` are closed windows that had a reading
+ * while open and await the firing (revision 0), `closed` are closed windows still live
+ * (`watermark < end + lateness`, fine print 4) with the last revision they emitted; a late reading
+ * re-emits those it falls in with the next revision, cumulatively (revision 0 for one that closed
+ * empty). A window that is still open is nothing but its panes.
  */
-import type { AggregationPlan, WindowState } from './aggregates.js';
+import type { AggregationPlan, PaneMoments, SlotState, WindowState } from './aggregates.js';
+import { evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
+import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
 import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
-
-interface Pane {
-  start: number;
-  /** The pane can be forgotten once the watermark reaches this: its last window is discarded. */
-  expiry: number;
-  state: WindowState;
-}
 
 interface WindowRecord {
   start: number;
@@ -26,17 +23,76 @@ interface WindowRecord {
   revision: number;
 }
 
+interface QuantileSlot {
+  slot: number;
+  metric: string | null;
+  qs: readonly number[];
+  offsets: readonly number[];
+  /** Windows of several panes: the sorted values of the last one fired, moved to the next. */
+  sorted: SlidingSortedValues | null;
+}
+
+/** Index of the first element of ascending `a[from..]` that is ≥ x. */
+function lowerBound(a: readonly number[], x: number, from: number): number {
+  let lo = from;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((a[mid] as number) < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const NO_QUANTILES: QuantileSlot[] = [];
+/** Forgotten pane states kept for new panes, at most this many per group. */
+const POOL = 8;
+
 export class AlignedWindowOperator implements WindowOperator {
-  private panes: Pane[] = [];
-  private windows: WindowRecord[] = [];
-  private readonly late: WindowRecord[] = [];
-  private readonly parts: WindowState[] = [];
+  private readonly size: number;
+  private readonly slide: number;
+  /** Panes, ascending by start: their starts and states side by side, from index `head` on. */
+  private readonly paneStarts: number[] = [];
+  private readonly paneStates: WindowState[] = [];
+  private head = 0;
+  /** Per slot: each pane's count, sum, min and max, copied from its state, indexed as the panes. */
+  private readonly moments: PaneMoments[];
+  private readonly pool: WindowState[] = [];
+  /** Panes whose quantile values became a sketch: while there is none, every window is exact. */
+  private sketchedPanes = 0;
+  private readonly sketched = new Set<WindowState>();
+  /** The largest watermark seen: every window ending at or before it is closed and accounted for. */
+  private closedUpTo = Number.NEGATIVE_INFINITY;
+  /** The first window end after closedUpTo. */
+  private nextEnd = Number.NEGATIVE_INFINITY;
+  /** Starts of the closed windows awaiting their first firing, ascending. */
+  private readonly pending: number[] = [];
+  /** Closed, live windows ascending by start; each is in `pending` or here, never both. */
+  private readonly closed: WindowRecord[] = [];
+  private readonly quantiles: QuantileSlot[];
+  private readonly quantileParts: QuantileState[] = [];
 
   constructor(
     private readonly assigner: AlignedAssigner,
     private readonly plan: AggregationPlan,
     private readonly lateness: number,
-  ) {}
+  ) {
+    this.size = assigner.size;
+    this.slide = assigner.slide;
+    // Windows of one pane (tumbling) read that pane's state directly: no copies needed.
+    this.moments = [];
+    if (assigner.size > assigner.pane)
+      for (let k = 0; k < plan.slotCount; k++) this.moments.push({ n: [], sum: [], min: [], max: [] });
+    const slots = plan.quantileSlots;
+    this.quantiles =
+      slots.length === 0
+        ? NO_QUANTILES
+        : slots.map((q) => ({
+            ...q,
+            metric: plan.slotMetric[q.slot] ?? null,
+            sorted: assigner.size > assigner.pane ? new SlidingSortedValues(q.slot) : null,
+          }));
+  }
 
   place(
     metric: string,
@@ -46,89 +102,268 @@ export class AlignedWindowOperator implements WindowOperator {
     watermark: number,
     fired: FiredWindow[],
   ): Placement {
-    const { size, slide } = this.assigner;
-    const windows = this.windows;
-    let fits = false;
-    let live = false;
-    let wi = windows.length - 1;
-    // Windows containing ts, latest first: starts s with ts − size < s ≤ ts, at multiples of slide.
-    for (let s = this.assigner.lastStart(ts); s > ts - size; s -= slide) {
-      fits = true;
-      const end = s + size;
-      // Earlier windows end earlier still: once one is discarded, so are the rest.
-      if (watermark >= end + this.lateness) break;
-      live = true;
-      while (wi >= 0 && (windows[wi] as WindowRecord).start > s) wi--;
-      let rec: WindowRecord;
-      if (wi >= 0 && (windows[wi] as WindowRecord).start === s) rec = windows[wi] as WindowRecord;
-      else {
-        rec = { start: s, end, revision: -1 };
-        windows.splice(wi + 1, 0, rec);
-      }
-      // Closed but live: re-emitted at once (revision 0 if it closed empty), fine print 4.
-      if (watermark >= end) this.late.push(rec);
-    }
-    if (!live) {
-      this.late.length = 0;
-      return fits ? Placement.Late : Placement.NoWindow;
-    }
-    this.plan.add(this.paneFor(ts), metric, value, ts, seq);
-    for (let i = this.late.length - 1; i >= 0; i--) {
-      const rec = this.late[i] as WindowRecord;
+    // What closed up to this watermark is settled before the reading counts anywhere.
+    if (watermark > this.closedUpTo) this.closeUpTo(watermark);
+    const { size, slide, lateness } = this;
+    // Windows containing ts: starts s at multiples of slide with ts − size < s ≤ ts.
+    const last = Math.floor(ts / slide) * slide;
+    if (last <= ts - size) return Placement.NoWindow;
+    // Earlier windows end earlier: when the latest is discarded, so are the rest.
+    if (watermark >= last + size + lateness) return Placement.Late;
+    this.add(metric, value, ts, seq);
+    const first = Math.floor((ts - size) / slide) * slide + slide;
+    if (watermark < first + size) return Placement.Placed;
+    // Closed but live windows of ts, earliest first: re-emitted at once (fine print 4).
+    const liveAfter = watermark - lateness - size;
+    let s = first > liveAfter ? first : (Math.floor(liveAfter / slide) + 1) * slide;
+    for (; s <= last && s + size <= watermark; s += slide) {
+      const rec = this.closedRecord(s);
       rec.revision++;
-      fired.push(this.fire(rec));
+      fired.push(this.fire(rec.start, rec.end, rec.revision));
     }
-    this.late.length = 0;
     return Placement.Placed;
   }
 
   advance(watermark: number, fired: FiredWindow[]): void {
-    const windows = this.windows;
-    let discard = 0;
-    for (let i = 0; i < windows.length; i++) {
-      const rec = windows[i] as WindowRecord;
-      if (rec.end > watermark) break;
-      if (rec.revision < 0) {
-        rec.revision = 0;
-        fired.push(this.fire(rec));
-      }
-      if (rec.end + this.lateness <= watermark && discard === i) discard = i + 1;
+    if (watermark > this.closedUpTo) this.closeUpTo(watermark);
+    const pending = this.pending;
+    const size = this.size;
+    for (let i = 0; i < pending.length; i++) {
+      const start = pending[i] as number;
+      fired.push(this.fire(start, start + size, 0));
+      if (start + size + this.lateness > watermark)
+        this.insertClosed({ start, end: start + size, revision: 0 });
     }
-    if (discard > 0) this.windows.splice(0, discard);
-    let drop = 0;
-    while (drop < this.panes.length && (this.panes[drop] as Pane).expiry <= watermark) drop++;
-    if (drop > 0) this.panes.splice(0, drop);
+    pending.length = 0;
+    const closed = this.closed;
+    let discard = 0;
+    while (discard < closed.length && (closed[discard] as WindowRecord).end + this.lateness <= watermark)
+      discard++;
+    if (discard > 0) closed.splice(0, discard);
+    this.forgetPanes(watermark);
   }
 
   isEmpty(): boolean {
-    return this.panes.length === 0 && this.windows.length === 0;
+    return this.head === this.paneStarts.length && this.closed.length === 0 && this.pending.length === 0;
   }
 
-  private paneFor(ts: number): WindowState {
-    const start = this.assigner.paneStart(ts);
-    const panes = this.panes;
-    let i = panes.length - 1;
-    while (i >= 0 && (panes[i] as Pane).start > start) i--;
-    if (i >= 0 && (panes[i] as Pane).start === start) return (panes[i] as Pane).state;
-    const pane: Pane = {
-      start,
-      expiry: this.assigner.lastEndOfPane(start) + this.lateness,
-      state: this.plan.newState(),
-    };
-    panes.splice(i + 1, 0, pane);
-    return pane.state;
-  }
-
-  private fire(rec: WindowRecord): FiredWindow {
-    const parts = this.parts;
-    parts.length = 0;
-    for (const p of this.panes) {
-      if (p.start >= rec.end) break;
-      if (p.start >= rec.start) parts.push(p.state);
+  /**
+   * Every window ending in (closedUpTo, watermark] that has a pane with readings goes to `pending`:
+   * all readings so far came while it was open. Windows without panes are skipped in one step.
+   */
+  private closeUpTo(watermark: number): void {
+    const prev = this.closedUpTo;
+    this.closedUpTo = watermark;
+    if (watermark < this.nextEnd) return;
+    const { size, slide } = this;
+    const starts = this.paneStarts;
+    let e = Math.floor((prev - size) / slide) * slide + slide + size;
+    let i = lowerBound(starts, e - size, this.head);
+    while (i < starts.length) {
+      const ps = starts[i] as number;
+      if (ps >= e) {
+        // The next window with a pane is the first one ending after that pane's start.
+        e = Math.floor((ps - size) / slide) * slide + slide + size;
+        if (e > watermark) break;
+        while (i < starts.length && (starts[i] as number) < e - size) i++;
+        continue;
+      }
+      if (e > watermark) break;
+      this.pending.push(e - size);
+      e += slide;
+      while (i < starts.length && (starts[i] as number) < e - size) i++;
     }
-    const values = new Array<number>(this.plan.aliases.length + 1);
-    const count = this.plan.evaluate(parts, values);
-    values[this.plan.aliases.length] = count;
-    return { start: rec.start, end: rec.end, count, values, revision: rec.revision };
+    this.nextEnd = Math.floor((watermark - size) / slide) * slide + slide + size;
+  }
+
+  /** The record of closed, live window [s, s + size): pending, already emitted, or closed empty. */
+  private closedRecord(s: number): WindowRecord {
+    const closed = this.closed;
+    let i = closed.length - 1;
+    while (i >= 0 && (closed[i] as WindowRecord).start > s) i--;
+    if (i >= 0 && (closed[i] as WindowRecord).start === s) return closed[i] as WindowRecord;
+    // Pending: it had readings while open but was never emitted (revision −1, like one closed empty).
+    const pending = this.pending;
+    const j = pending.indexOf(s);
+    if (j >= 0) pending.splice(j, 1);
+    const rec: WindowRecord = { start: s, end: s + this.size, revision: -1 };
+    closed.splice(i + 1, 0, rec);
+    return rec;
+  }
+
+  private insertClosed(rec: WindowRecord): void {
+    const closed = this.closed;
+    let i = closed.length - 1;
+    while (i >= 0 && (closed[i] as WindowRecord).start > rec.start) i--;
+    closed.splice(i + 1, 0, rec);
+  }
+
+  /** Adds the reading to its pane (made if new), and to the sorted values that follow the pane. */
+  private add(metric: string, value: number, ts: number, seq: number): void {
+    const start = this.assigner.paneStart(ts);
+    const starts = this.paneStarts;
+    const head = this.head;
+    let i = starts.length - 1;
+    while (i >= head && (starts[i] as number) > start) i--;
+    let state: WindowState;
+    if (i >= head && starts[i] === start) state = this.paneStates[i] as WindowState;
+    else {
+      state = this.pool.pop() ?? this.plan.newState();
+      i++;
+      const atEnd = i === starts.length;
+      if (atEnd) {
+        starts.push(start);
+        this.paneStates.push(state);
+      } else {
+        starts.splice(i, 0, start);
+        this.paneStates.splice(i, 0, state);
+      }
+      for (const m of this.moments) {
+        if (atEnd) {
+          m.n.push(0);
+          m.sum.push(0);
+          m.min.push(0);
+          m.max.push(0);
+        } else {
+          m.n.splice(i, 0, 0);
+          m.sum.splice(i, 0, 0);
+          m.min.splice(i, 0, 0);
+          m.max.splice(i, 0, 0);
+        }
+      }
+    }
+    this.plan.add(state, metric, value, ts, seq);
+    const moments = this.moments;
+    for (let k = 0; k < moments.length; k++) {
+      const m = moments[k] as PaneMoments;
+      const slot = state[k] as SlotState;
+      m.n[i] = slot.n;
+      m.sum[i] = slot.sum;
+      m.min[i] = slot.min;
+      m.max[i] = slot.max;
+    }
+    const quantiles = this.quantiles;
+    for (let k = 0; k < quantiles.length; k++) {
+      const q = quantiles[k] as QuantileSlot;
+      if (q.sorted === null || (q.metric !== null && q.metric !== metric)) continue;
+      if ((state[q.slot] as SlotState).q?.values == null) {
+        if (!this.sketched.has(state)) {
+          this.sketched.add(state);
+          this.sketchedPanes++;
+        }
+        q.sorted.sketched(start);
+      } else q.sorted.added(start, value);
+    }
+  }
+
+  /** Forgets the panes whose last window is discarded. */
+  private forgetPanes(watermark: number): void {
+    const starts = this.paneStarts;
+    const states = this.paneStates;
+    const head = this.head;
+    let drop = head;
+    while (
+      drop < starts.length &&
+      this.assigner.lastEndOfPane(starts[drop] as number) + this.lateness <= watermark
+    )
+      drop++;
+    if (drop === head) return;
+    const quantiles = this.quantiles;
+    for (let k = 0; k < quantiles.length; k++) {
+      const sorted = (quantiles[k] as QuantileSlot).sorted;
+      if (sorted === null) continue;
+      for (let i = head; i < drop; i++) sorted.forgotten(starts[i] as number, states[i] as WindowState);
+    }
+    const pool = this.pool;
+    for (let i = head; i < drop; i++) {
+      const state = states[i] as WindowState;
+      if (this.sketchedPanes > 0 && this.sketched.delete(state)) this.sketchedPanes--;
+      if (pool.length >= POOL) continue;
+      this.plan.renew(state);
+      pool.push(state);
+    }
+    this.head = drop;
+    // Forgotten panes are cut off the arrays in batches, not one splice per pane.
+    if (drop === starts.length) {
+      starts.length = 0;
+      states.length = 0;
+      for (const m of this.moments) {
+        m.n.length = 0;
+        m.sum.length = 0;
+        m.min.length = 0;
+        m.max.length = 0;
+      }
+      this.head = 0;
+    } else if (drop >= 64 && drop * 2 >= starts.length) {
+      starts.splice(0, drop);
+      states.splice(0, drop);
+      for (const m of this.moments) {
+        m.n.splice(0, drop);
+        m.sum.splice(0, drop);
+        m.min.splice(0, drop);
+        m.max.splice(0, drop);
+      }
+      this.head = 0;
+    }
+  }
+
+  private fire(start: number, end: number, revision: number): FiredWindow {
+    const starts = this.paneStarts;
+    const states = this.paneStates;
+    const lo = lowerBound(starts, start, this.head);
+    const hi = lowerBound(starts, end, lo);
+    const plan = this.plan;
+    const values = new Array<number>(plan.aliases.length + 1);
+    const count = plan.evaluatePanes(this.moments, states, lo, hi, values);
+    values[plan.aliases.length] = count;
+    const quantiles = this.quantiles;
+    for (let k = 0; k < quantiles.length; k++)
+      this.fireQuantiles(quantiles[k] as QuantileSlot, lo, hi, start, end, values);
+    return { start, end, count, values, revision };
+  }
+
+  /** Exact over raw panes (from the sorted values moved to this window), else as merged sketches. */
+  private fireQuantiles(
+    q: QuantileSlot,
+    lo: number,
+    hi: number,
+    start: number,
+    end: number,
+    out: number[],
+  ): void {
+    const states = this.paneStates;
+    const sorted = q.sorted;
+    if (sorted !== null && this.sketchedPanes === 0) {
+      // Every pane raw: exact, without visiting the panes that stay.
+      const ns = (this.moments[q.slot] as PaneMoments).n;
+      let total = 0;
+      for (let i = lo; i < hi; i++) total += ns[i] as number;
+      if (total === 0) {
+        for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
+        return;
+      }
+      sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+      for (let j = 0; j < q.qs.length; j++)
+        out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
+      return;
+    }
+    const parts = this.quantileParts;
+    parts.length = 0;
+    let total = 0;
+    let allRaw = true;
+    for (let i = lo; i < hi; i++) {
+      const qs = ((states[i] as WindowState)[q.slot] as SlotState).q as QuantileState;
+      if (qs.count() === 0) continue;
+      parts.push(qs);
+      total += qs.count();
+      if (qs.values === null) allRaw = false;
+    }
+    if (sorted === null || !allRaw || total === 0 || parts.length === 1) {
+      evaluateQuantiles(parts, q.qs, out, q.offsets);
+      return;
+    }
+    sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+    for (let j = 0; j < q.qs.length; j++)
+      out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
   }
 }

@@ -19,7 +19,7 @@ import type { OutputRecord } from '../model/records.js';
 import type { Clock } from '../runtime/clock.js';
 import type { CompiledRule } from './compile.js';
 import type { DecisionStateRecord } from './decision.js';
-import { RuleRunner } from './rule-runner.js';
+import { type AlignedOperatorFactory, RuleRunner } from './rule-runner.js';
 import { DeviceClock } from './watermark.js';
 
 export interface EngineOptions {
@@ -31,6 +31,8 @@ export interface EngineOptions {
    * the same either way (a property test checks it); only memory differs.
    */
   forgetIdle?: boolean;
+  /** The operator of tumbling and sliding windows; tests compare the default with a reference. */
+  alignedWindows?: AlignedOperatorFactory;
 }
 
 /** Per device name: its clock in each rule (by slot), and per metric the rules that match both. */
@@ -73,7 +75,9 @@ export class RuleEngine {
     rules: CompiledRule[],
     private readonly options: EngineOptions,
   ) {
-    this.runners = rules.map((r, i) => new RuleRunner(r, i, options.live, options.forgetIdle ?? true));
+    this.runners = rules.map(
+      (r, i) => new RuleRunner(r, i, options.live, options.forgetIdle ?? true, options.alignedWindows),
+    );
     this.slots = this.runners.length;
   }
 
@@ -90,7 +94,15 @@ export class RuleEngine {
   addRule(rule: CompiledRule): void {
     if (this.has(rule.id)) throw new Error(`rule ${rule.id} already exists`);
     const slot = this.freeSlots.pop() ?? this.slots++;
-    this.runners.push(new RuleRunner(rule, slot, this.options.live, this.options.forgetIdle ?? true));
+    this.runners.push(
+      new RuleRunner(
+        rule,
+        slot,
+        this.options.live,
+        this.options.forgetIdle ?? true,
+        this.options.alignedWindows,
+      ),
+    );
     this.rulesChanged();
   }
 
@@ -107,7 +119,13 @@ export class RuleEngine {
     const i = this.position(rule.id);
     const old = this.runners[i] as RuleRunner;
     const discarded = this.clearSlot(old);
-    this.runners[i] = new RuleRunner(rule, old.slot, this.options.live, this.options.forgetIdle ?? true);
+    this.runners[i] = new RuleRunner(
+      rule,
+      old.slot,
+      this.options.live,
+      this.options.forgetIdle ?? true,
+      this.options.alignedWindows,
+    );
     this.rulesChanged();
     return discarded;
   }

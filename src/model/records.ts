@@ -63,6 +63,23 @@ export function valuesObject(aliases: readonly string[], values: readonly number
   return out;
 }
 
+/*
+ * Window bounds repeat: every group of a rule closes the same windows, and a sliding window's end is
+ * a later one's start. A small direct-mapped cache of their ISO texts saves most of the formatting.
+ */
+const TIME_CACHE = 1024;
+const cachedMs = new Float64Array(TIME_CACHE).fill(Number.NaN);
+const cachedText: string[] = new Array<string>(TIME_CACHE).fill('');
+
+function boundText(ms: number): string {
+  const i = (ms / 1000) & (TIME_CACHE - 1);
+  if (cachedMs[i] === ms) return cachedText[i] as string;
+  const text = formatTimestamp(ms);
+  cachedMs[i] = ms;
+  cachedText[i] = text;
+  return text;
+}
+
 export function resultRecord(
   rule: string,
   key: GroupKey,
@@ -76,8 +93,8 @@ export function resultRecord(
     type: 'result',
     rule,
     key,
-    start: formatTimestamp(start),
-    end: formatTimestamp(end),
+    start: boundText(start),
+    end: boundText(end),
     count,
     values,
     revision,
@@ -91,7 +108,7 @@ export function decisionRecord(
   at: number,
   values: AggregateValues,
 ): DecisionRecord {
-  return { type: 'decision', rule, key, state, at: formatTimestamp(at), values };
+  return { type: 'decision', rule, key, state, at: boundText(at), values };
 }
 
 export function lateRecord(rule: string, r: Reading): LateRecord {
