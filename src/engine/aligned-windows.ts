@@ -81,8 +81,7 @@ export class AlignedWindowOperator implements WindowOperator {
     this.slide = assigner.slide;
     // Windows of one pane (tumbling) read that pane's state directly: no copies needed.
     this.moments = [];
-    if (assigner.size > assigner.pane)
-      for (let k = 0; k < plan.slotCount; k++) this.moments.push({ n: [], sum: [], min: [], max: [] });
+    if (assigner.size > assigner.pane) for (let k = 0; k < plan.slotCount; k++) this.moments.push([]);
     const slots = plan.quantileSlots;
     this.quantiles =
       slots.length === 0
@@ -134,7 +133,7 @@ export class AlignedWindowOperator implements WindowOperator {
       if (start + size + this.lateness > watermark)
         this.insertClosed({ start, end: start + size, revision: 0 });
     }
-    pending.length = 0;
+    if (pending.length > 0) pending.length = 0;
     const closed = this.closed;
     let discard = 0;
     while (discard < closed.length && (closed[discard] as WindowRecord).end + this.lateness <= watermark)
@@ -219,17 +218,8 @@ export class AlignedWindowOperator implements WindowOperator {
         this.paneStates.splice(i, 0, state);
       }
       for (const m of this.moments) {
-        if (atEnd) {
-          m.n.push(0);
-          m.sum.push(0);
-          m.min.push(0);
-          m.max.push(0);
-        } else {
-          m.n.splice(i, 0, 0);
-          m.sum.splice(i, 0, 0);
-          m.min.splice(i, 0, 0);
-          m.max.splice(i, 0, 0);
-        }
+        if (atEnd) m.push(0, 0, 0, 0);
+        else m.splice(4 * i, 0, 0, 0, 0, 0);
       }
     }
     this.plan.add(state, metric, value, ts, seq);
@@ -237,10 +227,11 @@ export class AlignedWindowOperator implements WindowOperator {
     for (let k = 0; k < moments.length; k++) {
       const m = moments[k] as PaneMoments;
       const slot = state[k] as SlotState;
-      m.n[i] = slot.n;
-      m.sum[i] = slot.sum;
-      m.min[i] = slot.min;
-      m.max[i] = slot.max;
+      const at = 4 * i;
+      m[at] = slot.n;
+      m[at + 1] = slot.sum;
+      m[at + 2] = slot.min;
+      m[at + 3] = slot.max;
     }
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++) {
@@ -287,22 +278,12 @@ export class AlignedWindowOperator implements WindowOperator {
     if (drop === starts.length) {
       starts.length = 0;
       states.length = 0;
-      for (const m of this.moments) {
-        m.n.length = 0;
-        m.sum.length = 0;
-        m.min.length = 0;
-        m.max.length = 0;
-      }
+      for (const m of this.moments) m.length = 0;
       this.head = 0;
     } else if (drop >= 64 && drop * 2 >= starts.length) {
       starts.splice(0, drop);
       states.splice(0, drop);
-      for (const m of this.moments) {
-        m.n.splice(0, drop);
-        m.sum.splice(0, drop);
-        m.min.splice(0, drop);
-        m.max.splice(0, drop);
-      }
+      for (const m of this.moments) m.splice(0, 4 * drop);
       this.head = 0;
     }
   }
@@ -335,9 +316,9 @@ export class AlignedWindowOperator implements WindowOperator {
     const sorted = q.sorted;
     if (sorted !== null && this.sketchedPanes === 0) {
       // Every pane raw: exact, without visiting the panes that stay.
-      const ns = (this.moments[q.slot] as PaneMoments).n;
+      const m = this.moments[q.slot] as PaneMoments;
       let total = 0;
-      for (let i = lo; i < hi; i++) total += ns[i] as number;
+      for (let i = lo; i < hi; i++) total += m[4 * i] as number;
       if (total === 0) {
         for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
         return;
