@@ -11,7 +11,7 @@
  * empty). A window that is still open is nothing but its panes.
  */
 import type { AggregationPlan, PaneMoments, SlotState, WindowState } from './aggregates.js';
-import { evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
+import { EXACT_LIMIT, evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
 import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
 import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
@@ -60,6 +60,10 @@ export class AlignedWindowOperator implements WindowOperator {
   private readonly pool: WindowState[] = [];
   /** Panes whose quantile values became a sketch: while there is none, every window is exact. */
   private sketchedPanes = 0;
+  /** Some quantile slot keeps sorted values (windows of several panes). */
+  private readonly followsSorted: boolean;
+  /** Above every end the sorted values ever had: a pane from here on is in none of them. */
+  private sortedEnd = Number.NEGATIVE_INFINITY;
   private readonly sketched = new Set<WindowState>();
   /** The largest watermark seen: every window ending at or before it is closed and accounted for. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
@@ -91,6 +95,7 @@ export class AlignedWindowOperator implements WindowOperator {
             metric: plan.slotMetric[q.slot] ?? null,
             sorted: assigner.size > assigner.pane ? new SlidingSortedValues(q.slot) : null,
           }));
+    this.followsSorted = this.quantiles.some((q) => q.sorted !== null);
   }
 
   place(
@@ -233,6 +238,10 @@ export class AlignedWindowOperator implements WindowOperator {
       m[at + 2] = slot.min;
       m[at + 3] = slot.max;
     }
+    // Most readings land after every window fired so far and in a pane far below a sketch: the
+    // sorted values have nothing to do, known from this object's fields alone (the rest is cold).
+    if (!this.followsSorted) return;
+    if (start >= this.sortedEnd && (state[0] as SlotState).n <= EXACT_LIMIT) return;
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++) {
       const q = quantiles[k] as QuantileSlot;
@@ -324,6 +333,7 @@ export class AlignedWindowOperator implements WindowOperator {
         return;
       }
       sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+      if (end > this.sortedEnd) this.sortedEnd = end;
       for (let j = 0; j < q.qs.length; j++)
         out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
       return;
@@ -344,6 +354,7 @@ export class AlignedWindowOperator implements WindowOperator {
       return;
     }
     sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+    if (end > this.sortedEnd) this.sortedEnd = end;
     for (let j = 0; j < q.qs.length; j++)
       out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
   }
