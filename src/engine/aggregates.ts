@@ -8,13 +8,11 @@
 import type { AggregateSpec } from '../model/rule.js';
 import { evaluateQuantiles, QuantileState } from './quantile.js';
 
-/** Per slot, the count, sum, min and max of each pane of a window operator, side by side. */
-export interface PaneMoments {
-  n: number[];
-  sum: number[];
-  min: number[];
-  max: number[];
-}
+/**
+ * Per slot, the count, sum, min and max of each pane of a window operator, side by side: pane i's
+ * at [4i, 4i + 4) (one cache line holds two panes; a window's are read in one sweep).
+ */
+export type PaneMoments = number[];
 
 /** The running state of one slot of one window or pane. */
 export class SlotState {
@@ -310,22 +308,18 @@ function mergeRead(
   let max = Number.NEGATIVE_INFINITY;
   const sums = (reads & READS_SUM) !== 0;
   const minMax = (reads & READS_MIN_MAX) !== 0;
-  const ns = moments.n;
-  const pSum = moments.sum;
-  const pMin = moments.min;
-  const pMax = moments.max;
-  for (let i = from; i < to; i++) {
-    const m = ns[i] as number;
+  for (let i = 4 * from; i < 4 * to; i += 4) {
+    const m = moments[i] as number;
     if (m === 0) continue;
     if (n === 0) {
-      sum = pSum[i] as number;
-      min = pMin[i] as number;
-      max = pMax[i] as number;
+      sum = moments[i + 1] as number;
+      min = moments[i + 2] as number;
+      max = moments[i + 3] as number;
     } else {
-      if (sums) sum += pSum[i] as number;
+      if (sums) sum += moments[i + 1] as number;
       if (minMax) {
-        const lo = pMin[i] as number;
-        const hi = pMax[i] as number;
+        const lo = moments[i + 2] as number;
+        const hi = moments[i + 3] as number;
         if (lo < min) min = lo;
         if (hi > max) max = hi;
       }

@@ -11,7 +11,7 @@
  * empty). A window that is still open is nothing but its panes.
  */
 import type { AggregationPlan, PaneMoments, SlotState, WindowState } from './aggregates.js';
-import { evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
+import { EXACT_LIMIT, evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
 import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
 import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
@@ -60,6 +60,10 @@ export class AlignedWindowOperator implements WindowOperator {
   private readonly pool: WindowState[] = [];
   /** Panes whose quantile values became a sketch: while there is none, every window is exact. */
   private sketchedPanes = 0;
+  /** Some quantile slot keeps sorted values (windows of several panes). */
+  private readonly followsSorted: boolean;
+  /** Above every end the sorted values ever had: a pane from here on is in none of them. */
+  private sortedEnd = Number.NEGATIVE_INFINITY;
   private readonly sketched = new Set<WindowState>();
   /** The largest watermark seen: every window ending at or before it is closed and accounted for. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
@@ -81,8 +85,7 @@ export class AlignedWindowOperator implements WindowOperator {
     this.slide = assigner.slide;
     // Windows of one pane (tumbling) read that pane's state directly: no copies needed.
     this.moments = [];
-    if (assigner.size > assigner.pane)
-      for (let k = 0; k < plan.slotCount; k++) this.moments.push({ n: [], sum: [], min: [], max: [] });
+    if (assigner.size > assigner.pane) for (let k = 0; k < plan.slotCount; k++) this.moments.push([]);
     const slots = plan.quantileSlots;
     this.quantiles =
       slots.length === 0
@@ -92,6 +95,7 @@ export class AlignedWindowOperator implements WindowOperator {
             metric: plan.slotMetric[q.slot] ?? null,
             sorted: assigner.size > assigner.pane ? new SlidingSortedValues(q.slot) : null,
           }));
+    this.followsSorted = this.quantiles.some((q) => q.sorted !== null);
   }
 
   place(
@@ -134,7 +138,7 @@ export class AlignedWindowOperator implements WindowOperator {
       if (start + size + this.lateness > watermark)
         this.insertClosed({ start, end: start + size, revision: 0 });
     }
-    pending.length = 0;
+    if (pending.length > 0) pending.length = 0;
     const closed = this.closed;
     let discard = 0;
     while (discard < closed.length && (closed[discard] as WindowRecord).end + this.lateness <= watermark)
@@ -219,17 +223,8 @@ export class AlignedWindowOperator implements WindowOperator {
         this.paneStates.splice(i, 0, state);
       }
       for (const m of this.moments) {
-        if (atEnd) {
-          m.n.push(0);
-          m.sum.push(0);
-          m.min.push(0);
-          m.max.push(0);
-        } else {
-          m.n.splice(i, 0, 0);
-          m.sum.splice(i, 0, 0);
-          m.min.splice(i, 0, 0);
-          m.max.splice(i, 0, 0);
-        }
+        if (atEnd) m.push(0, 0, 0, 0);
+        else m.splice(4 * i, 0, 0, 0, 0, 0);
       }
     }
     this.plan.add(state, metric, value, ts, seq);
@@ -237,11 +232,16 @@ export class AlignedWindowOperator implements WindowOperator {
     for (let k = 0; k < moments.length; k++) {
       const m = moments[k] as PaneMoments;
       const slot = state[k] as SlotState;
-      m.n[i] = slot.n;
-      m.sum[i] = slot.sum;
-      m.min[i] = slot.min;
-      m.max[i] = slot.max;
+      const at = 4 * i;
+      m[at] = slot.n;
+      m[at + 1] = slot.sum;
+      m[at + 2] = slot.min;
+      m[at + 3] = slot.max;
     }
+    // Most readings land after every window fired so far and in a pane far below a sketch: the
+    // sorted values have nothing to do, known from this object's fields alone (the rest is cold).
+    if (!this.followsSorted) return;
+    if (start >= this.sortedEnd && (state[0] as SlotState).n <= EXACT_LIMIT) return;
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++) {
       const q = quantiles[k] as QuantileSlot;
@@ -287,22 +287,12 @@ export class AlignedWindowOperator implements WindowOperator {
     if (drop === starts.length) {
       starts.length = 0;
       states.length = 0;
-      for (const m of this.moments) {
-        m.n.length = 0;
-        m.sum.length = 0;
-        m.min.length = 0;
-        m.max.length = 0;
-      }
+      for (const m of this.moments) m.length = 0;
       this.head = 0;
     } else if (drop >= 64 && drop * 2 >= starts.length) {
       starts.splice(0, drop);
       states.splice(0, drop);
-      for (const m of this.moments) {
-        m.n.splice(0, drop);
-        m.sum.splice(0, drop);
-        m.min.splice(0, drop);
-        m.max.splice(0, drop);
-      }
+      for (const m of this.moments) m.splice(0, 4 * drop);
       this.head = 0;
     }
   }
@@ -335,14 +325,15 @@ export class AlignedWindowOperator implements WindowOperator {
     const sorted = q.sorted;
     if (sorted !== null && this.sketchedPanes === 0) {
       // Every pane raw: exact, without visiting the panes that stay.
-      const ns = (this.moments[q.slot] as PaneMoments).n;
+      const m = this.moments[q.slot] as PaneMoments;
       let total = 0;
-      for (let i = lo; i < hi; i++) total += ns[i] as number;
+      for (let i = lo; i < hi; i++) total += m[4 * i] as number;
       if (total === 0) {
         for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
         return;
       }
       sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+      if (end > this.sortedEnd) this.sortedEnd = end;
       for (let j = 0; j < q.qs.length; j++)
         out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
       return;
@@ -363,6 +354,7 @@ export class AlignedWindowOperator implements WindowOperator {
       return;
     }
     sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+    if (end > this.sortedEnd) this.sortedEnd = end;
     for (let j = 0; j < q.qs.length; j++)
       out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
   }

@@ -415,6 +415,12 @@ export class RuleRunner {
       return g;
     }
     const groupBy = this.rule.groupBy;
+    if (groupBy.length === 1) {
+      // One field: its value is the map key (groupFor's), found without building the key's list.
+      const f = groupBy[0] as string;
+      const v = f === 'device' ? r.device : f === 'metric' ? r.metric : (r.tags?.[f] ?? null);
+      return this.groups.get(v) ?? this.groupFor([v]);
+    }
     const values: KeyValue[] = new Array(groupBy.length);
     for (let i = 0; i < groupBy.length; i++) {
       const f = groupBy[i] as string;

@@ -20,6 +20,9 @@ function same(a: number, b: number): boolean {
 
 type Values = Float64Array<ArrayBufferLike>;
 
+/** Up to this many values out and in, a move is done in place rather than by a merge. */
+const FEW = 8;
+
 let removedScratch: Values = new Float64Array(256);
 let addedScratch: Values = new Float64Array(256);
 
@@ -49,6 +52,10 @@ export class SlidingSortedValues {
   /** A value was added to the pane starting at `paneStart`. */
   added(paneStart: number, v: number): void {
     if (!this.valid || paneStart < this.start || paneStart >= this.end) return;
+    this.insert(v);
+  }
+
+  private insert(v: number): void {
     const values = grown(this.values, this.n + 1);
     this.values = values;
     let lo = 0;
@@ -61,6 +68,21 @@ export class SlidingSortedValues {
     values.copyWithin(lo + 1, lo, this.n);
     values[lo] = v;
     this.n++;
+  }
+
+  /** Removes one occurrence of v (which is present). */
+  private remove(v: number): void {
+    const values = this.values;
+    let lo = 0;
+    let hi = this.n;
+    // The first position not before v: v itself, since it is present.
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (before(values[mid] as number, v)) lo = mid + 1;
+      else hi = mid;
+    }
+    values.copyWithin(lo, lo + 1, this.n);
+    this.n--;
   }
 
   /** The pane starting at `paneStart` left raw values for a sketch: it cannot be followed. */
@@ -127,6 +149,12 @@ export class SlidingSortedValues {
     this.start = start;
     this.end = end;
     if (rn === 0 && an === 0) return;
+    if (rn + an <= FEW) {
+      // A few values out and in (a pane or two of sparse readings): moved in place.
+      for (let k = 0; k < rn; k++) this.remove(removed[k] as number);
+      for (let k = 0; k < an; k++) this.insert(added[k] as number);
+      return;
+    }
     const R = rn > 1 ? removed.subarray(0, rn).sort() : removed;
     const A = an > 1 ? added.subarray(0, an).sort() : added;
     this.merge(R, rn, A, an);
