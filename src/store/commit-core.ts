@@ -91,7 +91,7 @@ export interface CommitCoreOptions {
 }
 
 /** Series ids kept in memory (the series a publisher can invent are unbounded). */
-export const MAX_CACHED_SERIES = 50_000;
+const MAX_CACHED_SERIES = 50_000;
 
 /**
  * The writing half of the store's writer, on the one connection that writes readings: series ids,
@@ -142,11 +142,6 @@ export class CommitCore {
       now,
     );
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
-  }
-
-  /** Series ids in memory now. */
-  get cachedSeriesIds(): number {
-    return this.cachedCount;
   }
 
   /**
