@@ -55,6 +55,8 @@ const DEVICES = 200;
 const METRICS = 5; // per device, in e2e-load.ts
 const DRAIN_SECONDS = 60; // after a run's load stops, at most this long for what is in flight
 const SOAK_SAMPLE_MS = 5_000;
+/** Latency's steady state starts this long after the first probe. */
+const WARMUP_MS = 2_000;
 const SOAK_DOWN_MS = 10_000;
 const SOAK_UP_MS = [30_000, 60_000] as const;
 
@@ -63,6 +65,7 @@ const USAGE = `usage: npm run bench:e2e -- [options]   (or node build/bench/e2e.
   --rate N           readings/s of run (c) and of the soak (default 10000)
   --connections N    load connections (default 4)
   --per-message N    readings per message (default 50; with --profile 1)
+  --runs LIST        which runs, of a,b,c,d,ceilings (default all); the ratios need the ceilings
   --soak D           instead of the runs: a QoS 1 load for D (30m, 1h) with upstream outages
   --profile DIR      instead of the runs: (a) and (b) under node --cpu-prof, profiles in DIR,
                      then the self time per part and the top 20 functions in ns per reading
@@ -76,6 +79,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '10000' }, // run (c) and the soak
     connections: { type: 'string', default: '4' },
     'per-message': { type: 'string' },
+    runs: { type: 'string', default: 'a,b,c,d,ceilings' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -84,6 +88,10 @@ const SECONDS = Number(args.seconds ?? (PROFILING ? '15' : (process.env['E2E_SEC
 const RATE = Number(args.rate);
 const CONNECTIONS = Number(args.connections);
 const PER_MESSAGE = Number(args['per-message'] ?? (PROFILING ? '1' : '50'));
+const RUNS = new Set(args.runs.split(',').map((r) => r.trim()));
+for (const r of RUNS)
+  if (!['a', 'b', 'c', 'd', 'ceilings'].includes(r))
+    throw new Error(`--runs: expected a comma-separated list of a, b, c, d, ceilings, found "${r}"`);
 /** How systemd/tidegate.service runs node: every gateway here is started the same way. */
 const UNIT = unitNodeCommand();
 
@@ -419,12 +427,14 @@ async function startGateway(
 interface DecisionLog {
   seqs: Set<number>;
   latencies: number[];
+  /** The probe reading's publish time (ms) of each latency, in the same order. */
+  publishedAt: number[];
   duplicates: number;
 }
 const decisionLogs = new Map<string, DecisionLog>();
 
 function newDecisionLog(gatewayId: string): DecisionLog {
-  const log: DecisionLog = { seqs: new Set(), latencies: [], duplicates: 0 };
+  const log: DecisionLog = { seqs: new Set(), latencies: [], publishedAt: [], duplicates: 0 };
   decisionLogs.set(gatewayId, log);
   return log;
 }
@@ -451,16 +461,39 @@ async function subscribeDecisions(url: string): Promise<mqtt.MqttClient> {
       return;
     }
     log.seqs.add(envelope.seq);
-    log.latencies.push(now - Date.parse(envelope.body.at));
+    const at = Date.parse(envelope.body.at);
+    log.latencies.push(now - at);
+    log.publishedAt.push(at);
   });
   client.on('error', () => {}); // reconnects by itself while mosquitto restarts
   await client.subscribeAsync('tidegate/+/decision/probe-alarm', { qos: 1 });
   return client;
 }
 
-function latencyOf(log: DecisionLog): { p50: number; p99: number; max: number } {
+/**
+ * The probe's latencies: all of them, and those of the probes published from WARMUP_MS after the
+ * first one on (the steady state, without the gateway's first second: JIT compilation, the first
+ * commits making every series).
+ */
+function latencyOf(log: DecisionLog): Latency {
   const sorted = [...log.latencies].sort((a, b) => a - b);
-  return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? Number.NaN };
+  const first = Math.min(...log.publishedAt);
+  const steady = log.latencies.filter((_, i) => (log.publishedAt[i] as number) >= first + WARMUP_MS);
+  steady.sort((a, b) => a - b);
+  return {
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
+    max: sorted.at(-1) ?? Number.NaN,
+    steadyP99: quantile(steady, 0.99),
+  };
+}
+
+interface Latency {
+  p50: number;
+  p99: number;
+  max: number;
+  /** p99 of the probes published WARMUP_MS after the first on. */
+  steadyP99: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -627,7 +660,7 @@ interface GatewayRun {
   label: string;
   /** Null when the gateway died during the run (the first note says how). */
   figures: Figures | null;
-  latency: { p50: number; p99: number; max: number };
+  latency: Latency;
   /** What the rules did (outputsOf). */
   outputs: string;
   notes: string[];
@@ -820,23 +853,24 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
   const max1: LoadOptions = { seconds: SECONDS, rate: 0, qos: 1 };
   const fixedRate: LoadOptions = { ...max0, rate: RATE };
   const pinnable = existsSync(TASKSET);
-  const a = await gatewayRun(base, mosquitto, '(a) max, QoS 0', 'e2e-a', max0);
-  const b = await gatewayRun(base, mosquitto, '(b) max, QoS 1', 'e2e-b', max1);
-  const c = await gatewayRun(base, mosquitto, `(c) ${int(RATE)}/s, QoS 0`, 'e2e-c', fixedRate);
+  const run = (key: string, label: string, id: string, o: LoadOptions, pin = false) =>
+    RUNS.has(key) ? gatewayRun(base, mosquitto, label, id, o, pin) : Promise.resolve(null);
+  const a = await run('a', '(a) max, QoS 0', 'e2e-a', max0);
+  const b = await run('b', '(b) max, QoS 1', 'e2e-b', max1);
+  const c = await run('c', `(c) ${int(RATE)}/s, QoS 0`, 'e2e-c', fixedRate);
   // (d): the gateway on CPU 0 and the load generator on the others, so that the core is the gateway's.
   const others = cpus().length > 1 ? { loadCpus: `1-${cpus().length - 1}` } : {};
-  const d = pinnable
-    ? await gatewayRun(base, mosquitto, '(d) max, QoS 0, 1 core', 'e2e-d', { ...max0, ...others }, true)
-    : null;
-  const runs = [a, b, c, ...(d ? [d] : [])];
-  const aedes0 = await bareAedesRun('bare aedes, QoS 0', max0);
-  const aedes1 = await bareAedesRun('bare aedes, QoS 1', max1);
-  const sqlite = [await sqliteRun(base, 'time'), await sqliteRun(base, 'rowid')];
+  const d = pinnable ? await run('d', '(d) max, QoS 0, 1 core', 'e2e-d', { ...max0, ...others }, true) : null;
+  const runs = [a, b, c, d].filter((r): r is GatewayRun => r !== null);
+  const ceilings = RUNS.has('ceilings');
+  const aedes0 = ceilings ? await bareAedesRun('bare aedes, QoS 0', max0) : null;
+  const aedes1 = ceilings ? await bareAedesRun('bare aedes, QoS 1', max1) : null;
+  const sqlite = ceilings ? [await sqliteRun(base, 'time'), await sqliteRun(base, 'rowid')] : [];
   const sqliteRate = (l: SqliteRun) => l.readings / l.seconds;
 
   console.log('');
   printTable(
-    ['gateway run', 'readings/s', 'published', 'stored', 'no loss', 'p50 ms', 'p99 ms'].concat([
+    ['gateway run', 'readings/s', 'published', 'stored', 'no loss', 'p50 ms', 'p99 ms', 'p99 steady'].concat([
       'RSS peak',
       'steady',
       'CPU gw',
@@ -845,7 +879,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
     ]),
     runs.map(({ label, figures: f, latency }) =>
       f === null
-        ? [label, 'CRASHED', ...Array<string>(10).fill('-')]
+        ? [label, 'CRASHED', ...Array<string>(11).fill('-')]
         : [
             label,
             int(f.rate),
@@ -854,6 +888,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
             f.noLoss ? 'yes' : 'NO',
             int(latency.p50),
             int(latency.p99),
+            int(latency.steadyP99),
             `${fixed(f.rssPeak, 1)} MiB`,
             `${fixed(f.rssSteady, 1)} MiB`,
             `${fixed(f.cpuPct)} %`,
@@ -862,7 +897,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
           ],
     ),
   );
-  if (!pinnable) console.log(`(d) skipped: ${TASKSET} not found`);
+  if (!pinnable && RUNS.has('d')) console.log(`(d) skipped: ${TASKSET} not found`);
   for (const { label, figures: f, outputs } of runs) {
     if (!f) continue;
     const drain = f.load.seconds - f.load.loadSeconds;
@@ -871,10 +906,17 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
     );
   }
   console.log(
-    'readings/s: published ÷ time to the last acknowledgement; p50/p99: probe publish → its decision at mosquitto; ' +
+    'readings/s: published ÷ time to the last acknowledgement; p50/p99: probe publish → its decision at mosquitto ' +
+      `(p99 steady: of the probes from ${WARMUP_MS / 1000} s after the first on); ` +
       'CPU: % of one core (gw: the gateway, load: the load generator); disk: /proc write_bytes ÷ stored readings',
   );
 
+  if (aedes0 === null || aedes1 === null) {
+    const notes = runs.flatMap((r) => r.notes);
+    if (notes.length > 0) console.log(`\n${notes.map((n) => `note: ${n}`).join('\n')}`);
+    console.log('\nceilings and ratios not measured (--runs without ceilings)');
+    return;
+  }
   console.log('');
   printTable(
     ['ceiling', 'readings/s', 'published', 'counted', 'no loss', 'RSS peak', 'CPU', 'CPU load', 'disk B/rdg'],
@@ -912,7 +954,8 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
 
   console.log('');
   const rows: string[][] = [];
-  const ratio = (what: string, run: GatewayRun, limit: number) => {
+  const ratio = (what: string, run: GatewayRun | null, limit: number) => {
+    if (run === null) return;
     const r = run.figures ? run.figures.rate / limit : Number.NaN;
     rows.push([what, fixed(r, 2), `${fixed(r * 100)} %`]);
   };
@@ -923,7 +966,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
   ratio(`(c) ÷ its target ${int(RATE)}/s`, c, RATE);
   if (d) {
     ratio('(d) ÷ bare aedes QoS 0', d, aedes0.figures.rate);
-    if (a.figures) ratio('(d) ÷ (a)', d, a.figures.rate);
+    if (a?.figures) ratio('(d) ÷ (a)', d, a.figures.rate);
   }
   printTable(['gateway ÷ ceiling', 'ratio', ''], rows);
 

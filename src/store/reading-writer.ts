@@ -206,8 +206,14 @@ export class ReadingWriter {
     return id !== undefined && this.stmt.isStored.get(r.ts, id, r.value) !== undefined;
   }
 
-  /** The newest ts committed for a series (kept even without raw readings), or null. */
+  /**
+   * The newest ts committed for a series (kept even without raw readings), or null. A series with
+   * no committed row is answered here, from this thread's connection, without a call to the writer
+   * (which would wait for the commit in flight): a gateway meeting a thousand new series at once
+   * would otherwise stall for one round trip each.
+   */
   storedMaxTs(device: string, metric: string): number | null {
+    if (this.stmt.selectSeries.get(device, metric) === undefined) return null;
     return this.committer.storedMaxTs(device, metric);
   }
 
