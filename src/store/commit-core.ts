@@ -88,6 +88,8 @@ export interface CommitCoreOptions {
   /** Forward raw readings through the outbox: at most one per series per `interval` ms of event time (0: all). */
   forwardReadingsInterval: number | null;
   summaryInterval: number;
+  /** Series ids kept in memory before the cache starts again (default MAX_CACHED_SERIES; tests flood a smaller one). */
+  maxCachedSeries?: number;
 }
 
 /** Series ids kept in memory (the series a publisher can invent are unbounded). */
@@ -103,6 +105,7 @@ export class CommitCore {
   /** device → metric → series id: no key string built per reading. */
   private readonly seriesIds = new Map<string, Map<string, number>>();
   private cachedCount = 0;
+  private readonly maxCachedSeries: number;
   private readonly forwardedBucket = new ForwardedBuckets();
   private readonly summaries: Summaries;
   private readonly statements: StatementCache;
@@ -123,6 +126,7 @@ export class CommitCore {
     private readonly options: CommitCoreOptions,
     now: number,
   ) {
+    this.maxCachedSeries = options.maxCachedSeries ?? MAX_CACHED_SERIES;
     this.stmt = {
       insertSeries: db.prepare(
         'INSERT INTO series (device, metric, unit) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
@@ -142,6 +146,13 @@ export class CommitCore {
       now,
     );
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
+  }
+
+  /** Series ids in memory now, counted in the maps themselves (the flood test's view of the cap). */
+  get cachedSeriesIds(): number {
+    let n = 0;
+    for (const byMetric of this.seriesIds.values()) n += byMetric.size;
+    return n;
   }
 
   /**
@@ -255,7 +266,7 @@ export class CommitCore {
           : (this.stmt.selectSeries.get(device, metric) as number);
     }
     // A cache, not the truth: past its cap it starts again, and misses are looked up in the store.
-    if (this.cachedCount >= MAX_CACHED_SERIES) {
+    if (this.cachedCount >= this.maxCachedSeries) {
       this.seriesIds.clear();
       this.cachedCount = 0;
       byMetric = undefined;
