@@ -114,26 +114,23 @@ describe('CommitCore: the series-id cache under a flood of client-chosen series'
     db = openDatabase(':memory:', { synchronous: 'normal' });
     const { maxCachedSeries: _, ...defaults } = options;
     const core = new CommitCore(db, defaults, T0);
+    const series = Array.from({ length: 50_500 }, (_, i) => ({
+      device: `dev-${i % 1000}`,
+      metric: `m-${Math.floor(i / 1000)}`,
+    }));
     let most = 0;
     let dropped = false;
-    for (let start = 0; start < 50_500; start += 5_000) {
-      const batch = emptyCommitBatch();
-      for (let i = start; i < Math.min(start + 5_000, 50_500); i++) {
-        batch.device.push(`dev-${i % 1000}`);
-        batch.metric.push(`m-${Math.floor(i / 1000)}`);
-        batch.value.push(i);
-        batch.ts.push(T0);
-        batch.unit.push(null);
-        batch.tags.push(null);
-        batch.source.push('flood');
-        batch.arrivedAt.push(T0);
-      }
-      batch.now = T0;
-      core.commit(batch);
-      const cached = core.cachedSeriesIds;
-      if (cached < most) dropped = true;
-      most = Math.max(most, cached);
-    }
+    writeAll(
+      core,
+      series,
+      series.map((_, i) => i),
+      T0,
+      5_000,
+      (cached) => {
+        if (cached < most) dropped = true;
+        most = Math.max(most, cached);
+      },
+    );
     assert.equal(most, 50_000);
     assert.ok(dropped, 'the cache started again past 50,000');
     assert.equal(db.prepare('SELECT count(*) FROM series').pluck().get(), 50_500);
