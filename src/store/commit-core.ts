@@ -90,6 +90,8 @@ export interface CommitCoreOptions {
   summaryInterval: number;
   /** Series ids kept in memory before the cache starts again (default MAX_CACHED_SERIES; tests flood a smaller one). */
   maxCachedSeries?: number;
+  /** Series whose last forwarded bucket is remembered (default: ForwardedBuckets'; tests flood a smaller one). */
+  maxForwardedSeries?: number;
 }
 
 /** Series ids kept in memory (the series a publisher can invent are unbounded). */
@@ -106,7 +108,7 @@ export class CommitCore {
   private readonly seriesIds = new Map<string, Map<string, number>>();
   private cachedCount = 0;
   private readonly maxCachedSeries: number;
-  private readonly forwardedBucket = new ForwardedBuckets();
+  private readonly forwardedBucket: ForwardedBuckets;
   private readonly summaries: Summaries;
   private readonly statements: StatementCache;
   /** The newest event time stored since start: summaries of readings near it are held back. */
@@ -127,6 +129,7 @@ export class CommitCore {
     now: number,
   ) {
     this.maxCachedSeries = options.maxCachedSeries ?? MAX_CACHED_SERIES;
+    this.forwardedBucket = new ForwardedBuckets(options.maxForwardedSeries);
     this.stmt = {
       insertSeries: db.prepare(
         'INSERT INTO series (device, metric, unit) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
@@ -153,6 +156,11 @@ export class CommitCore {
     let n = 0;
     for (const byMetric of this.seriesIds.values()) n += byMetric.size;
     return n;
+  }
+
+  /** Series whose last forwarded bucket is remembered (the flood test's view of its cap). */
+  get forwardedSeries(): number {
+    return this.forwardedBucket.size;
   }
 
   /**

@@ -11,6 +11,9 @@ export class ForwardedBuckets {
   private readonly kept = new Map<number, number>();
   private readonly staged = new Map<number, number>();
 
+  /** `maxSeries`: series remembered at most (default MAX_SERIES; tests flood a smaller one). */
+  constructor(private readonly maxSeries = MAX_SERIES) {}
+
   /** True (and staged) when `bucket` is new for the series: its reading is forwarded. */
   take(seriesId: number, bucket: number): boolean {
     const last = this.staged.get(seriesId) ?? this.kept.get(seriesId);
@@ -26,7 +29,7 @@ export class ForwardedBuckets {
       this.kept.set(id, bucket);
     }
     this.staged.clear();
-    let excess = this.kept.size - MAX_SERIES;
+    let excess = this.kept.size - this.maxSeries;
     for (const id of this.kept.keys()) {
       if (excess-- <= 0) break;
       this.kept.delete(id);
