@@ -89,6 +89,8 @@ export class ReadingHistory {
     db: Db,
     filter: HistoryFilter,
     private readonly chunkSize = 4096,
+    /** Series names cached before the cache starts over (tests flood a smaller one). */
+    private readonly maxCachedSeries = MAX_SERIES_CACHED,
   ) {
     const { where, params } = seriesAndTime(filter);
     this.params = params;
@@ -121,6 +123,11 @@ export class ReadingHistory {
       first: number | null;
       last: number | null;
     };
+  }
+
+  /** Series names cached now (the flood test's view of the cap). */
+  get cachedSeries(): number {
+    return this.series.size;
   }
 
   /** True once the last chunk was read. */
@@ -194,7 +201,7 @@ export class ReadingHistory {
       // Read in the chunk's snapshot, a series is there while it has readings.
       if (row === undefined) throw new Error(`the store's readings refer to series ${id}, which is missing`);
       s = { device: row.device, metric: row.metric, unit: row.unit || undefined };
-      if (this.series.size >= MAX_SERIES_CACHED) this.series.clear();
+      if (this.series.size >= this.maxCachedSeries) this.series.clear();
       this.series.set(id, s);
     }
     return s;
