@@ -92,6 +92,8 @@ export interface CommitCoreOptions {
   maxCachedSeries?: number;
   /** Series whose last forwarded bucket is remembered (default: ForwardedBuckets'; tests flood a smaller one). */
   maxForwardedSeries?: number;
+  /** Devices remembered as written (default: Summaries'; tests flood a smaller one). */
+  maxDevicesWritten?: number;
 }
 
 /** Series ids kept in memory (the series a publisher can invent are unbounded). */
@@ -145,7 +147,11 @@ export class CommitCore {
     // Before the largest seq is read: after a crash it recomputes the latest values.
     this.summaries = new Summaries(
       db,
-      { interval: options.summaryInterval, holdBack: options.storeReadings },
+      {
+        interval: options.summaryInterval,
+        holdBack: options.storeReadings,
+        maxDevicesWritten: options.maxDevicesWritten,
+      },
       now,
     );
     this.seq = db.prepare('SELECT coalesce(max(last_seq), 0) FROM series').pluck().get() as number;
@@ -161,6 +167,11 @@ export class CommitCore {
   /** Series whose last forwarded bucket is remembered (the flood test's view of its cap). */
   get forwardedSeries(): number {
     return this.forwardedBucket.size;
+  }
+
+  /** Devices the summaries remember as written (the flood test's view of their cap). */
+  get devicesWritten(): number {
+    return this.summaries.devicesRemembered;
   }
 
   /**

@@ -41,6 +41,9 @@ export const HOLD_BACK_HORIZON = 2 * MINUTE;
 
 const MARKER = 'summaries_behind_from';
 
+/** Devices remembered as written (the devices a publisher can invent are unbounded). */
+const MAX_DEVICES_WRITTEN = 50_000;
+
 /**
  * The summaries of the raw readings — per-minute rollups (`readings_1m`), each series' latest value
  * (`series.last_*`) and each device's `last_seen` — written every `interval` ms rather than in
@@ -72,8 +75,9 @@ export class Summaries {
   private held: BatchSummaries = emptyBatch();
   /** The marker's value in the store: the minute from which the summaries may lag, or null. */
   private behindFrom: number | null;
-  /** Devices whose row exists → the source written with it. */
+  /** Devices whose row exists → the source written with it: a cache, capped (see writeDevice). */
   private readonly devicesWritten = new Map<string, string>();
+  private readonly maxDevicesWritten: number;
   private lastWritten: number;
   /** The outcome of `write()` inside the open transaction, applied by `committed()`. */
   private staged: {
@@ -93,9 +97,12 @@ export class Summaries {
       interval: number;
       /** Hold back rollups and latest values too (only with raw readings to recompute them from). */
       holdBack: boolean;
+      /** Devices remembered as written, at most (default MAX_DEVICES_WRITTEN; tests flood a smaller cap). */
+      maxDevicesWritten?: number;
     },
     now: number,
   ) {
+    this.maxDevicesWritten = options.maxDevicesWritten ?? MAX_DEVICES_WRITTEN;
     this.stmt = {
       upsertRollup: db.prepare(
         `INSERT INTO readings_1m (minute, series_id, count, sum, min, max) VALUES (?, ?, ?, ?, ?, ?)
@@ -125,6 +132,11 @@ export class Summaries {
     this.behindFrom = (this.stmt.getMarker.get(MARKER) as number | undefined) ?? null;
     if (this.behindFrom !== null) this.recover(this.behindFrom);
     this.lastWritten = now;
+  }
+
+  /** Devices remembered as written, counted in the map itself (the flood test's view of the cap). */
+  get devicesRemembered(): number {
+    return this.devicesWritten.size;
   }
 
   /** The newest ts of a series committed but not yet in the series table, if any. */
@@ -247,6 +259,11 @@ export class Summaries {
 
   private writeDevice(device: string, d: { source: string; at: number }): void {
     this.stmt.upsertDevice.run(device, d.source, d.at, d.at);
+    // A cache, not the truth: past its cap it starts again, and a device it forgot is written at
+    // once the next time (the upsert keeps first_seen and the larger last_seen).
+    if (this.devicesWritten.size >= this.maxDevicesWritten && !this.devicesWritten.has(device)) {
+      this.devicesWritten.clear();
+    }
     this.devicesWritten.set(device, d.source);
   }
 
