@@ -6,6 +6,7 @@
  * sessions can merge.
  */
 import type { AggregateSpec } from '../model/rule.js';
+import { clear } from './arrays.js';
 import { evaluateQuantiles, QuantileState } from './quantile.js';
 
 /**
@@ -185,7 +186,7 @@ export class AggregationPlan {
       const q = s.q;
       const values = q?.values ?? null;
       if (q !== null && values !== null) {
-        values.length = 0;
+        clear(values);
         s.q = null;
         s.reset();
         s.q = q;

@@ -16,6 +16,7 @@ import {
 } from '../model/records.js';
 import type { AggregationPlan } from './aggregates.js';
 import { AlignedWindowOperator } from './aligned-windows.js';
+import { clear } from './arrays.js';
 import type { CompiledRule } from './compile.js';
 import { CountWindowOperator } from './count-windows.js';
 import { DecisionMachine, type DecisionStateRecord } from './decision.js';
@@ -181,7 +182,7 @@ export class RuleRunner {
     // 5. Windows the watermark closed, in (end, start, key) order.
     if (touched.length > 0) {
       this.closeTouched(out);
-      touched.length = 0;
+      clear(touched);
     }
   }
 
@@ -193,7 +194,7 @@ export class RuleRunner {
       for (const g of this.groups.values()) if (g.recompute(this.policy)) this.touched.push(g);
       if (this.touched.length > 0) {
         this.closeTouched(out);
-        this.touched.length = 0;
+        clear(this.touched);
       }
     }
     this.restIdle(now);
@@ -306,7 +307,7 @@ export class RuleRunner {
     if (this.isCount) return;
     for (const g of this.groups.values()) if (g.raiseTo(Number.POSITIVE_INFINITY)) this.touched.push(g);
     this.closeTouched(out);
-    this.touched.length = 0;
+    clear(this.touched);
   }
 
   /**
@@ -378,19 +379,19 @@ export class RuleRunner {
       const g = touched[i] as Group;
       g.operator.advance(g.watermark, fired);
       for (let j = 0; j < fired.length; j++) closed.push({ group: g, window: fired[j] as FiredWindow });
-      fired.length = 0;
+      clear(fired);
     }
     if (closed.length > 1 && touched.length > 1) closed.sort(compareFired);
     for (let i = 0; i < closed.length; i++) {
       const c = closed[i] as FiredInGroup;
       this.emitOne(c.group, c.window, out, true);
     }
-    closed.length = 0;
+    clear(closed);
   }
 
   private emit(g: Group, fired: FiredWindow[], out: OutputRecord[], inEndOrder: boolean): void {
     for (let i = 0; i < fired.length; i++) this.emitOne(g, fired[i] as FiredWindow, out, inEndOrder);
-    fired.length = 0;
+    clear(fired);
   }
 
   private emitOne(g: Group, w: FiredWindow, out: OutputRecord[], inEndOrder: boolean): void {

@@ -7,6 +7,7 @@
  * from, so the values at every rank are the same, bit for bit. Readings are finite: no NaN.
  */
 import type { SlotState, WindowState } from './aggregates.js';
+import { clear } from './arrays.js';
 
 /** a strictly before b in Float64Array sort order. */
 function before(a: number, b: number): boolean {
@@ -103,7 +104,7 @@ export class SlidingSortedValues {
 
   invalidate(): void {
     this.valid = false;
-    this.leaving.length = 0;
+    clear(this.leaving);
   }
 
   /**
@@ -128,7 +129,7 @@ export class SlidingSortedValues {
     const leaving = this.leaving;
     removed = grown(removed, leaving.length);
     for (let i = 0; i < leaving.length; i++) removed[rn++] = leaving[i] as number;
-    leaving.length = 0;
+    clear(leaving);
     // Panes that left: [this.start, start); panes that came: [this.end, end).
     let i = lo;
     while (i > head && (starts[i - 1] as number) >= this.start) i--;
@@ -179,7 +180,7 @@ export class SlidingSortedValues {
     this.start = start;
     this.end = end;
     this.valid = true;
-    this.leaving.length = 0;
+    clear(this.leaving);
   }
 
   /** values := (values − R) ∪ A, all ascending; R ⊆ values. */
