@@ -11,7 +11,8 @@ import { evaluateQuantiles, QuantileState } from './quantile.js';
 
 /**
  * Per slot, the count, sum, min and max of each pane of a window operator, side by side: pane i's
- * at [4i, 4i + 4) (one cache line holds two panes; a window's are read in one sweep).
+ * at [4i, 4i + 4) (one cache line holds two panes; a window's are read in one sweep). A pane's are
+ * accumulated as a SlotState's are (addMoments), so they are the same bits.
  */
 export type PaneMoments = number[];
 
@@ -143,13 +144,12 @@ export class AggregationPlan {
   /**
    * What evaluate() reads but the quantiles, of the union of panes [from..to) merged in that order
    * (the same merges, so the same bits): writes `out` (NaN where the outputs are quantiles) and
-   * returns the reading count. Count, sum, min and max come from `moments` (copies of the states'
-   * fields, side by side so that a window of many panes is read from a few cache lines; not needed
-   * for windows of one pane).
+   * returns the reading count. Count, sum, min and max come from `moments`, the rest from the panes'
+   * `states`, which only a plan that needsStates reads (null otherwise).
    */
   evaluatePanes(
     moments: readonly PaneMoments[],
-    states: readonly WindowState[],
+    states: readonly WindowState[] | null,
     from: number,
     to: number,
     out: number[],
@@ -158,7 +158,6 @@ export class AggregationPlan {
     for (let k = 0; k < acc.length; k++) {
       const a = acc[k] as SlotState;
       if (to - from === 0) a.n = 0;
-      else if (to - from === 1) copySlot(a, (states[from] as WindowState)[k] as SlotState);
       else mergeRead(a, moments[k] as PaneMoments, states, from, to, k, this.slotReads[k] as number);
     }
     for (let j = 0; j < this.outputs.length; j++) {
@@ -172,10 +171,24 @@ export class AggregationPlan {
     return this.slotMetric.length;
   }
 
-  newState(): WindowState {
+  /** The slot of `fn(metric)`'s metric; undefined when no aggregate names it (slot 0 takes all). */
+  slotOf(metric: string): number | undefined {
+    return this.singleSlot ? undefined : this.metricSlot.get(metric);
+  }
+
+  /**
+   * An output reads first/last or Welford's moments: panes need their SlotStates. Otherwise count,
+   * sum, min and max (PaneMoments) and the quantile states are all a pane is.
+   */
+  get needsStates(): boolean {
+    return this.slotReads.some((r) => (r & (READS_FIRST_LAST | READS_MOMENTS)) !== 0);
+  }
+
+  /** A new state; `withQuantiles` false: without quantile states (a window operator keeps its own). */
+  newState(withQuantiles = true): WindowState {
     const state: WindowState = new Array(this.slotMetric.length);
     for (let k = 0; k < state.length; k++)
-      state[k] = new SlotState((this.slotQuantiles[k] as number[]).length > 0);
+      state[k] = new SlotState(withQuantiles && (this.slotQuantiles[k] as number[]).length > 0);
     return state;
   }
 
@@ -284,9 +297,12 @@ const READS: Partial<Record<AggregateSpec['fn'], number>> = {
 
 const fullMerge = new SlotState(false);
 
-function copySlot(dst: SlotState, src: SlotState): void {
-  dst.n = 0;
-  mergeSlot(dst, src, false);
+/** Adds value v to pane moments `m` at index `at`, as addToSlot() adds it to a SlotState. */
+export function addMoments(m: PaneMoments, at: number, v: number): void {
+  m[at] = (m[at] as number) + 1;
+  m[at + 1] = (m[at + 1] as number) + v;
+  if (v < (m[at + 2] as number)) m[at + 2] = v;
+  if (v > (m[at + 3] as number)) m[at + 3] = v;
 }
 
 /**
@@ -297,7 +313,7 @@ function copySlot(dst: SlotState, src: SlotState): void {
 function mergeRead(
   dst: SlotState,
   moments: PaneMoments,
-  states: readonly WindowState[],
+  states: readonly WindowState[] | null,
   from: number,
   to: number,
   k: number,
@@ -335,7 +351,8 @@ function mergeRead(
   // first/last and Welford's moments: the full merge (rarer aggregates).
   const a = fullMerge;
   a.n = 0;
-  for (let i = from; i < to; i++) mergeSlot(a, (states[i] as WindowState)[k] as SlotState, false);
+  const full = states as readonly WindowState[];
+  for (let i = from; i < to; i++) mergeSlot(a, (full[i] as WindowState)[k] as SlotState, false);
   dst.firstTs = a.firstTs;
   dst.firstSeq = a.firstSeq;
   dst.firstV = a.firstV;

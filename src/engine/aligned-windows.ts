@@ -10,9 +10,9 @@
  * re-emits those it falls in with the next revision, cumulatively (revision 0 for one that closed
  * empty). A window that is still open is nothing but its panes.
  */
-import type { AggregationPlan, PaneMoments, SlotState, WindowState } from './aggregates.js';
+import { type AggregationPlan, addMoments, type PaneMoments, type WindowState } from './aggregates.js';
 import { clear } from './arrays.js';
-import { EXACT_LIMIT, evaluateQuantiles, interpolateSorted, type QuantileState } from './quantile.js';
+import { EXACT_LIMIT, evaluateQuantiles, interpolateSorted, QuantileState } from './quantile.js';
 import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
 import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
@@ -29,6 +29,10 @@ interface QuantileSlot {
   metric: string | null;
   qs: readonly number[];
   offsets: readonly number[];
+  /** Each pane's quantile state of this slot, indexed as the panes. */
+  panes: QuantileState[];
+  /** Forgotten panes' raw states, emptied for new panes. */
+  pool: QuantileState[];
   /** Windows of several panes: the sorted values of the last one fired, moved to the next. */
   sorted: SlidingSortedValues | null;
 }
@@ -52,20 +56,24 @@ const POOL = 8;
 export class AlignedWindowOperator implements WindowOperator {
   private readonly size: number;
   private readonly slide: number;
-  /** Panes, ascending by start: their starts and states side by side, from index `head` on. */
+  /**
+   * Panes, ascending by start, from index `head` on: their starts, and side by side with them their
+   * moments, their quantile states (in `quantiles`) and, only when the plan needsStates, their
+   * SlotStates. A pane of a plan that reads none of first/last/stddev is four numbers per slot and
+   * its quantile values.
+   */
   private readonly paneStarts: number[] = [];
-  private readonly paneStates: WindowState[] = [];
+  private readonly paneStates: WindowState[] | null;
   private head = 0;
-  /** Per slot: each pane's count, sum, min and max, copied from its state, indexed as the panes. */
-  private readonly moments: PaneMoments[];
+  /** Per slot: each pane's count, sum, min and max, indexed as the panes. */
+  private readonly moments: PaneMoments[] = [];
   private readonly pool: WindowState[] = [];
-  /** Panes whose quantile values became a sketch: while there is none, every window is exact. */
-  private sketchedPanes = 0;
+  /** Panes' quantile states that became a sketch: while there is none, every window is exact. */
+  private readonly sketched = new Set<QuantileState>();
   /** Some quantile slot keeps sorted values (windows of several panes). */
   private readonly followsSorted: boolean;
   /** Above every end the sorted values ever had: a pane from here on is in none of them. */
   private sortedEnd = Number.NEGATIVE_INFINITY;
-  private readonly sketched = new Set<WindowState>();
   /** The largest watermark seen: every window ending at or before it is closed and accounted for. */
   private closedUpTo = Number.NEGATIVE_INFINITY;
   /** The first window end after closedUpTo. */
@@ -84,9 +92,8 @@ export class AlignedWindowOperator implements WindowOperator {
   ) {
     this.size = assigner.size;
     this.slide = assigner.slide;
-    // Windows of one pane (tumbling) read that pane's state directly: no copies needed.
-    this.moments = [];
-    if (assigner.size > assigner.pane) for (let k = 0; k < plan.slotCount; k++) this.moments.push([]);
+    this.paneStates = plan.needsStates ? [] : null;
+    for (let k = 0; k < plan.slotCount; k++) this.moments.push([]);
     const slots = plan.quantileSlots;
     this.quantiles =
       slots.length === 0
@@ -98,7 +105,9 @@ export class AlignedWindowOperator implements WindowOperator {
             metric: plan.slotMetric[q.slot] ?? null,
             qs: q.qs,
             offsets: q.offsets,
-            sorted: assigner.size > assigner.pane ? new SlidingSortedValues(q.slot) : null,
+            panes: [],
+            pool: [],
+            sorted: assigner.size > assigner.pane ? new SlidingSortedValues() : null,
           }));
     this.followsSorted = this.quantiles.some((q) => q.sorted !== null);
   }
@@ -211,53 +220,60 @@ export class AlignedWindowOperator implements WindowOperator {
   private add(metric: string, value: number, ts: number, seq: number): void {
     const start = this.assigner.paneStart(ts);
     const starts = this.paneStarts;
-    const head = this.head;
     let i = starts.length - 1;
-    while (i >= head && (starts[i] as number) > start) i--;
-    let state: WindowState;
-    if (i >= head && starts[i] === start) state = this.paneStates[i] as WindowState;
-    else {
-      state = this.pool.pop() ?? this.plan.newState();
-      i++;
-      const atEnd = i === starts.length;
-      if (atEnd) {
-        starts.push(start);
-        this.paneStates.push(state);
-      } else {
-        starts.splice(i, 0, start);
-        this.paneStates.splice(i, 0, state);
-      }
-      for (const m of this.moments) {
-        if (atEnd) m.push(0, 0, 0, 0);
-        else m.splice(4 * i, 0, 0, 0, 0, 0);
-      }
+    while (i >= this.head && (starts[i] as number) > start) i--;
+    if (i < this.head || starts[i] !== start) this.insertPane(++i, start);
+    const at = 4 * i;
+    const moments = this.moments;
+    addMoments(moments[0] as PaneMoments, at, value);
+    const k = this.plan.slotOf(metric);
+    if (k !== undefined) addMoments(moments[k] as PaneMoments, at, value);
+    const states = this.paneStates;
+    if (states !== null) this.plan.add(states[i] as WindowState, metric, value, ts, seq);
+    const quantiles = this.quantiles;
+    if (quantiles.length === 0) return;
+    // Most readings land after every window fired so far and in a pane far below a sketch: the
+    // sorted values have nothing to do.
+    const follow =
+      this.followsSorted &&
+      (start < this.sortedEnd || ((moments[0] as PaneMoments)[at] as number) > EXACT_LIMIT);
+    for (let j = 0; j < quantiles.length; j++) {
+      const q = quantiles[j] as QuantileSlot;
+      if (q.metric !== null && q.metric !== metric) continue;
+      const pane = q.panes[i] as QuantileState;
+      pane.add(value);
+      if (!follow || q.sorted === null) continue;
+      if (pane.values === null) {
+        this.sketched.add(pane);
+        q.sorted.sketched(start);
+      } else q.sorted.added(start, value);
     }
-    this.plan.add(state, metric, value, ts, seq);
+  }
+
+  /** Makes pane `start` at index i, shifting those after it. */
+  private insertPane(i: number, start: number): void {
+    const starts = this.paneStarts;
+    const atEnd = i === starts.length;
+    const states = this.paneStates;
+    const state = states === null ? null : (this.pool.pop() ?? this.plan.newState(false));
+    if (atEnd) starts.push(start);
+    else starts.splice(i, 0, start);
+    if (states !== null) {
+      if (atEnd) states.push(state as WindowState);
+      else states.splice(i, 0, state as WindowState);
+    }
     const moments = this.moments;
     for (let k = 0; k < moments.length; k++) {
       const m = moments[k] as PaneMoments;
-      const slot = state[k] as SlotState;
-      const at = 4 * i;
-      m[at] = slot.n;
-      m[at + 1] = slot.sum;
-      m[at + 2] = slot.min;
-      m[at + 3] = slot.max;
+      if (atEnd) m.push(0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
+      else m.splice(4 * i, 0, 0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
     }
-    // Most readings land after every window fired so far and in a pane far below a sketch: the
-    // sorted values have nothing to do, known from this object's fields alone (the rest is cold).
-    if (!this.followsSorted) return;
-    if (start >= this.sortedEnd && (state[0] as SlotState).n <= EXACT_LIMIT) return;
     const quantiles = this.quantiles;
-    for (let k = 0; k < quantiles.length; k++) {
-      const q = quantiles[k] as QuantileSlot;
-      if (q.sorted === null || (q.metric !== null && q.metric !== metric)) continue;
-      if ((state[q.slot] as SlotState).q?.values == null) {
-        if (!this.sketched.has(state)) {
-          this.sketched.add(state);
-          this.sketchedPanes++;
-        }
-        q.sorted.sketched(start);
-      } else q.sorted.added(start, value);
+    for (let j = 0; j < quantiles.length; j++) {
+      const q = quantiles[j] as QuantileSlot;
+      const pane = q.pool.pop() ?? new QuantileState();
+      if (atEnd) q.panes.push(pane);
+      else q.panes.splice(i, 0, pane);
     }
   }
 
@@ -274,42 +290,53 @@ export class AlignedWindowOperator implements WindowOperator {
       drop++;
     if (drop === head) return;
     const quantiles = this.quantiles;
-    for (let k = 0; k < quantiles.length; k++) {
-      const sorted = (quantiles[k] as QuantileSlot).sorted;
-      if (sorted === null) continue;
-      for (let i = head; i < drop; i++) sorted.forgotten(starts[i] as number, states[i] as WindowState);
+    for (let j = 0; j < quantiles.length; j++) {
+      const q = quantiles[j] as QuantileSlot;
+      const sorted = q.sorted;
+      for (let i = head; i < drop; i++) {
+        const pane = q.panes[i] as QuantileState;
+        sorted?.forgotten(starts[i] as number, pane);
+        if (pane.values === null) this.sketched.delete(pane);
+        else if (q.pool.length < POOL) {
+          clear(pane.values);
+          q.pool.push(pane);
+        }
+      }
     }
-    const pool = this.pool;
-    for (let i = head; i < drop; i++) {
-      const state = states[i] as WindowState;
-      if (this.sketchedPanes > 0 && this.sketched.delete(state)) this.sketchedPanes--;
-      if (pool.length >= POOL) continue;
-      this.plan.renew(state);
-      pool.push(state);
+    if (states !== null) {
+      const pool = this.pool;
+      for (let i = head; i < drop && pool.length < POOL; i++) {
+        const state = states[i] as WindowState;
+        this.plan.renew(state);
+        pool.push(state);
+      }
     }
     this.head = drop;
     // Forgotten panes are cut off the arrays in batches, not one splice per pane.
-    if (drop === starts.length) {
-      clear(starts);
-      clear(states);
-      for (const m of this.moments) clear(m);
-      this.head = 0;
-    } else if (drop >= 64 && drop * 2 >= starts.length) {
-      starts.splice(0, drop);
-      states.splice(0, drop);
-      for (const m of this.moments) m.splice(0, 4 * drop);
-      this.head = 0;
-    }
+    if (drop === starts.length) this.cutPanes(drop, true);
+    else if (drop >= 64 && drop * 2 >= starts.length) this.cutPanes(drop, false);
+  }
+
+  /** Removes the first `n` panes (all of them: `all`) from every array, which start at 0 again. */
+  private cutPanes(n: number, all: boolean): void {
+    const cut = (a: unknown[], per: number) => {
+      if (all) clear(a);
+      else a.splice(0, per * n);
+    };
+    cut(this.paneStarts, 1);
+    if (this.paneStates !== null) cut(this.paneStates, 1);
+    for (const m of this.moments) cut(m, 4);
+    for (const q of this.quantiles) cut(q.panes, 1);
+    this.head = 0;
   }
 
   private fire(start: number, end: number, revision: number): FiredWindow {
     const starts = this.paneStarts;
-    const states = this.paneStates;
     const lo = lowerBound(starts, start, this.head);
     const hi = lowerBound(starts, end, lo);
     const plan = this.plan;
     const values = new Array<number>(plan.aliases.length + 1);
-    const count = plan.evaluatePanes(this.moments, states, lo, hi, values);
+    const count = plan.evaluatePanes(this.moments, this.paneStates, lo, hi, values);
     values[plan.aliases.length] = count;
     const quantiles = this.quantiles;
     for (let k = 0; k < quantiles.length; k++)
@@ -326,9 +353,9 @@ export class AlignedWindowOperator implements WindowOperator {
     end: number,
     out: number[],
   ): void {
-    const states = this.paneStates;
+    const panes = q.panes;
     const sorted = q.sorted;
-    if (sorted !== null && this.sketchedPanes === 0) {
+    if (sorted !== null && this.sketched.size === 0) {
       // Every pane raw: exact, without visiting the panes that stay.
       const m = this.moments[q.slot] as PaneMoments;
       let total = 0;
@@ -337,7 +364,7 @@ export class AlignedWindowOperator implements WindowOperator {
         for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
         return;
       }
-      sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+      sorted.moveTo(this.paneStarts, panes, this.head, lo, hi, start, end);
       if (end > this.sortedEnd) this.sortedEnd = end;
       for (let j = 0; j < q.qs.length; j++)
         out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
@@ -348,7 +375,7 @@ export class AlignedWindowOperator implements WindowOperator {
     let total = 0;
     let allRaw = true;
     for (let i = lo; i < hi; i++) {
-      const qs = ((states[i] as WindowState)[q.slot] as SlotState).q as QuantileState;
+      const qs = panes[i] as QuantileState;
       if (qs.count() === 0) continue;
       parts.push(qs);
       total += qs.count();
@@ -358,7 +385,7 @@ export class AlignedWindowOperator implements WindowOperator {
       evaluateQuantiles(parts, q.qs, out, q.offsets);
       return;
     }
-    sorted.moveTo(this.paneStarts, states, this.head, lo, hi, start, end);
+    sorted.moveTo(this.paneStarts, panes, this.head, lo, hi, start, end);
     if (end > this.sortedEnd) this.sortedEnd = end;
     for (let j = 0; j < q.qs.length; j++)
       out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);

@@ -6,8 +6,8 @@
  * The order is Float64Array's sort order (−0 before +0), the one the exact quantile has always read
  * from, so the values at every rank are the same, bit for bit. Readings are finite: no NaN.
  */
-import type { SlotState, WindowState } from './aggregates.js';
 import { clear } from './arrays.js';
+import type { QuantileState } from './quantile.js';
 
 /** a strictly before b in Float64Array sort order. */
 function before(a: number, b: number): boolean {
@@ -23,6 +23,12 @@ type Values = Float64Array<ArrayBufferLike>;
 
 /** Up to this many values out and in, a move is done in place rather than by a merge. */
 const FEW = 8;
+
+const NONE: readonly number[] = [];
+
+function rawOf(pane: QuantileState): readonly number[] {
+  return pane.values ?? NONE;
+}
 
 let removedScratch: Values = new Float64Array(256);
 let addedScratch: Values = new Float64Array(256);
@@ -44,11 +50,6 @@ export class SlidingSortedValues {
   private end = 0;
   /** Values of panes already forgotten (expired) that are still in `values`. */
   private leaving: number[] = [];
-
-  constructor(
-    /** The slot of the pane states whose quantile values this follows. */
-    private readonly slot: number,
-  ) {}
 
   /** A value was added to the pane starting at `paneStart`. */
   added(paneStart: number, v: number): void {
@@ -92,10 +93,10 @@ export class SlidingSortedValues {
   }
 
   /** The pane is forgotten; its values stay counted until the next move. */
-  forgotten(paneStart: number, state: WindowState): void {
+  forgotten(paneStart: number, pane: QuantileState): void {
     if (!this.valid || paneStart < this.start || paneStart >= this.end) return;
-    const vs = (state[this.slot] as SlotState).q?.values;
-    if (vs == null) {
+    const vs = pane.values;
+    if (vs === null) {
       this.invalidate();
       return;
     }
@@ -109,11 +110,12 @@ export class SlidingSortedValues {
 
   /**
    * Makes this the sorted values of panes [lo, hi) (every one raw), the window [start, end).
-   * `starts` and `states` are the operator's panes, ascending, from index `head` on.
+   * `starts` and `panes` (their quantile states) are the operator's panes, ascending, from index
+   * `head` on.
    */
   moveTo(
     starts: readonly number[],
-    states: readonly WindowState[],
+    panes: readonly QuantileState[],
     head: number,
     lo: number,
     hi: number,
@@ -121,7 +123,7 @@ export class SlidingSortedValues {
     end: number,
   ): void {
     if (!this.valid || start < this.start || end < this.end || start >= this.end) {
-      this.rebuild(states, lo, hi, start, end);
+      this.rebuild(panes, lo, hi, start, end);
       return;
     }
     let rn = 0;
@@ -134,14 +136,14 @@ export class SlidingSortedValues {
     let i = lo;
     while (i > head && (starts[i - 1] as number) >= this.start) i--;
     for (; i < lo; i++) {
-      const vs = this.rawOf(states[i] as WindowState);
+      const vs = rawOf(panes[i] as QuantileState);
       removed = grown(removed, rn + vs.length);
       for (let k = 0; k < vs.length; k++) removed[rn++] = vs[k] as number;
     }
     let an = 0;
     let added = addedScratch;
     for (let j = hi - 1; j >= lo && (starts[j] as number) >= this.end; j--) {
-      const vs = this.rawOf(states[j] as WindowState);
+      const vs = rawOf(panes[j] as QuantileState);
       added = grown(added, an + vs.length);
       for (let k = 0; k < vs.length; k++) added[an++] = vs[k] as number;
     }
@@ -161,18 +163,14 @@ export class SlidingSortedValues {
     this.merge(R, rn, A, an);
   }
 
-  private rawOf(state: WindowState): readonly number[] {
-    return (state[this.slot] as SlotState).q?.values ?? [];
-  }
-
-  private rebuild(states: readonly WindowState[], lo: number, hi: number, start: number, end: number): void {
+  private rebuild(panes: readonly QuantileState[], lo: number, hi: number, start: number, end: number): void {
     let n = 0;
-    for (let i = lo; i < hi; i++) n += this.rawOf(states[i] as WindowState).length;
+    for (let i = lo; i < hi; i++) n += rawOf(panes[i] as QuantileState).length;
     const values = grown(this.values, n);
     this.values = values;
     let o = 0;
     for (let i = lo; i < hi; i++) {
-      const vs = this.rawOf(states[i] as WindowState);
+      const vs = rawOf(panes[i] as QuantileState);
       for (let k = 0; k < vs.length; k++) values[o++] = vs[k] as number;
     }
     values.subarray(0, n).sort();
