@@ -87,6 +87,42 @@ export class SlidingSortedValues {
     this.n--;
   }
 
+  /** Removes one occurrence of r (which is present) and inserts a: remove(r) then insert(a). */
+  private replace(r: number, a: number): void {
+    const values = this.values;
+    const n = this.n;
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (before(values[mid] as number, r)) lo = mid + 1;
+      else hi = mid;
+    }
+    const p = lo;
+    if (before(a, r)) {
+      // a goes before r's place: after the values in [0, p) it is not before, as insert() puts it.
+      lo = 0;
+      hi = p;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (before(a, values[mid] as number)) hi = mid;
+        else lo = mid + 1;
+      }
+      values.copyWithin(lo + 1, lo, p);
+      values[lo] = a;
+      return;
+    }
+    lo = p + 1;
+    hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (before(a, values[mid] as number)) hi = mid;
+      else lo = mid + 1;
+    }
+    values.copyWithin(p, p + 1, lo);
+    values[lo - 1] = a;
+  }
+
   /** The pane starting at `paneStart` left raw values for a sketch: it cannot be followed. */
   sketched(paneStart: number): void {
     if (paneStart >= this.start && paneStart < this.end) this.invalidate();
@@ -152,6 +188,11 @@ export class SlidingSortedValues {
     this.start = start;
     this.end = end;
     if (rn === 0 && an === 0) return;
+    if (rn === 1 && an === 1) {
+      // One value out, one in (panes of one reading each): one shift between their places.
+      this.replace(removed[0] as number, added[0] as number);
+      return;
+    }
     if (rn + an <= FEW) {
       // A few values out and in (a pane or two of sparse readings): moved in place.
       for (let k = 0; k < rn; k++) this.remove(removed[k] as number);

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { QuantileState } from '../../src/engine/quantile.js';
+import { SlidingSortedValues } from '../../src/engine/sliding-sorted.js';
+
+/** Panes of 1 s, each a QuantileState holding the given raw values. */
+function panesOf(values: number[][]): { starts: number[]; panes: QuantileState[] } {
+  const panes = values.map((vs) => {
+    const q = new QuantileState();
+    for (const v of vs) q.add(v);
+    return q;
+  });
+  return { starts: values.map((_, i) => i * 1000), panes };
+}
+
+/** What the window [lo, hi) of panes must hold: every value, in Float64Array sort order. */
+function expected(values: number[][], lo: number, hi: number): number[] {
+  return Array.from(Float64Array.from(values.slice(lo, hi).flat()).sort());
+}
+
+const value = fc.oneof(
+  fc.constantFrom(0, -0, 1, 1, -1, 2.5),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+);
+
+describe('SlidingSortedValues', () => {
+  it('moved window by window holds exactly the sorted values of each, ±0 and ties included', () => {
+    let moves = 0;
+    fc.assert(
+      fc.property(
+        // Panes of 0–3 values (one each most often: one out, one in), windows of 1–8 panes.
+        fc.array(
+          fc.oneof(fc.array(value, { minLength: 1, maxLength: 1 }), fc.array(value, { maxLength: 3 })),
+          {
+            minLength: 2,
+            maxLength: 40,
+          },
+        ),
+        fc.integer({ min: 1, max: 8 }),
+        (values, width) => {
+          const { starts, panes } = panesOf(values);
+          const sorted = new SlidingSortedValues();
+          for (let lo = 0; lo + width <= values.length; lo++) {
+            const hi = lo + width;
+            sorted.moveTo(starts, panes, 0, lo, hi, lo * 1000, hi * 1000);
+            const got = Array.from(sorted.values.subarray(0, sorted.n));
+            // Object.is tells −0 from +0: deepStrictEqual does.
+            assert.deepStrictEqual(got, expected(values, lo, hi), `window [${lo}, ${hi})`);
+            moves++;
+          }
+        },
+      ),
+      { numRuns: 300, seed: 3_12_2026 },
+    );
+    assert.ok(moves > 1000, `only ${moves} moves checked`);
+  });
+});
