@@ -11,8 +11,9 @@ import { evaluateQuantiles, QuantileState } from './quantile.js';
 
 /**
  * Per slot, the count, sum, min and max of each pane of a window operator, side by side: pane i's
- * at [4i, 4i + 4) (one cache line holds two panes; a window's are read in one sweep). A pane's are
- * accumulated as a SlotState's are (addMoments), so they are the same bits.
+ * at [wi, wi + w) with w the plan's paneWidth (a window's are read in one sweep of a few cache
+ * lines). w is 2, count and sum only, when no output reads min or max. A pane's are accumulated as a
+ * SlotState's are (addMoments), so they are the same bits.
  */
 export type PaneMoments = number[];
 
@@ -78,6 +79,7 @@ export class AggregationPlan {
   private readonly accumulators: SlotState[] = [];
   /** Per slot: which moments an output reads (READS_* bits), the only ones evaluateMoments merges. */
   private readonly slotReads: number[] = [];
+  private readonly width: 2 | 4;
 
   constructor(specs: readonly AggregateSpec[]) {
     this.aliases = specs.map((s) => s.alias);
@@ -111,6 +113,7 @@ export class AggregationPlan {
       return { fn: s.fn, slot, qIndex };
     });
     this.singleSlot = this.slotMetric.length === 1;
+    let minMax = false;
     for (let k = 0; k < this.slotMetric.length; k++) {
       const offsets: number[] = [];
       const wanted: number[] = [];
@@ -128,7 +131,9 @@ export class AggregationPlan {
       if (this.slotFirstLast[k]) reads |= READS_FIRST_LAST;
       if (this.slotMoments[k]) reads |= READS_MOMENTS;
       this.slotReads.push(reads);
+      if ((reads & READS_MIN_MAX) !== 0) minMax = true;
     }
+    this.width = minMax ? 4 : 2;
   }
 
   /** The slots quantiles read, each with its quantiles (0–1) and their places in the output. */
@@ -155,10 +160,11 @@ export class AggregationPlan {
     out: number[],
   ): number {
     const acc = this.accumulators;
+    const w = this.width;
     for (let k = 0; k < acc.length; k++) {
       const a = acc[k] as SlotState;
       if (to - from === 0) a.n = 0;
-      else mergeRead(a, moments[k] as PaneMoments, states, from, to, k, this.slotReads[k] as number);
+      else mergeRead(a, moments[k] as PaneMoments, w, states, from, to, k, this.slotReads[k] as number);
     }
     for (let j = 0; j < this.outputs.length; j++) {
       const o = this.outputs[j] as Output;
@@ -169,6 +175,11 @@ export class AggregationPlan {
 
   get slotCount(): number {
     return this.slotMetric.length;
+  }
+
+  /** Numbers per pane in PaneMoments: 4 (count, sum, min, max), or 2 when min and max are not read. */
+  get paneWidth(): 2 | 4 {
+    return this.width;
   }
 
   /** The slot of `fn(metric)`'s metric; undefined when no aggregate names it (slot 0 takes all). */
@@ -297,10 +308,11 @@ const READS: Partial<Record<AggregateSpec['fn'], number>> = {
 
 const fullMerge = new SlotState(false);
 
-/** Adds value v to pane moments `m` at index `at`, as addToSlot() adds it to a SlotState. */
-export function addMoments(m: PaneMoments, at: number, v: number): void {
+/** Adds value v to pane moments `m` of width w at index `at`, as addToSlot() adds it to a SlotState. */
+export function addMoments(m: PaneMoments, at: number, w: 2 | 4, v: number): void {
   m[at] = (m[at] as number) + 1;
   m[at + 1] = (m[at + 1] as number) + v;
+  if (w === 2) return;
   if (v < (m[at + 2] as number)) m[at + 2] = v;
   if (v > (m[at + 3] as number)) m[at + 3] = v;
 }
@@ -313,6 +325,7 @@ export function addMoments(m: PaneMoments, at: number, v: number): void {
 function mergeRead(
   dst: SlotState,
   moments: PaneMoments,
+  w: 2 | 4,
   states: readonly WindowState[] | null,
   from: number,
   to: number,
@@ -325,24 +338,34 @@ function mergeRead(
   let max = Number.NEGATIVE_INFINITY;
   const sums = (reads & READS_SUM) !== 0;
   const minMax = (reads & READS_MIN_MAX) !== 0;
-  for (let i = 4 * from; i < 4 * to; i += 4) {
-    const m = moments[i] as number;
-    if (m === 0) continue;
-    if (n === 0) {
-      sum = moments[i + 1] as number;
-      min = moments[i + 2] as number;
-      max = moments[i + 3] as number;
-    } else {
-      if (sums) sum += moments[i + 1] as number;
-      if (minMax) {
-        const lo = moments[i + 2] as number;
-        const hi = moments[i + 3] as number;
-        if (lo < min) min = lo;
-        if (hi > max) max = hi;
-      }
+  if (w === 2) {
+    // Count and sum only (no output reads min or max): the same sums in the same order.
+    for (let i = 2 * from; i < 2 * to; i += 2) {
+      const m = moments[i] as number;
+      if (m === 0) continue;
+      if (n === 0) sum = moments[i + 1] as number;
+      else if (sums) sum += moments[i + 1] as number;
+      n += m;
     }
-    n += m;
-  }
+  } else
+    for (let i = 4 * from; i < 4 * to; i += 4) {
+      const m = moments[i] as number;
+      if (m === 0) continue;
+      if (n === 0) {
+        sum = moments[i + 1] as number;
+        min = moments[i + 2] as number;
+        max = moments[i + 3] as number;
+      } else {
+        if (sums) sum += moments[i + 1] as number;
+        if (minMax) {
+          const lo = moments[i + 2] as number;
+          const hi = moments[i + 3] as number;
+          if (lo < min) min = lo;
+          if (hi > max) max = hi;
+        }
+      }
+      n += m;
+    }
   dst.n = n;
   dst.sum = sum;
   dst.min = min;

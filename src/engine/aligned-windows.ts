@@ -65,8 +65,9 @@ export class AlignedWindowOperator implements WindowOperator {
   private readonly paneStarts: number[] = [];
   private readonly paneStates: WindowState[] | null;
   private head = 0;
-  /** Per slot: each pane's count, sum, min and max, indexed as the panes. */
+  /** Per slot: each pane's count, sum (and min, max: width 4), indexed as the panes. */
   private readonly moments: PaneMoments[] = [];
+  private readonly width: 2 | 4;
   private readonly pool: WindowState[] = [];
   /** Panes' quantile states that became a sketch: while there is none, every window is exact. */
   private readonly sketched = new Set<QuantileState>();
@@ -93,6 +94,7 @@ export class AlignedWindowOperator implements WindowOperator {
     this.size = assigner.size;
     this.slide = assigner.slide;
     this.paneStates = plan.needsStates ? [] : null;
+    this.width = plan.paneWidth;
     for (let k = 0; k < plan.slotCount; k++) this.moments.push([]);
     const slots = plan.quantileSlots;
     this.quantiles =
@@ -223,11 +225,12 @@ export class AlignedWindowOperator implements WindowOperator {
     let i = starts.length - 1;
     while (i >= this.head && (starts[i] as number) > start) i--;
     if (i < this.head || starts[i] !== start) this.insertPane(++i, start);
-    const at = 4 * i;
+    const w = this.width;
+    const at = w * i;
     const moments = this.moments;
-    addMoments(moments[0] as PaneMoments, at, value);
+    addMoments(moments[0] as PaneMoments, at, w, value);
     const k = this.plan.slotOf(metric);
-    if (k !== undefined) addMoments(moments[k] as PaneMoments, at, value);
+    if (k !== undefined) addMoments(moments[k] as PaneMoments, at, w, value);
     const states = this.paneStates;
     if (states !== null) this.plan.add(states[i] as WindowState, metric, value, ts, seq);
     const quantiles = this.quantiles;
@@ -263,10 +266,14 @@ export class AlignedWindowOperator implements WindowOperator {
       else states.splice(i, 0, state as WindowState);
     }
     const moments = this.moments;
+    const wide = this.width === 4;
     for (let k = 0; k < moments.length; k++) {
       const m = moments[k] as PaneMoments;
-      if (atEnd) m.push(0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
-      else m.splice(4 * i, 0, 0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
+      if (atEnd) {
+        if (wide) m.push(0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
+        else m.push(0, 0);
+      } else if (wide) m.splice(4 * i, 0, 0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY);
+      else m.splice(2 * i, 0, 0, 0);
     }
     const quantiles = this.quantiles;
     for (let j = 0; j < quantiles.length; j++) {
@@ -325,7 +332,7 @@ export class AlignedWindowOperator implements WindowOperator {
     };
     cut(this.paneStarts, 1);
     if (this.paneStates !== null) cut(this.paneStates, 1);
-    for (const m of this.moments) cut(m, 4);
+    for (const m of this.moments) cut(m, this.width);
     for (const q of this.quantiles) cut(q.panes, 1);
     this.head = 0;
   }
@@ -359,7 +366,7 @@ export class AlignedWindowOperator implements WindowOperator {
       // Every pane raw: exact, without visiting the panes that stay.
       const m = this.moments[q.slot] as PaneMoments;
       let total = 0;
-      for (let i = lo; i < hi; i++) total += m[4 * i] as number;
+      for (let i = lo; i < hi; i++) total += m[this.width * i] as number;
       if (total === 0) {
         for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
         return;
