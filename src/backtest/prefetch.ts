@@ -34,6 +34,8 @@ export interface PrefetchOptions {
   ahead?: number;
   /** Reader threads (default: one per core beyond the first, at most 2, at least 1). */
   readers?: number;
+  /** Series names a reader, and so this side, remembers (default: ReadingHistory's; tests flood a smaller one). */
+  maxNamedSeries?: number;
 }
 
 /**
@@ -63,7 +65,7 @@ export class PrefetchedHistory {
   private readonly plan: BucketPlan;
   private bucket = 0;
   private failure: Error | null = null;
-  private readonly names = new Map<number, SeriesNames>();
+  private readonly names = new PackedNames();
   /** How many readings the range held when the job started. */
   readonly total: number;
 
@@ -86,6 +88,7 @@ export class PrefetchedHistory {
         stride,
         chunkSize,
         ahead: options.ahead ?? 16,
+        maxNamedSeries: options.maxNamedSeries,
       };
       const worker = new Worker(new URL('./reader.js', import.meta.url), {
         workerData: data,
@@ -128,9 +131,16 @@ export class PrefetchedHistory {
       const m = await this.take(reader);
       reader.worker.postMessage('more');
       if (m.last) this.bucket++;
-      if (m.chunk.n > 0) return this.unpack(m.chunk);
+      // Every chunk, empty or not, in order: the names follow the reader's memory of them exactly.
+      const readings = this.names.unpack(m.chunk);
+      if (readings.length > 0) return readings;
     }
     return [];
+  }
+
+  /** Series names held now (the flood test's view of the cap). */
+  get namedSeries(): number {
+    return this.names.size;
   }
 
   private async take(reader: Reader): Promise<ReaderMessage> {
@@ -144,11 +154,35 @@ export class PrefetchedHistory {
     return m;
   }
 
-  private unpack(c: PackedReadings): Reading[] {
+  /** Stops the readers (at the end, or when the job stops early). */
+  async close(): Promise<void> {
+    for (const r of this.readers) r.finished = true;
+    await Promise.all(this.readers.map((r) => r.worker.terminate()));
+  }
+}
+
+/**
+ * The receiving side of packed chunks: the names of the series their sender named, forgotten when
+ * a chunk says it starts over. Fed the chunks of one history after another, each in order, it holds
+ * exactly the series the current history remembers as named: never more than that history's cap,
+ * and never fewer than a chunk needs.
+ */
+export class PackedNames {
+  private readonly names = new Map<number, SeriesNames>();
+
+  get size(): number {
+    return this.names.size;
+  }
+
+  /** The chunk's readings, whole. */
+  unpack(c: PackedReadings): Reading[] {
+    if (c.restart) this.names.clear();
     for (const [id, device, metric, unit] of c.names) this.names.set(id, { device, metric, unit });
     const out: Reading[] = new Array(c.n);
     for (let i = 0; i < c.n; i++) {
-      const s = this.names.get(c.series[i] as number) as SeriesNames;
+      const id = c.series[i] as number;
+      const s = this.names.get(id);
+      if (s === undefined) throw new Error(`a chunk of the history holds series ${id}, never named`);
       const r: Reading = {
         device: s.device,
         metric: s.metric,
@@ -161,12 +195,6 @@ export class PrefetchedHistory {
     for (const [i, tags] of c.tags) (out[i] as Reading).tags = JSON.parse(tags) as Record<string, string>;
     return out;
   }
-
-  /** Stops the readers (at the end, or when the job stops early). */
-  async close(): Promise<void> {
-    for (const r of this.readers) r.finished = true;
-    await Promise.all(this.readers.map((r) => r.worker.terminate()));
-  }
 }
 
 function emptyChunk(): PackedReadings {
@@ -177,5 +205,6 @@ function emptyChunk(): PackedReadings {
     series: new Int32Array(0),
     tags: [],
     names: [],
+    restart: false,
   };
 }

@@ -25,6 +25,8 @@ export interface ReaderData {
   stride: number;
   chunkSize: number;
   ahead: number;
+  /** Series a history remembers as named (default: ReadingHistory's; tests flood a smaller one). */
+  maxNamedSeries?: number | undefined;
 }
 
 /** Reader → engine: chunks of its buckets in order, `last` on the final chunk of each. Engine → reader: 'more'. */
@@ -62,6 +64,8 @@ if (parentPort) {
         db,
         { ...data.filter, ...bucketRange(data.filter, data.plan, bucket) },
         data.chunkSize,
+        undefined,
+        data.maxNamedSeries,
       );
       const chunk = history.nextPacked();
       const last = history.exhausted;

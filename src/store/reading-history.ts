@@ -40,9 +40,16 @@ export interface PackedReadings {
   series: Int32Array;
   tags: [number, string][];
   names: [number, string, string, string | null][];
+  /**
+   * The receiver forgets every name it was sent before this chunk's: the sender's memory of the
+   * series it named starts over here (in its history's first chunk, and when that memory is full).
+   * Every series of the chunk is named in the chunk or, without `restart`, in an earlier chunk of
+   * the same history.
+   */
+  restart: boolean;
 }
 
-function packed(n: number): PackedReadings {
+function packed(n: number, restart = false): PackedReadings {
   return {
     n,
     ts: new Float64Array(n),
@@ -50,11 +57,18 @@ function packed(n: number): PackedReadings {
     series: new Int32Array(n),
     tags: [],
     names: [],
+    restart,
   };
 }
 
 /** Series ids remembered before the cache starts over (a store may hold many series). */
 const MAX_SERIES_CACHED = 100_000;
+
+/**
+ * Series remembered as named before packed chunks start over (and their receiver with them: it
+ * holds the names of as many series).
+ */
+const MAX_SERIES_NAMED = 100_000;
 
 interface SeriesNames {
   device: string;
@@ -82,7 +96,7 @@ export class ReadingHistory {
   /** A chunk and the names of its series are read in one snapshot (retention may delete both meanwhile). */
   private readonly readChunk: () => Reading[];
   private readonly readPacked: () => PackedReadings;
-  /** Series whose names a packed chunk has carried already. */
+  /** Series whose names a packed chunk has carried already (since the last `restart`). */
   private readonly named = new Set<number>();
 
   constructor(
@@ -91,6 +105,11 @@ export class ReadingHistory {
     private readonly chunkSize = 4096,
     /** Series names cached before the cache starts over (tests flood a smaller one). */
     private readonly maxCachedSeries = MAX_SERIES_CACHED,
+    /**
+     * Series remembered as named before packed chunks start over (tests flood a smaller one); a
+     * chunk's series are named together, so below the chunk size it is one chunk's series.
+     */
+    private readonly maxNamedSeries = MAX_SERIES_NAMED,
   ) {
     const { where, params } = seriesAndTime(filter);
     this.params = params;
@@ -130,6 +149,11 @@ export class ReadingHistory {
     return this.series.size;
   }
 
+  /** Series remembered as named by packed chunks now (the flood test's view of the cap). */
+  get namedSeries(): number {
+    return this.named.size;
+  }
+
   /** True once the last chunk was read. */
   get exhausted(): boolean {
     return this.done;
@@ -142,7 +166,8 @@ export class ReadingHistory {
 
   /**
    * The next chunk as columns, for another thread (the buffers can be transferred): each series'
-   * names travel once, with the first chunk that holds it. Empty (n = 0) once every reading was read.
+   * names travel once, with the first chunk that holds it (once again after a chunk that says
+   * `restart`, every maxNamedSeries series or so). Empty (n = 0) once every reading was read.
    */
   nextPacked(): PackedReadings {
     return this.done ? packed(0) : this.readPacked();
@@ -162,7 +187,11 @@ export class ReadingHistory {
 
   private pack(): PackedReadings {
     const rows = this.rows();
-    const out = packed(rows.length);
+    // Starts over before the chunk, never within it: the receiver forgets before it reads the
+    // chunk, so the series the chunk holds are then all named in it.
+    const restart = this.named.size === 0 || this.named.size + rows.length > this.maxNamedSeries;
+    if (restart) this.named.clear();
+    const out = packed(rows.length, restart);
     for (let i = 0; i < rows.length; i++) {
       const [ts, , seriesId, value, tags] = rows[i] as Row;
       out.ts[i] = ts;

@@ -85,6 +85,8 @@ export class Summaries {
     held: BatchSummaries;
     /** Series whose held latest value the batch wrote. */
     consumed: number[];
+    /** Devices the batch wrote at once, with the source written. */
+    writtenNow: [string, string][];
     behindFrom: number | null;
     /** Everything was written at this time. */
     at: number | null;
@@ -152,11 +154,12 @@ export class Summaries {
   write(batch: BatchSummaries, now: number, newest: number): void {
     if (now - this.lastWritten >= this.options.interval) {
       this.writeAll(batch);
-      this.staged = { held: emptyBatch(), consumed: [], behindFrom: null, at: now };
+      this.staged = { held: emptyBatch(), consumed: [], writtenNow: [], behindFrom: null, at: now };
       return;
     }
     const held = emptyBatch();
     const consumed: number[] = [];
+    const writtenNow: [string, string][] = [];
     // Without raw readings to recompute them from, only devices' last_seen is held back.
     const holdBack = this.options.holdBack && Number.isFinite(newest);
     const horizon = holdBack ? newest - HOLD_BACK_HORIZON : Number.POSITIVE_INFINITY;
@@ -186,11 +189,13 @@ export class Summaries {
     }
     for (const [device, d] of batch.devices) {
       // A new device, or one that moved to another source, is written at once.
-      if (this.devicesWritten.get(device) !== d.source) this.writeDevice(device, d);
-      else held.devices.set(device, d);
+      if (this.devicesWritten.get(device) !== d.source) {
+        this.writeDevice(device, d);
+        if (this.held.devices.has(device)) writtenNow.push([device, d.source]);
+      } else held.devices.set(device, d);
     }
     if (from !== this.behindFrom) this.stmt.setMarker.run(MARKER, from);
-    this.staged = { held, consumed, behindFrom: from, at: null };
+    this.staged = { held, consumed, writtenNow, behindFrom: from, at: null };
   }
 
   /** The transaction that ran `write()` committed. */
@@ -205,6 +210,12 @@ export class Summaries {
       return;
     }
     for (const id of s.consumed) this.held.latest.delete(id);
+    // What is held for a device written at once is written later with the source just written:
+    // held under its old source, it would bring that back (and its last_seen stays as it was).
+    for (const [device, source] of s.writtenNow) {
+      const h = this.held.devices.get(device);
+      if (h !== undefined && h.source !== source) this.held.devices.set(device, { source, at: h.at });
+    }
     mergeInto(this.held, s.held);
   }
 
@@ -229,7 +240,7 @@ export class Summaries {
     try {
       this.db.transaction(() => {
         this.writeAll(emptyBatch());
-        this.staged = { held: emptyBatch(), consumed: [], behindFrom: null, at: now };
+        this.staged = { held: emptyBatch(), consumed: [], writtenNow: [], behindFrom: null, at: now };
       })();
     } catch (err) {
       this.rolledBack();

@@ -157,3 +157,92 @@ describe('Summaries: the devices written, under a flood of client-chosen devices
     assert.equal(db.prepare('SELECT count(*) FROM devices').pluck().get(), 50_500);
   });
 });
+
+describe('Summaries: a device that moves to another source while its last_seen is held back', () => {
+  const dbs: Db[] = [];
+  afterEach(() => {
+    for (const db of dbs.splice(0)) db.close();
+  });
+
+  function core(summaryInterval: number): { db: Db; core: CommitCore } {
+    const db = openDatabase(':memory:', { synchronous: 'normal' });
+    dbs.push(db);
+    const c = new CommitCore(db, { storeReadings: true, forwardReadingsInterval: null, summaryInterval }, T0);
+    return { db, core: c };
+  }
+
+  it('keeps its new source when what was held under the old one is written', () => {
+    const held = core(INTERVAL);
+    // Summaries written with every commit: what the store should hold after each sync.
+    const reference = core(0);
+    const devices = floodDevices(12);
+    const all = devices.map((_, i) => i);
+    const both = (at: number, source: (i: number) => string, order = all) => {
+      hear(held.core, devices, order, at, 5, source);
+      hear(reference.core, devices, order, at, 5, source);
+    };
+    const sync = (at: number) => {
+      held.core.syncSummaries(at);
+      reference.core.syncSummaries(at);
+    };
+    /** dev-0, 3, 6, 9 stay on a; from round 2 the others move to b; in round 3 dev-2, 5, 8, 11 move back to a; in round 4 to b again. */
+    const sourceAt = (round: number) => (i: number) =>
+      i % 3 === 0 || round < 2 ? 'a' : i % 3 === 1 || round !== 3 ? 'b' : 'a';
+
+    both(T0, sourceAt(0)); // new: written at once
+    both(T0 + 1_000, sourceAt(1)); // written already under a: last_seen held back
+    assert.ok(storedDevices(held.db).every((d) => d.source === 'a' && d.last_seen === T0));
+
+    both(T0 + 2_000, sourceAt(2)); // two in three move to b: written at once, the rest held back
+    for (const d of storedDevices(held.db)) {
+      const i = Number(d.id.slice(4));
+      assert.deepEqual(
+        [d.source, d.last_seen],
+        i % 3 === 0 ? ['a', T0] : ['b', T0 + 2_000],
+        `${d.id} before the sync`,
+      );
+    }
+    sync(T0 + 2_500);
+    const expected = (round: number, at: number) =>
+      devices
+        .map((id, i) => ({ id, source: sourceAt(round)(i), first_seen: T0, last_seen: at }))
+        .toSorted((a, b) => (a.id < b.id ? -1 : 1));
+    assert.deepEqual(storedDevices(held.db), expected(2, T0 + 2_000));
+    assert.deepEqual(storedDevices(held.db), storedDevices(reference.db));
+
+    // Again, with no sync between the moves: back on a (written at once), held under a, moved to b
+    // (written at once), heard again on b (held back), and one in three moved back to a (at once).
+    both(T0 + 3_000, sourceAt(1));
+    both(T0 + 3_500, sourceAt(1));
+    both(T0 + 4_000, sourceAt(2));
+    both(T0 + 5_000, sourceAt(2));
+    both(T0 + 6_000, sourceAt(3));
+    sync(T0 + 6_500);
+    assert.deepEqual(storedDevices(held.db), expected(3, T0 + 6_000));
+    assert.deepEqual(storedDevices(held.db), storedDevices(reference.db));
+
+    // Heard again on the source it ended on: held back and then written, the source unchanged.
+    both(T0 + 7_000, sourceAt(3));
+    sync(T0 + 7_500);
+    assert.deepEqual(storedDevices(held.db), expected(3, T0 + 7_000));
+    assert.deepEqual(storedDevices(held.db), storedDevices(reference.db));
+
+    // The clock stepped back between the held entry and the move: the held last_seen, the larger,
+    // is still written, now with the source moved to.
+    const back = all.filter((i) => i % 3 === 2);
+    both(T0 + 9_000, sourceAt(3), back);
+    both(T0 + 8_000, sourceAt(4), back);
+    sync(T0 + 9_500);
+    assert.deepEqual(
+      storedDevices(held.db),
+      expected(4, T0 + 7_000).map((d) =>
+        Number(d.id.slice(4)) % 3 === 2 ? { ...d, last_seen: T0 + 9_000 } : d,
+      ),
+    );
+    assert.deepEqual(storedDevices(held.db), storedDevices(reference.db));
+    assert.equal(
+      held.db.prepare('SELECT count(*) FROM readings').pluck().get(),
+      9 * devices.length + 2 * back.length,
+    );
+  });
+});
