@@ -59,8 +59,8 @@ export class AlignedWindowOperator implements WindowOperator {
   /**
    * Panes, ascending by start, from index `head` on: their starts, and side by side with them their
    * moments, their quantile states (in `quantiles`) and, only when the plan needsStates, their
-   * SlotStates. A pane of a plan that reads none of first/last/stddev is four numbers per slot and
-   * its quantile values.
+   * SlotStates. A pane of a plan that reads none of first/last/stddev is two or four numbers per
+   * slot and its quantile values.
    */
   private readonly paneStarts: number[] = [];
   private readonly paneStates: WindowState[] | null;
