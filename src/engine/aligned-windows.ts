@@ -12,7 +12,8 @@
  */
 import { type AggregationPlan, addMoments, type PaneMoments, type WindowState } from './aggregates.js';
 import { clear } from './arrays.js';
-import { EXACT_LIMIT, evaluateQuantiles, interpolateSorted, QuantileState } from './quantile.js';
+import { PaneValues, paneQuantiles } from './pane-values.js';
+import { EXACT_LIMIT, interpolateSorted } from './quantile.js';
 import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
 import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
@@ -29,10 +30,8 @@ interface QuantileSlot {
   metric: string | null;
   qs: readonly number[];
   offsets: readonly number[];
-  /** Each pane's quantile state of this slot, indexed as the panes. */
-  panes: QuantileState[];
-  /** Forgotten panes' raw states, emptied for new panes. */
-  pool: QuantileState[];
+  /** Each pane's values for this slot (or its sketch), indexed as the panes. */
+  values: PaneValues;
   /** Windows of several panes: the sorted values of the last one fired, moved to the next. */
   sorted: SlidingSortedValues | null;
 }
@@ -69,8 +68,6 @@ export class AlignedWindowOperator implements WindowOperator {
   private readonly moments: PaneMoments[] = [];
   private readonly width: 2 | 4;
   private readonly pool: WindowState[] = [];
-  /** Panes' quantile states that became a sketch: while there is none, every window is exact. */
-  private readonly sketched = new Set<QuantileState>();
   /** Some quantile slot keeps sorted values (windows of several panes). */
   private readonly followsSorted: boolean;
   /** Above every end the sorted values ever had: a pane from here on is in none of them. */
@@ -84,7 +81,6 @@ export class AlignedWindowOperator implements WindowOperator {
   /** Closed, live windows ascending by start; each is in `pending` or here, never both. */
   private readonly closed: WindowRecord[] = [];
   private readonly quantiles: QuantileSlot[];
-  private readonly quantileParts: QuantileState[] = [];
 
   constructor(
     private readonly assigner: AlignedAssigner,
@@ -107,8 +103,7 @@ export class AlignedWindowOperator implements WindowOperator {
             metric: plan.slotMetric[q.slot] ?? null,
             qs: q.qs,
             offsets: q.offsets,
-            panes: [],
-            pool: [],
+            values: new PaneValues(),
             sorted: assigner.size > assigner.pane ? new SlidingSortedValues() : null,
           }));
     this.followsSorted = this.quantiles.some((q) => q.sorted !== null);
@@ -243,13 +238,10 @@ export class AlignedWindowOperator implements WindowOperator {
     for (let j = 0; j < quantiles.length; j++) {
       const q = quantiles[j] as QuantileSlot;
       if (q.metric !== null && q.metric !== metric) continue;
-      const pane = q.panes[i] as QuantileState;
-      pane.add(value);
+      const sketched = q.values.add(i, value);
       if (!follow || q.sorted === null) continue;
-      if (pane.values === null) {
-        this.sketched.add(pane);
-        q.sorted.sketched(start);
-      } else q.sorted.added(start, value);
+      if (sketched) q.sorted.sketched(start);
+      else q.sorted.added(start, value);
     }
   }
 
@@ -276,12 +268,7 @@ export class AlignedWindowOperator implements WindowOperator {
       else m.splice(2 * i, 0, 0, 0);
     }
     const quantiles = this.quantiles;
-    for (let j = 0; j < quantiles.length; j++) {
-      const q = quantiles[j] as QuantileSlot;
-      const pane = q.pool.pop() ?? new QuantileState();
-      if (atEnd) q.panes.push(pane);
-      else q.panes.splice(i, 0, pane);
-    }
+    for (let j = 0; j < quantiles.length; j++) (quantiles[j] as QuantileSlot).values.insertPane(i);
   }
 
   /** Forgets the panes whose last window is discarded. */
@@ -300,15 +287,9 @@ export class AlignedWindowOperator implements WindowOperator {
     for (let j = 0; j < quantiles.length; j++) {
       const q = quantiles[j] as QuantileSlot;
       const sorted = q.sorted;
-      for (let i = head; i < drop; i++) {
-        const pane = q.panes[i] as QuantileState;
-        sorted?.forgotten(starts[i] as number, pane);
-        if (pane.values === null) this.sketched.delete(pane);
-        else if (q.pool.length < POOL) {
-          clear(pane.values);
-          q.pool.push(pane);
-        }
-      }
+      if (sorted !== null)
+        for (let i = head; i < drop; i++) sorted.forgotten(starts[i] as number, q.values, i);
+      q.values.forget(head, drop);
     }
     if (states !== null) {
       const pool = this.pool;
@@ -333,7 +314,7 @@ export class AlignedWindowOperator implements WindowOperator {
     cut(this.paneStarts, 1);
     if (this.paneStates !== null) cut(this.paneStates, 1);
     for (const m of this.moments) cut(m, this.width);
-    for (const q of this.quantiles) cut(q.panes, 1);
+    for (const q of this.quantiles) q.values.cutPanes(n, all);
     this.head = 0;
   }
 
@@ -360,9 +341,9 @@ export class AlignedWindowOperator implements WindowOperator {
     end: number,
     out: number[],
   ): void {
-    const panes = q.panes;
+    const pv = q.values;
     const sorted = q.sorted;
-    if (sorted !== null && this.sketched.size === 0) {
+    if (sorted !== null && pv.sketchedPanes === 0) {
       // Every pane raw: exact, without visiting the panes that stay.
       const m = this.moments[q.slot] as PaneMoments;
       let total = 0;
@@ -371,28 +352,37 @@ export class AlignedWindowOperator implements WindowOperator {
         for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
         return;
       }
-      sorted.moveTo(this.paneStarts, panes, this.head, lo, hi, start, end);
-      if (end > this.sortedEnd) this.sortedEnd = end;
-      for (let j = 0; j < q.qs.length; j++)
-        out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
+      this.fromSorted(sorted, q, lo, hi, start, end, out);
       return;
     }
-    const parts = this.quantileParts;
-    clear(parts);
     let total = 0;
+    let parts = 0;
     let allRaw = true;
     for (let i = lo; i < hi; i++) {
-      const qs = panes[i] as QuantileState;
-      if (qs.count() === 0) continue;
-      parts.push(qs);
-      total += qs.count();
-      if (qs.values === null) allRaw = false;
+      const c = pv.count(i);
+      if (c === 0) continue;
+      parts++;
+      total += c;
+      if (pv.sketchOf(i) !== null) allRaw = false;
     }
-    if (sorted === null || !allRaw || total === 0 || parts.length === 1) {
-      evaluateQuantiles(parts, q.qs, out, q.offsets);
+    if (sorted === null || !allRaw || total === 0 || parts === 1) {
+      paneQuantiles(pv, lo, hi, q.qs, out, q.offsets);
       return;
     }
-    sorted.moveTo(this.paneStarts, panes, this.head, lo, hi, start, end);
+    this.fromSorted(sorted, q, lo, hi, start, end, out);
+  }
+
+  /** The sorted values moved to window [start, end) (panes [lo, hi), every one raw), read. */
+  private fromSorted(
+    sorted: SlidingSortedValues,
+    q: QuantileSlot,
+    lo: number,
+    hi: number,
+    start: number,
+    end: number,
+    out: number[],
+  ): void {
+    sorted.moveTo(this.paneStarts, q.values, this.head, lo, hi, start, end);
     if (end > this.sortedEnd) this.sortedEnd = end;
     for (let j = 0; j < q.qs.length; j++)
       out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);

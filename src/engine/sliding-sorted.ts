@@ -7,7 +7,7 @@
  * from, so the values at every rank are the same, bit for bit. Readings are finite: no NaN.
  */
 import { clear } from './arrays.js';
-import type { QuantileState } from './quantile.js';
+import type { PaneValues } from './pane-values.js';
 
 /** a strictly before b in Float64Array sort order. */
 function before(a: number, b: number): boolean {
@@ -23,12 +23,6 @@ type Values = Float64Array<ArrayBufferLike>;
 
 /** Up to this many values out and in, a move is done in place rather than by a merge. */
 const FEW = 8;
-
-const NONE: readonly number[] = [];
-
-function rawOf(pane: QuantileState): readonly number[] {
-  return pane.values ?? NONE;
-}
 
 let removedScratch: Values = new Float64Array(256);
 let addedScratch: Values = new Float64Array(256);
@@ -129,14 +123,15 @@ export class SlidingSortedValues {
   }
 
   /** The pane is forgotten; its values stay counted until the next move. */
-  forgotten(paneStart: number, pane: QuantileState): void {
+  forgotten(paneStart: number, pv: PaneValues, i: number): void {
     if (!this.valid || paneStart < this.start || paneStart >= this.end) return;
-    const vs = pane.values;
-    if (vs === null) {
+    if (pv.sketchOf(i) !== null) {
       this.invalidate();
       return;
     }
-    for (let i = 0; i < vs.length; i++) this.leaving.push(vs[i] as number);
+    const buf = pv.buf;
+    const to = pv.endOf(i) - pv.origin;
+    for (let k = pv.startOf(i) - pv.origin; k < to; k++) this.leaving.push(buf[k] as number);
   }
 
   invalidate(): void {
@@ -146,12 +141,11 @@ export class SlidingSortedValues {
 
   /**
    * Makes this the sorted values of panes [lo, hi) (every one raw), the window [start, end).
-   * `starts` and `panes` (their quantile states) are the operator's panes, ascending, from index
-   * `head` on.
+   * `starts` and `pv` (their values) are the operator's panes, ascending, from index `head` on.
    */
   moveTo(
     starts: readonly number[],
-    panes: readonly QuantileState[],
+    pv: PaneValues,
     head: number,
     lo: number,
     hi: number,
@@ -159,7 +153,7 @@ export class SlidingSortedValues {
     end: number,
   ): void {
     if (!this.valid || start < this.start || end < this.end || start >= this.end) {
-      this.rebuild(panes, lo, hi, start, end);
+      this.rebuild(pv, lo, hi, start, end);
       return;
     }
     let rn = 0;
@@ -171,17 +165,21 @@ export class SlidingSortedValues {
     // Panes that left: [this.start, start); panes that came: [this.end, end).
     let i = lo;
     while (i > head && (starts[i - 1] as number) >= this.start) i--;
+    const buf = pv.buf;
+    const o = pv.origin;
     for (; i < lo; i++) {
-      const vs = rawOf(panes[i] as QuantileState);
-      removed = grown(removed, rn + vs.length);
-      for (let k = 0; k < vs.length; k++) removed[rn++] = vs[k] as number;
+      const from = pv.startOf(i) - o;
+      const to = pv.endOf(i) - o;
+      removed = grown(removed, rn + to - from);
+      for (let k = from; k < to; k++) removed[rn++] = buf[k] as number;
     }
     let an = 0;
     let added = addedScratch;
     for (let j = hi - 1; j >= lo && (starts[j] as number) >= this.end; j--) {
-      const vs = rawOf(panes[j] as QuantileState);
-      added = grown(added, an + vs.length);
-      for (let k = 0; k < vs.length; k++) added[an++] = vs[k] as number;
+      const from = pv.startOf(j) - o;
+      const to = pv.endOf(j) - o;
+      added = grown(added, an + to - from);
+      for (let k = from; k < to; k++) added[an++] = buf[k] as number;
     }
     removedScratch = removed;
     addedScratch = added;
@@ -204,16 +202,13 @@ export class SlidingSortedValues {
     this.merge(R, rn, A, an);
   }
 
-  private rebuild(panes: readonly QuantileState[], lo: number, hi: number, start: number, end: number): void {
-    let n = 0;
-    for (let i = lo; i < hi; i++) n += rawOf(panes[i] as QuantileState).length;
+  private rebuild(pv: PaneValues, lo: number, hi: number, start: number, end: number): void {
+    // Consecutive panes' values are consecutive in pv.buf.
+    const from = hi > lo ? pv.startOf(lo) - pv.origin : 0;
+    const n = hi > lo ? pv.endOf(hi - 1) - pv.origin - from : 0;
     const values = grown(this.values, n);
     this.values = values;
-    let o = 0;
-    for (let i = lo; i < hi; i++) {
-      const vs = rawOf(panes[i] as QuantileState);
-      for (let k = 0; k < vs.length; k++) values[o++] = vs[k] as number;
-    }
+    values.set(pv.buf.subarray(from, from + n));
     values.subarray(0, n).sort();
     this.n = n;
     this.start = start;

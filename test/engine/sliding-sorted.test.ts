@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { QuantileState } from '../../src/engine/quantile.js';
+import { PaneValues } from '../../src/engine/pane-values.js';
 import { SlidingSortedValues } from '../../src/engine/sliding-sorted.js';
 
-/** Panes of 1 s, each a QuantileState holding the given raw values. */
-function panesOf(values: number[][]): { starts: number[]; panes: QuantileState[] } {
-  const panes = values.map((vs) => {
-    const q = new QuantileState();
-    for (const v of vs) q.add(v);
-    return q;
+/** Panes of 1 s holding the given raw values, filled in a shuffled order (readings out of order). */
+function panesOf(values: number[][], order: number[]): { starts: number[]; panes: PaneValues } {
+  const panes = new PaneValues();
+  for (let i = 0; i < values.length; i++) panes.insertPane(i);
+  const at = values.map(() => 0);
+  for (const o of order) {
+    const i = o % values.length;
+    const vs = values[i] as number[];
+    if ((at[i] as number) < vs.length) panes.add(i, vs[(at[i] as number)++] as number);
+  }
+  // The rest in pane order.
+  values.forEach((vs, i) => {
+    while ((at[i] as number) < vs.length) panes.add(i, vs[(at[i] as number)++] as number);
   });
   return { starts: values.map((_, i) => i * 1000), panes };
 }
@@ -38,8 +45,9 @@ describe('SlidingSortedValues', () => {
           },
         ),
         fc.integer({ min: 1, max: 8 }),
-        (values, width) => {
-          const { starts, panes } = panesOf(values);
+        fc.array(fc.nat(), { maxLength: 60 }),
+        (values, width, order) => {
+          const { starts, panes } = panesOf(values, order);
           const sorted = new SlidingSortedValues();
           for (let lo = 0; lo + width <= values.length; lo++) {
             const hi = lo + width;
