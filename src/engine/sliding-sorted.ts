@@ -21,6 +21,27 @@ function same(a: number, b: number): boolean {
 
 type Values = Float64Array<ArrayBufferLike>;
 
+/**
+ * Sorts a[0..n) in Float64Array sort order: by insertion when n is small (no subarray to make, no
+ * call into the runtime), else by the typed array's sort. The order is the same either way: values
+ * that compare equal there are the same bits.
+ */
+function sortFirst(a: Values, n: number): void {
+  if (n > 32) {
+    a.subarray(0, n).sort();
+    return;
+  }
+  for (let i = 1; i < n; i++) {
+    const x = a[i] as number;
+    let j = i - 1;
+    while (j >= 0 && before(x, a[j] as number)) {
+      a[j + 1] = a[j] as number;
+      j--;
+    }
+    a[j + 1] = x;
+  }
+}
+
 /** Up to this many values out and in, a move is done in place rather than by a merge. */
 const FEW = 8;
 
@@ -197,9 +218,9 @@ export class SlidingSortedValues {
       for (let k = 0; k < an; k++) this.insert(added[k] as number);
       return;
     }
-    const R = rn > 1 ? removed.subarray(0, rn).sort() : removed;
-    const A = an > 1 ? added.subarray(0, an).sort() : added;
-    this.merge(R, rn, A, an);
+    sortFirst(removed, rn);
+    sortFirst(added, an);
+    this.merge(removed, rn, added, an);
   }
 
   private rebuild(pv: PaneValues, lo: number, hi: number, start: number, end: number): void {
