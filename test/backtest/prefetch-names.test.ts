@@ -5,31 +5,12 @@ import type { Reading } from '../../src/model/reading.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ReadingHistory } from '../../src/store/reading-history.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
-import { reading, type StoreRig, storeRig, T0 } from '../store/rig.js';
+import { floodReadings, reading, SizeWatch, type StoreRig, storeRig, T0 } from '../store/rig.js';
 
 const CAP = 100;
 const SERIES = 1_234;
 /** Readings per ms of event time: bursts, so that one bucket of a backtest holds many series. */
 const BURST = 500;
-
-/**
- * Client-chosen series, many times the cap, two readings each (the second pass backwards: a series
- * comes back long after it was named): a unit on two of three, tags on every fifth reading.
- */
-function floodReadings(): Reading[] {
-  const series = Array.from({ length: SERIES }, (_, i) => ({
-    device: `dev-${i % 97}`,
-    metric: `m-${Math.floor(i / 97)}`,
-    ...(i % 3 === 0 ? {} : { unit: `u-${i % 3}` }),
-  }));
-  const order = [...series.keys(), ...[...series.keys()].reverse()];
-  return order.map((i, k) => {
-    const s = series[i] as (typeof series)[number];
-    const extra: Partial<Reading> = s.unit === undefined ? {} : { unit: s.unit };
-    if (k % 5 === 0) extra.tags = { k: String(k) };
-    return reading(s.device, s.metric, k, T0 + Math.floor(k / BURST), extra);
-  });
-}
 
 /** Writes the readings; the store keeps them in this order (ts, then arrival). */
 function store(s: StoreRig, readings: Reading[]): void {
@@ -38,21 +19,6 @@ function store(s: StoreRig, readings: Reading[]): void {
     s.writer.commitIfFull();
   }
   s.writer.flush();
-}
-
-/** Watches a size: the most it reached and how often it dropped (started over). */
-function watcher(): { see(size: number): void; most: number; drops: number } {
-  let previous = 0;
-  const w = {
-    most: 0,
-    drops: 0,
-    see(size: number) {
-      w.most = Math.max(w.most, size);
-      if (size < previous) w.drops++;
-      previous = size;
-    },
-  };
-  return w;
 }
 
 describe('packed chunks: the series named, sent and received, under a flood of client-chosen series', () => {
@@ -67,14 +33,14 @@ describe('packed chunks: the series named, sent and received, under a flood of c
 
   it('both sides start over together, within the cap, and every reading arrives whole, in order', () => {
     s = storeRig();
-    const expected = floodReadings();
+    const expected = floodReadings(SERIES, BURST);
     assert.ok(expected.length > 20 * CAP);
     store(s, expected);
 
     // As a backtest's readers do: a history per bucket of time, its chunks in order, one receiver.
     const receiver = new PackedNames();
-    const sender = watcher();
-    const received = watcher();
+    const sender = new SizeWatch();
+    const received = new SizeWatch();
     const out: Reading[] = [];
     let restarts = 0;
     const last = T0 + Math.floor((expected.length - 1) / BURST);
@@ -105,11 +71,11 @@ describe('packed chunks: the series named, sent and received, under a flood of c
     dir = makeTempDir();
     const path = dir.file('store.db');
     s = storeRig({}, openDatabase(path, { synchronous: 'normal' }));
-    const expected = floodReadings();
+    const expected = floodReadings(SERIES, BURST);
     store(s, expected);
 
     const history = new PrefetchedHistory(s.db, path, {}, { chunkSize: 37, readers: 2, maxNamedSeries: CAP });
-    const received = watcher();
+    const received = new SizeWatch();
     const out: Reading[] = [];
     try {
       for (let chunk = await history.next(); chunk.length > 0; chunk = await history.next()) {
@@ -133,7 +99,7 @@ describe('packed chunks: the series named, sent and received, under a flood of c
     store(s, readings);
     const history = new ReadingHistory(s.db, {}, 5_000);
     const receiver = new PackedNames();
-    const received = watcher();
+    const received = new SizeWatch();
     let n = 0;
     while (!history.exhausted) {
       for (const r of receiver.unpack(history.nextPacked())) {

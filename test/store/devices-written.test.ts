@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { CommitCore, type CommitCoreOptions, emptyCommitBatch } from '../../src/store/commit-core.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
-import { T0 } from './rig.js';
+import { SizeWatch, T0 } from './rig.js';
 
 const CAP = 100;
 /** Longer than the test: devices already written have their last_seen held back. */
@@ -77,14 +77,8 @@ describe('Summaries: the devices written, under a flood of client-chosen devices
     const n = devices.length;
     assert.ok(n > 10 * CAP);
 
-    let most = 0;
-    let clears = 0;
-    let previous = 0;
-    const watch = (remembered: number) => {
-      most = Math.max(most, remembered);
-      if (remembered < previous) clears++;
-      previous = remembered;
-    };
+    const size = new SizeWatch();
+    const watch = (remembered: number) => size.see(remembered);
     const forward = devices.map((_, i) => i);
     const both = (order: number[], at: number, size: number, source: (i: number) => string) => {
       hear(capped.core, devices, order, at, size, source, watch);
@@ -93,13 +87,13 @@ describe('Summaries: the devices written, under a flood of client-chosen devices
 
     // Every device new: written at once, in batches that cross the cap part way.
     both(forward, T0, 37, () => 'flood');
-    assert.ok(most <= CAP, `at most ${most} devices remembered, cap ${CAP}`);
-    assert.ok(clears >= 10, `the memory started again ${clears} times`);
+    assert.ok(size.most <= CAP, `at most ${size.most} devices remembered, cap ${CAP}`);
+    assert.ok(size.drops >= 10, `the memory started again ${size.drops} times`);
     assert.equal(reference.core.devicesWritten, n);
 
     // Heard again, backwards: those remembered are held back, those forgotten written at once.
     both(forward.toReversed(), T0 + 1_000, 53, () => 'flood');
-    assert.ok(most <= CAP, `at most ${most} devices remembered, cap ${CAP}`);
+    assert.ok(size.most <= CAP, `at most ${size.most} devices remembered, cap ${CAP}`);
     const early = storedDevices(capped.db);
     assert.equal(early.length, n);
     const held = early.filter((d) => d.last_seen === T0).length;
@@ -118,7 +112,7 @@ describe('Summaries: the devices written, under a flood of client-chosen devices
     // Every third device moves to another source: written at once, remembered or not.
     const moved = (i: number) => (i % 3 === 0 ? 'moved' : 'flood');
     both(forward, T0 + 3_000, 41, moved);
-    assert.ok(most <= CAP, `at most ${most} devices remembered, cap ${CAP}`);
+    assert.ok(size.most <= CAP, `at most ${size.most} devices remembered, cap ${CAP}`);
     for (const d of storedDevices(capped.db)) {
       if (moved(Number(d.id.slice(4))) === 'moved')
         assert.deepEqual([d.source, d.last_seen], ['moved', T0 + 3_000]);
@@ -138,8 +132,7 @@ describe('Summaries: the devices written, under a flood of client-chosen devices
   it('caps at 50,000 devices by default', () => {
     const { db, core: c } = core();
     const devices = floodDevices(50_500);
-    let most = 0;
-    let dropped = false;
+    const size = new SizeWatch();
     hear(
       c,
       devices,
@@ -147,13 +140,10 @@ describe('Summaries: the devices written, under a flood of client-chosen devices
       T0,
       5_000,
       () => 'flood',
-      (remembered) => {
-        if (remembered < most) dropped = true;
-        most = Math.max(most, remembered);
-      },
+      (n) => size.see(n),
     );
-    assert.equal(most, 50_000);
-    assert.ok(dropped, 'the memory started again past 50,000');
+    assert.equal(size.most, 50_000);
+    assert.ok(size.drops > 0, 'the memory started again past 50,000');
     assert.equal(db.prepare('SELECT count(*) FROM devices').pluck().get(), 50_500);
   });
 });

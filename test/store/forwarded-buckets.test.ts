@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { CommitCore, type CommitCoreOptions, emptyCommitBatch } from '../../src/store/commit-core.js';
+import { CommitCore, type CommitCoreOptions } from '../../src/store/commit-core.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
-import { T0 } from './rig.js';
+import { commitEach, manySeries, SizeWatch, T0 } from './rig.js';
 
 const CAP = 100;
 /** Event-time bucket of the forwarding (ms); T0 starts one. */
@@ -14,34 +14,6 @@ function floodSeries(n: number): { device: string; metric: string }[] {
     device: `dev-${i % 97}`,
     metric: `m-${Math.floor(i / 97)}`,
   }));
-}
-
-/** Commits one reading per series, in `order`, in batches of `size`; value = index in `series`. */
-function writeAll(
-  core: CommitCore,
-  series: { device: string; metric: string }[],
-  order: number[],
-  ts: number,
-  size: number,
-  onCommit: (remembered: number) => void,
-): void {
-  for (let start = 0; start < order.length; start += size) {
-    const batch = emptyCommitBatch();
-    for (const i of order.slice(start, start + size)) {
-      const s = series[i] as { device: string; metric: string };
-      batch.device.push(s.device);
-      batch.metric.push(s.metric);
-      batch.value.push(i);
-      batch.ts.push(ts);
-      batch.unit.push(null);
-      batch.tags.push(null);
-      batch.source.push('flood');
-      batch.arrivedAt.push(ts);
-    }
-    batch.now = ts;
-    assert.equal(core.commit(batch), Math.min(size, order.length - start));
-    onCommit(core.forwardedSeries);
-  }
 }
 
 /** The readings forwarded since outbox row `after`, as [index in `series`, ts]; each checked against its series. */
@@ -80,15 +52,13 @@ describe('ForwardedBuckets: the series remembered under a flood of client-chosen
     const series = floodSeries(1_234);
     const n = series.length;
     assert.ok(n > 10 * CAP);
-    let most = 0;
-    const watch = (remembered: number) => {
-      most = Math.max(most, remembered);
-    };
+    const size = new SizeWatch();
+    const watch = () => size.see(core.forwardedSeries);
     const forward = series.map((_, i) => i);
 
     // Every series new in the bucket: each forwards its reading.
-    writeAll(core, series, forward, T0, 37, watch);
-    assert.ok(most <= CAP, `at most ${most} series remembered, cap ${CAP}`);
+    commitEach(core, series, forward, T0, 37, watch);
+    assert.ok(size.most <= CAP, `at most ${size.most} series remembered, cap ${CAP}`);
     assert.equal(core.forwardedSeries, CAP);
     assert.deepEqual(
       forwarded(db, series, 0),
@@ -99,8 +69,8 @@ describe('ForwardedBuckets: the series remembered under a flood of client-chosen
     // nothing; the others were forgotten and forward once more (the flood's own re-forwards
     // evict only series this pass has met already).
     let mark = lastOutboxSeq(db);
-    writeAll(core, series, forward.toReversed(), T0 + 1, 53, watch);
-    assert.ok(most <= CAP, `at most ${most} series remembered, cap ${CAP}`);
+    commitEach(core, series, forward.toReversed(), T0 + 1, 53, watch);
+    assert.ok(size.most <= CAP, `at most ${size.most} series remembered, cap ${CAP}`);
     const again = forwarded(db, series, mark);
     assert.ok(again.every(([, ts]) => ts === T0 + 1));
     assert.deepEqual(again.map(([i]) => i).toSorted(ascending), forward.slice(0, n - CAP));
@@ -108,9 +78,9 @@ describe('ForwardedBuckets: the series remembered under a flood of client-chosen
     // The next bucket: every series forwards its first reading there, remembered or not; a second
     // reading there goes again only when the series was forgotten meanwhile, as above.
     mark = lastOutboxSeq(db);
-    writeAll(core, series, forward, T0 + INTERVAL, 41, watch);
-    writeAll(core, series, forward.toReversed(), T0 + INTERVAL + 1, 59, watch);
-    assert.ok(most <= CAP, `at most ${most} series remembered, cap ${CAP}`);
+    commitEach(core, series, forward, T0 + INTERVAL, 41, watch);
+    commitEach(core, series, forward.toReversed(), T0 + INTERVAL + 1, 59, watch);
+    assert.ok(size.most <= CAP, `at most ${size.most} series remembered, cap ${CAP}`);
     const next = forwarded(db, series, mark);
     const at = (ts: number) => next.filter(([, t]) => t === ts).map(([i]) => i);
     assert.equal(next.length, 2 * n - CAP);
@@ -123,22 +93,17 @@ describe('ForwardedBuckets: the series remembered under a flood of client-chosen
     db = openDatabase(':memory:', { synchronous: 'normal' });
     const { maxForwardedSeries: _, ...defaults } = options;
     const core = new CommitCore(db, defaults, T0);
-    const series = Array.from({ length: 100_500 }, (_, i) => ({
-      device: `dev-${i % 1000}`,
-      metric: `m-${Math.floor(i / 1000)}`,
-    }));
-    let most = 0;
-    writeAll(
+    const series = manySeries(100_500);
+    const size = new SizeWatch();
+    commitEach(
       core,
       series,
       series.map((_, i) => i),
       T0,
       5_000,
-      (remembered) => {
-        most = Math.max(most, remembered);
-      },
+      () => size.see(core.forwardedSeries),
     );
-    assert.equal(most, 100_000);
+    assert.equal(size.most, 100_000);
     assert.equal(lastOutboxSeq(db), 100_500);
   });
 });

@@ -2,26 +2,9 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { Reading } from '../../src/model/reading.js';
 import { ReadingHistory } from '../../src/store/reading-history.js';
-import { reading, type StoreRig, storeRig, T0 } from './rig.js';
+import { floodReadings, reading, SizeWatch, type StoreRig, storeRig, T0 } from './rig.js';
 
 const CAP = 100;
-
-/** Client-chosen series, many times the cap: a unit on two of three, tags on every fifth reading. */
-function floodReadings(n: number): Reading[] {
-  const series = Array.from({ length: n }, (_, i) => ({
-    device: `dev-${i % 97}`,
-    metric: `m-${Math.floor(i / 97)}`,
-    ...(i % 3 === 0 ? {} : { unit: `u-${i % 3}` }),
-  }));
-  // Two readings per series, the second pass backwards: a series comes back long after the cache forgot it.
-  const order = [...series.keys(), ...[...series.keys()].reverse()];
-  return order.map((i, k) => {
-    const s = series[i] as (typeof series)[number];
-    const extra: Partial<Reading> = s.unit === undefined ? {} : { unit: s.unit };
-    if (k % 5 === 0) extra.tags = { k: String(k) };
-    return reading(s.device, s.metric, k, T0 + k, extra);
-  });
-}
 
 /** Writes the readings; the store keeps them in this order (one ts each). */
 function store(s: StoreRig, readings: Reading[]): void {
@@ -52,27 +35,23 @@ describe('ReadingHistory: the series-name cache under a flood of client-chosen s
     assert.ok(expected.length > 20 * CAP);
     store(s, expected);
 
-    let most = 0;
-    let clears = 0;
-    let previous = 0;
-    const watch = (cached: number) => {
-      most = Math.max(most, cached);
-      if (cached < previous) clears++;
-      previous = cached;
-    };
+    const size = new SizeWatch();
     const history = new ReadingHistory(s.db, {}, 37, CAP);
-    assert.deepEqual(readAll(history, watch), expected);
-    assert.ok(most <= CAP, `at most ${most} series cached, cap ${CAP}`);
-    assert.ok(clears >= 20, `the cache started over ${clears} times`);
+    assert.deepEqual(
+      readAll(history, (n) => size.see(n)),
+      expected,
+    );
+    assert.ok(size.most <= CAP, `at most ${size.most} series cached, cap ${CAP}`);
+    assert.ok(size.drops >= 20, `the cache started over ${size.drops} times`);
 
     // Packed, names travel once per series (not per cache fill) and resolve every reading.
     const packed = new ReadingHistory(s.db, {}, 41, CAP);
     const names = new Map<number, [string, string, string | null]>();
     const unpacked: Reading[] = [];
-    most = 0;
+    const packedSize = new SizeWatch();
     while (!packed.exhausted) {
       const chunk = packed.nextPacked();
-      watch(packed.cachedSeries);
+      packedSize.see(packed.cachedSeries);
       for (const [id, device, metric, unit] of chunk.names) {
         assert.ok(!names.has(id), `series ${id} named twice`);
         names.set(id, [device, metric, unit]);
@@ -87,7 +66,7 @@ describe('ReadingHistory: the series-name cache under a flood of client-chosen s
         unpacked.push(r);
       }
     }
-    assert.ok(most <= CAP, `at most ${most} series cached, cap ${CAP}`);
+    assert.ok(packedSize.most <= CAP, `at most ${packedSize.most} series cached, cap ${CAP}`);
     assert.equal(names.size, 1_234);
     assert.deepEqual(unpacked, expected);
   });
@@ -98,19 +77,16 @@ describe('ReadingHistory: the series-name cache under a flood of client-chosen s
       reading(`dev-${i % 1000}`, `m-${Math.floor(i / 1000)}`, i, T0 + i),
     );
     store(s, readings);
-    let most = 0;
-    let dropped = false;
+    const size = new SizeWatch();
     let n = 0;
     const history = new ReadingHistory(s.db, {}, 5_000);
     while (!history.exhausted) {
       const chunk = history.next();
       for (const r of chunk) assert.equal(r.value, n++);
-      const cached = history.cachedSeries;
-      if (cached < most) dropped = true;
-      most = Math.max(most, cached);
+      size.see(history.cachedSeries);
     }
     assert.equal(n, 100_500);
-    assert.equal(most, 100_000);
-    assert.ok(dropped, 'the cache started over past 100,000');
+    assert.equal(size.most, 100_000);
+    assert.ok(size.drops > 0, 'the cache started over past 100,000');
   });
 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { CommitCore, type CommitCoreOptions, emptyCommitBatch } from '../../src/store/commit-core.js';
+import { CommitCore, type CommitCoreOptions } from '../../src/store/commit-core.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
-import { T0 } from './rig.js';
+import { commitEach, manySeries, SizeWatch, T0 } from './rig.js';
 
 const CAP = 100;
 
@@ -14,34 +14,6 @@ function floodSeries(): { device: string; metric: string }[] {
   }
   series.push({ device: 'a|b', metric: 'c' }, { device: 'a', metric: 'b|c' });
   return series;
-}
-
-/** Commits one reading per series, in `order`, in batches of `size`; value = index in `series`. */
-function writeAll(
-  core: CommitCore,
-  series: { device: string; metric: string }[],
-  order: number[],
-  ts: number,
-  size: number,
-  onCommit: (cached: number) => void,
-): void {
-  for (let start = 0; start < order.length; start += size) {
-    const batch = emptyCommitBatch();
-    for (const i of order.slice(start, start + size)) {
-      const s = series[i] as { device: string; metric: string };
-      batch.device.push(s.device);
-      batch.metric.push(s.metric);
-      batch.value.push(i);
-      batch.ts.push(ts);
-      batch.unit.push(null);
-      batch.tags.push(null);
-      batch.source.push('flood');
-      batch.arrivedAt.push(ts);
-    }
-    batch.now = ts;
-    assert.equal(core.commit(batch), Math.min(size, order.length - start));
-    onCommit(core.cachedSeriesIds);
-  }
 }
 
 function storedIds(db: Db): Map<string, number> {
@@ -71,26 +43,20 @@ describe('CommitCore: the series-id cache under a flood of client-chosen series'
     const n = series.length;
     assert.ok(n > 10 * CAP);
 
-    let most = 0;
-    let clears = 0;
-    let previous = 0;
-    const watch = (cached: number) => {
-      most = Math.max(most, cached);
-      if (cached < previous) clears++;
-      previous = cached;
-    };
+    const size = new SizeWatch();
+    const watch = () => size.see(core.cachedSeriesIds);
 
     // First pass: every series new, in batches that cross the cap part way.
     const forward = series.map((_, i) => i);
-    writeAll(core, series, forward, T0, 37, watch);
-    assert.ok(most <= CAP, `at most ${most} series ids cached, cap ${CAP}`);
-    assert.ok(clears >= 10, `the cache started again ${clears} times`);
+    commitEach(core, series, forward, T0, 37, watch);
+    assert.ok(size.most <= CAP, `at most ${size.most} series ids cached, cap ${CAP}`);
+    assert.ok(size.drops >= 10, `the cache started again ${size.drops} times`);
     const first = storedIds(db);
     assert.equal(first.size, n, 'one series row per distinct (device, metric)');
 
     // Second pass, backwards: the series met first were cleared long ago and come back.
-    writeAll(core, series, forward.toReversed(), T0 + 1000, 53, watch);
-    assert.ok(most <= CAP, `at most ${most} series ids cached, cap ${CAP}`);
+    commitEach(core, series, forward.toReversed(), T0 + 1000, 53, watch);
+    assert.ok(size.most <= CAP, `at most ${size.most} series ids cached, cap ${CAP}`);
     assert.deepEqual(storedIds(db), first, 'no new series row, no series on another id');
 
     // Every reading on the series it was written for, once per pass.
@@ -114,25 +80,18 @@ describe('CommitCore: the series-id cache under a flood of client-chosen series'
     db = openDatabase(':memory:', { synchronous: 'normal' });
     const { maxCachedSeries: _, ...defaults } = options;
     const core = new CommitCore(db, defaults, T0);
-    const series = Array.from({ length: 50_500 }, (_, i) => ({
-      device: `dev-${i % 1000}`,
-      metric: `m-${Math.floor(i / 1000)}`,
-    }));
-    let most = 0;
-    let dropped = false;
-    writeAll(
+    const series = manySeries(50_500);
+    const size = new SizeWatch();
+    commitEach(
       core,
       series,
       series.map((_, i) => i),
       T0,
       5_000,
-      (cached) => {
-        if (cached < most) dropped = true;
-        most = Math.max(most, cached);
-      },
+      () => size.see(core.cachedSeriesIds),
     );
-    assert.equal(most, 50_000);
-    assert.ok(dropped, 'the cache started again past 50,000');
+    assert.equal(size.most, 50_000);
+    assert.ok(size.drops > 0, 'the cache started again past 50,000');
     assert.equal(db.prepare('SELECT count(*) FROM series').pluck().get(), 50_500);
   });
 });
