@@ -1,7 +1,9 @@
 /**
  * Rule engine throughput (issue 3): readings/s, RSS and per-reading latency for the SPEC's three
  * reference workloads. Each scenario runs in its own process so one's heap does not colour the next
- * one's RSS. Run: `npm run bench:engine` (or `node build/bench/engine.js [scenario]`).
+ * one's RSS. Run: `npm run bench:engine` (or `node build/bench/engine.js [scenario]`);
+ * `--repeat N` runs each scenario N times, one after the other, and reads the median (single runs of
+ * the same build vary by up to 2× on these shared machines).
  */
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -163,7 +165,10 @@ function runScenario(name: string, s: Scenario): void {
 }
 
 const all = scenarios();
-const only = process.argv[2];
+const repeatAt = process.argv.indexOf('--repeat');
+const repeat = repeatAt > 0 ? Number(process.argv[repeatAt + 1]) : 1;
+if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat takes a whole number ≥ 1');
+const only = process.argv[2]?.startsWith('--') ? undefined : process.argv[2];
 if (only !== undefined) {
   const s = all[only];
   if (!s) throw new Error(`unknown scenario ${only}; known: ${Object.keys(all).join(', ')}`);
@@ -174,12 +179,23 @@ if (only !== undefined) {
   const self = fileURLToPath(import.meta.url);
   const rates = new Map<string, number>();
   for (const name of Object.keys(all)) {
-    const r = spawnSync(process.execPath, [self, name], { stdio: ['inherit', 'pipe', 'inherit'] });
-    const text = r.stdout.toString();
-    process.stdout.write(text);
-    if (r.status !== 0) process.exit(r.status ?? 1);
-    const m = new RegExp(`${name}: ([\\d,]+) readings/s`).exec(text);
-    if (m) rates.set(name, Number((m[1] as string).replaceAll(',', '')));
+    const runs: number[] = [];
+    for (let k = 0; k < repeat; k++) {
+      const r = spawnSync(process.execPath, [self, name], { stdio: ['inherit', 'pipe', 'inherit'] });
+      const text = r.stdout.toString();
+      process.stdout.write(k === 0 ? text : text.slice(text.indexOf('\n') + 1));
+      if (r.status !== 0) process.exit(r.status ?? 1);
+      const m = new RegExp(`${name}: ([\\d,]+) readings/s`).exec(text);
+      if (m) runs.push(Number((m[1] as string).replaceAll(',', '')));
+    }
+    if (runs.length === 0) continue;
+    runs.sort((a, b) => a - b);
+    const median = runs[Math.floor((runs.length - 1) / 2)] as number;
+    if (repeat > 1)
+      console.log(
+        `  ${name}: median of ${repeat} runs ${Math.round(median).toLocaleString('en')} readings/s`,
+      );
+    rates.set(name, median);
   }
   // Stream slicing (issue 19): 60 overlapping windows per reading must cost little more than 6.
   const six = rates.get('sliding');
