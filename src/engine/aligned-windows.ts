@@ -13,7 +13,7 @@
 import { type AggregationPlan, addMoments, type PaneMoments, type WindowState } from './aggregates.js';
 import { clear } from './arrays.js';
 import { PaneValues, paneQuantiles } from './pane-values.js';
-import { EXACT_LIMIT, interpolateSorted } from './quantile.js';
+import { EXACT_LIMIT, writeQuantiles } from './quantile.js';
 import { SlidingSortedValues } from './sliding-sorted.js';
 import type { AlignedAssigner } from './window-assigner.js';
 import { type FiredWindow, Placement, type WindowOperator } from './window-operator.js';
@@ -343,16 +343,18 @@ export class AlignedWindowOperator implements WindowOperator {
   ): void {
     const pv = q.values;
     const sorted = q.sorted;
-    if (sorted !== null && pv.sketchedPanes === 0) {
+    // Windows of one pane (tumbling): read from it.
+    if (sorted === null) {
+      paneQuantiles(pv, lo, hi, q.qs, out, q.offsets);
+      return;
+    }
+    if (pv.sketchedPanes === 0) {
       // Every pane raw: exact, without visiting the panes that stay.
       const m = this.moments[q.slot] as PaneMoments;
       let total = 0;
       for (let i = lo; i < hi; i++) total += m[this.width * i] as number;
-      if (total === 0) {
-        for (let j = 0; j < q.qs.length; j++) out[q.offsets[j] as number] = Number.NaN;
-        return;
-      }
-      this.fromSorted(sorted, q, lo, hi, start, end, out);
+      if (total === 0) writeQuantiles(sorted.values, 0, q.qs, out, q.offsets);
+      else this.fromSorted(sorted, q, lo, hi, start, end, out);
       return;
     }
     let total = 0;
@@ -365,7 +367,7 @@ export class AlignedWindowOperator implements WindowOperator {
       total += c;
       if (pv.sketchOf(i) !== null) allRaw = false;
     }
-    if (sorted === null || !allRaw || total === 0 || parts === 1) {
+    if (!allRaw || total === 0 || parts === 1) {
       paneQuantiles(pv, lo, hi, q.qs, out, q.offsets);
       return;
     }
@@ -384,7 +386,6 @@ export class AlignedWindowOperator implements WindowOperator {
   ): void {
     sorted.moveTo(this.paneStarts, q.values, this.head, lo, hi, start, end);
     if (end > this.sortedEnd) this.sortedEnd = end;
-    for (let j = 0; j < q.qs.length; j++)
-      out[q.offsets[j] as number] = interpolateSorted(sorted.values, sorted.n, q.qs[j] as number);
+    writeQuantiles(sorted.values, sorted.n, q.qs, out, q.offsets);
   }
 }

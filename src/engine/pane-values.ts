@@ -8,7 +8,7 @@
  * operator's own arrays. A pane that would pass EXACT_LIMIT values takes a KLL sketch instead, built
  * from its values in the order they came, as QuantileState does, so every quantile is the same.
  */
-import { EXACT_LIMIT, interpolateSorted, KllSketch } from './quantile.js';
+import { EXACT_LIMIT, KllSketch, quantileScratch, writeQuantiles } from './quantile.js';
 
 export class PaneValues {
   /** Values of the live panes, from `buf[liveFrom − origin]` to `buf[end − origin]`. */
@@ -135,8 +135,6 @@ export class PaneValues {
   }
 }
 
-let scratch = new Float64Array(1024);
-
 /**
  * Quantiles `qs` of the union of panes [lo, hi) into `out[offsets[j]]`, as evaluateQuantiles does
  * over their QuantileStates: exact when every pane is raw (all values sorted), else from a sketch
@@ -156,22 +154,16 @@ export function paneQuantiles(
     total += pv.count(i);
     if (pv.sketchOf(i) !== null) allRaw = false;
   }
-  if (total === 0) {
-    for (let j = 0; j < qs.length; j++) out[offsets[j] as number] = Number.NaN;
-    return;
-  }
   const buf = pv.buf;
   const o = pv.origin;
   if (allRaw) {
-    if (scratch.length < total) scratch = new Float64Array(Math.max(total, scratch.length * 2));
+    const scratch = quantileScratch(total);
     let n = 0;
     for (let i = lo; i < hi; i++) {
       const to = pv.endOf(i);
       for (let k = pv.startOf(i); k < to; k++) scratch[n++] = buf[k - o] as number;
     }
-    const sorted = total === 1 ? scratch : scratch.subarray(0, total).sort();
-    for (let j = 0; j < qs.length; j++)
-      out[offsets[j] as number] = interpolateSorted(sorted, total, qs[j] as number);
+    writeQuantiles(total > 1 ? scratch.subarray(0, total).sort() : scratch, total, qs, out, offsets);
     return;
   }
   const sketch = new KllSketch();

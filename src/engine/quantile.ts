@@ -184,6 +184,24 @@ export class QuantileState {
 
 let scratch = new Float64Array(1024);
 
+/** A shared buffer of at least n numbers, to gather a window's raw values in before sorting them. */
+export function quantileScratch(n: number): Float64Array {
+  if (scratch.length < n) scratch = new Float64Array(Math.max(n, scratch.length * 2));
+  return scratch;
+}
+
+/** Quantiles `qs` of ascending `sorted[0..n)` into `out[offsets[j]]`: null (NaN) each when n = 0. */
+export function writeQuantiles(
+  sorted: ArrayLike<number>,
+  n: number,
+  qs: readonly number[],
+  out: number[],
+  offsets: readonly number[],
+): void {
+  for (let j = 0; j < qs.length; j++)
+    out[offsets[j] as number] = interpolateSorted(sorted, n, qs[j] as number);
+}
+
 /**
  * Evaluates quantiles `qs` (0–1) over the union of `parts`, writing them to `out[offsets[j]]`.
  * Exact when every part still holds raw values (at most EXACT_LIMIT each), else from a merged sketch.
@@ -200,20 +218,14 @@ export function evaluateQuantiles(
     total += p.count();
     if (p.values === null) allRaw = false;
   }
-  if (total === 0) {
-    for (let j = 0; j < qs.length; j++) out[offsets[j] as number] = Number.NaN;
-    return;
-  }
-  if (allRaw) {
-    if (scratch.length < total) scratch = new Float64Array(Math.max(total, scratch.length * 2));
+  if (total === 0 || allRaw) {
+    const buf = quantileScratch(total);
     let i = 0;
     for (const p of parts) {
       const vs = p.values as number[];
-      for (let k = 0; k < vs.length; k++) scratch[i++] = vs[k] as number;
+      for (let k = 0; k < vs.length; k++) buf[i++] = vs[k] as number;
     }
-    const sorted = scratch.subarray(0, total).sort();
-    for (let j = 0; j < qs.length; j++)
-      out[offsets[j] as number] = interpolateSorted(sorted, total, qs[j] as number);
+    writeQuantiles(total > 1 ? buf.subarray(0, total).sort() : buf, total, qs, out, offsets);
     return;
   }
   const sketch = new KllSketch();

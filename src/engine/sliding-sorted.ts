@@ -21,6 +21,28 @@ function same(a: number, b: number): boolean {
 
 type Values = Float64Array<ArrayBufferLike>;
 
+/** The first index in ascending values[lo..hi) whose value v is before: where insert() puts v. */
+function placeOf(values: Values, v: number, lo: number, hi: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (before(v, values[mid] as number)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** The first index in ascending values[0..n) not before v: v itself when it is present. */
+function indexOf(values: Values, v: number, n: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (before(values[mid] as number, v)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /**
  * Sorts a[0..n) in Float64Array sort order: by insertion when n is small (no subarray to make, no
  * call into the runtime), else by the typed array's sort. The order is the same either way: values
@@ -75,13 +97,7 @@ export class SlidingSortedValues {
   private insert(v: number): void {
     const values = grown(this.values, this.n + 1);
     this.values = values;
-    let lo = 0;
-    let hi = this.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (before(v, values[mid] as number)) hi = mid;
-      else lo = mid + 1;
-    }
+    const lo = placeOf(values, v, 0, this.n);
     values.copyWithin(lo + 1, lo, this.n);
     values[lo] = v;
     this.n++;
@@ -90,14 +106,7 @@ export class SlidingSortedValues {
   /** Removes one occurrence of v (which is present). */
   private remove(v: number): void {
     const values = this.values;
-    let lo = 0;
-    let hi = this.n;
-    // The first position not before v: v itself, since it is present.
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (before(values[mid] as number, v)) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = indexOf(values, v, this.n);
     values.copyWithin(lo, lo + 1, this.n);
     this.n--;
   }
@@ -105,37 +114,18 @@ export class SlidingSortedValues {
   /** Removes one occurrence of r (which is present) and inserts a: remove(r) then insert(a). */
   private replace(r: number, a: number): void {
     const values = this.values;
-    const n = this.n;
-    let lo = 0;
-    let hi = n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (before(values[mid] as number, r)) lo = mid + 1;
-      else hi = mid;
-    }
-    const p = lo;
+    const p = indexOf(values, r, this.n);
     if (before(a, r)) {
-      // a goes before r's place: after the values in [0, p) it is not before, as insert() puts it.
-      lo = 0;
-      hi = p;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (before(a, values[mid] as number)) hi = mid;
-        else lo = mid + 1;
-      }
-      values.copyWithin(lo + 1, lo, p);
-      values[lo] = a;
-      return;
+      // a goes before r's place: the values from its place up to r's move up one.
+      const q = placeOf(values, a, 0, p);
+      values.copyWithin(q + 1, q, p);
+      values[q] = a;
+    } else {
+      // a goes after r's place: the values after r up to a's place move down one.
+      const q = placeOf(values, a, p + 1, this.n);
+      values.copyWithin(p, p + 1, q);
+      values[q - 1] = a;
     }
-    lo = p + 1;
-    hi = n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (before(a, values[mid] as number)) hi = mid;
-      else lo = mid + 1;
-    }
-    values.copyWithin(p, p + 1, lo);
-    values[lo - 1] = a;
   }
 
   /** The pane starting at `paneStart` left raw values for a sketch: it cannot be followed. */
