@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * Every Prometheus metric of one gateway, on its own registry (so several gateways can run in one
@@ -43,6 +43,14 @@ export class Metrics {
   readonly storeCommits = new Counter({
     name: 'tidegate_store_commits_total',
     help: 'Group commits of the store writer',
+    registers: [this.registry],
+  });
+
+  readonly storeCheckpoints = new Histogram({
+    name: 'tidegate_store_checkpoint_seconds',
+    help: "WAL checkpoints the store writer ran between its commits, by result (busy: readers held part of the WAL back), and each one's time in the writer's thread",
+    labelNames: ['result'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
 

@@ -1,6 +1,7 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { type CommitBatch, CommitCore, type CommitCoreOptions } from './commit-core.js';
 import type { Db, OpenOptions } from './database.js';
+import type { CheckpointResult } from './wal-checkpoints.js';
 
 /**
  * Where the reading writer's group commits run. `commit` and `tick` may finish later (the worker)
@@ -74,8 +75,23 @@ export type WriterReply =
   | { id: number; ok: true; value: number | null }
   | { id: number; ok: false; message: string; code?: string | undefined };
 
+/** The store file the writer's worker opens a connection of its own to. */
+export interface WorkerStore {
+  path: string;
+  synchronous: OpenOptions['synchronous'];
+  /** Checkpoint the WAL once it is this large (default CHECKPOINT_BYTES; tests set less). */
+  checkpointBytes?: number | undefined;
+}
+
+/** Posted by the worker on the reply port unasked: a WAL checkpoint it ran. */
+export interface WriterEvent {
+  checkpoint: CheckpointResult;
+}
+
 export interface WriterWorkerData {
   path: string;
+  /** WalCheckpoints' size (default CHECKPOINT_BYTES). */
+  checkpointBytes?: number | undefined;
   synchronous: OpenOptions['synchronous'];
   options: CommitCoreOptions;
   now: number;
@@ -105,18 +121,27 @@ export class WorkerCommitter implements Committer {
   private closed = false;
 
   constructor(
-    path: string,
-    synchronous: OpenOptions['synchronous'],
+    store: WorkerStore,
     options: CommitCoreOptions,
     now: number,
     /** The worker stopped unexpectedly: nothing more can be committed. */
     private readonly onDeath: (err: Error) => void,
+    /** Told of each WAL checkpoint the worker ran. */
+    private readonly onCheckpoint?: (result: CheckpointResult) => void,
   ) {
     const shared = new SharedArrayBuffer(4);
     this.signal = new Int32Array(shared);
     const { port1, port2 } = new MessageChannel();
     this.replies = port1;
-    const data: WriterWorkerData = { path, synchronous, options, now, signal: shared, replies: port2 };
+    const data: WriterWorkerData = {
+      path: store.path,
+      synchronous: store.synchronous,
+      checkpointBytes: store.checkpointBytes,
+      options,
+      now,
+      signal: shared,
+      replies: port2,
+    };
     this.worker = new Worker(new URL('./writer-worker.js', import.meta.url), {
       workerData: data,
       transferList: [port2],
@@ -125,7 +150,7 @@ export class WorkerCommitter implements Committer {
     this.worker.on('exit', (code) => {
       if (!this.closed) this.died(new Error(`the store writer's worker exited (code ${code})`));
     });
-    this.replies.on('message', (reply: WriterReply) => this.answer(reply));
+    this.replies.on('message', (reply: WriterReply | WriterEvent) => this.answer(reply));
     this.idle();
     // The worker opens its connection and reads the store's state (seq, held summaries) first.
     this.waitFor(0);
@@ -199,7 +224,7 @@ export class WorkerCommitter implements Committer {
       const seen = Atomics.load(this.signal, 0);
       const message = receiveMessageOnPort(this.replies);
       if (message !== undefined) {
-        this.answer(message.message as WriterReply);
+        this.answer(message.message as WriterReply | WriterEvent);
         continue;
       }
       const left = deadline - Date.now();
@@ -217,7 +242,11 @@ export class WorkerCommitter implements Committer {
   private ready = false;
   private startError: Error | null = null;
 
-  private answer(reply: WriterReply): void {
+  private answer(reply: WriterReply | WriterEvent): void {
+    if ('checkpoint' in reply) {
+      this.onCheckpoint?.(reply.checkpoint);
+      return;
+    }
     if (reply.id === 0) {
       this.ready = true;
       if (!reply.ok) {

@@ -54,10 +54,16 @@ export function openDatabase(path: string, options: OpenOptions): Db {
   return db;
 }
 
+/** SQLite checkpoints the WAL once it holds this much (the writer's worker: see WalCheckpoints). */
+export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
+
+/** How long a connection waits for another's lock before SQLITE_BUSY. */
+export const BUSY_TIMEOUT_MS = 5000;
+
 /** The settings each connection to the store sets for itself (the WAL mode is the file's). */
 function connectionPragmas(db: Db, synchronous: OpenOptions['synchronous']): void {
   db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   db.pragma('temp_store = MEMORY');
   // The page cache: better-sqlite3 builds SQLite with 16 MB per connection, which fills as the
   // database grows (+10 MB of RSS after a minute at 10 k readings/s). The pages a group commit
@@ -65,9 +71,10 @@ function connectionPragmas(db: Db, synchronous: OpenOptions['synchronous']): voi
   db.pragma('cache_size = -2000');
   // Checkpoint once the WAL holds 8 MiB of pages rather than SQLite's 4 MiB: a page rewritten by
   // many commits (the newest readings' pages, the summaries) is copied into the database once per
-  // checkpoint, so half as many checkpoints write fewer bytes to the card (bench:footprint).
+  // checkpoint, so half as many checkpoints write fewer bytes to the card (bench:footprint). The
+  // writer's worker checkpoints outside its commits instead (WalCheckpoints).
   db.pragma(
-    `wal_autocheckpoint = ${Math.round((8 * 1024 * 1024) / (db.pragma('page_size', { simple: true }) as number))}`,
+    `wal_autocheckpoint = ${Math.round(CHECKPOINT_BYTES / (db.pragma('page_size', { simple: true }) as number))}`,
   );
   // The WAL is truncated back to this after checkpoints instead of staying at its high-water mark.
   db.pragma('journal_size_limit = 16777216');

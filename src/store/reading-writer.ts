@@ -5,8 +5,8 @@ import { InternalErrors } from '../runtime/internal-errors.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { appendCommitBatch, type CommitBatch, emptyCommitBatch, StatementSink } from './commit-core.js';
-import { type Committer, InlineCommitter, WorkerCommitter } from './committer.js';
-import type { Db, OpenOptions } from './database.js';
+import { type Committer, InlineCommitter, WorkerCommitter, type WorkerStore } from './committer.js';
+import type { Db } from './database.js';
 import type { Outbox } from './outbox.js';
 
 export interface ReadingWriterOptions {
@@ -31,7 +31,7 @@ export interface ReadingWriterOptions {
    * Commit in a worker thread, on a connection of its own to this store file (which `db` opened and
    * migrated): the commits leave this thread's event loop. Absent: in this thread, on `db`.
    */
-  worker?: { path: string; synchronous: OpenOptions['synchronous'] } | undefined;
+  worker?: WorkerStore | undefined;
 }
 
 /**
@@ -105,11 +105,18 @@ export class ReadingWriter {
     };
     const now = deps.clock.now();
     this.committer = options.worker
-      ? new WorkerCommitter(options.worker.path, options.worker.synchronous, core, now, (err) => {
-          this.failing = err;
-          deps.log.fatal({ err }, "the store writer's worker stopped; nothing more can be stored");
-          deps.onFatal?.(err);
-        })
+      ? new WorkerCommitter(
+          options.worker,
+          core,
+          now,
+          (err) => {
+            this.failing = err;
+            deps.log.fatal({ err }, "the store writer's worker stopped; nothing more can be stored");
+            deps.onFatal?.(err);
+          },
+          ({ busy, ms }) =>
+            deps.metrics.storeCheckpoints.observe({ result: busy ? 'busy' : 'complete' }, ms / 1000),
+        )
       : new InlineCommitter(db, core, now);
     this.errors = InternalErrors.of(deps);
     // Set when scraped, not for every reading.

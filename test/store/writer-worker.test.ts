@@ -11,7 +11,7 @@ import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { metricValue, reading, rowCount, T0 } from './rig.js';
 
 /** A file store whose writer commits in its worker thread. */
-function workerRig(options: Partial<ReadingWriterOptions> = {}) {
+function workerRig(options: Partial<ReadingWriterOptions> = {}, checkpointBytes?: number) {
   const dir = makeTempDir('tidegate-writer-worker-');
   const path = dir.file('store.db');
   const db = openDatabase(path, { synchronous: 'normal' });
@@ -24,7 +24,7 @@ function workerRig(options: Partial<ReadingWriterOptions> = {}) {
       flushInterval: 200,
       maxPending: 100_000,
       storeReadings: true,
-      worker: { path, synchronous: 'normal' },
+      worker: { path, synchronous: 'normal', checkpointBytes },
       ...options,
     },
     { clock, metrics, log: silentLogger() },
@@ -58,6 +58,25 @@ describe('ReadingWriter with its worker thread', () => {
     assert.equal(rig.writer.lastError, null);
     assert.equal(rowCount(rig.db), 2);
     assert.equal(await metricValue(rig.metrics, 'tidegate_store_commits_total'), 1);
+  });
+
+  it('checkpoints the WAL between its commits, counts each checkpoint, and keeps every reading', async () => {
+    rig = workerRig({}, 64 * 1024);
+    for (let batch = 0; batch < 20; batch++) {
+      for (let i = 0; i < 500; i++)
+        rig.writer.add(reading(`d${i % 50}`, 'm', i, T0 + batch * 1000 + i), 'src');
+      rig.writer.flush();
+    }
+    // The worker tells of its checkpoints on the reply port, after the commits' replies.
+    const checkpoints = async () => {
+      const text = (await rig?.metrics.registry.metrics()) ?? '';
+      const m = /^tidegate_store_checkpoint_seconds_count\{result="complete"\} (\d+)$/m.exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    for (let i = 0; i < 500 && (await checkpoints()) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok((await checkpoints()) >= 1, 'no checkpoint was counted');
+    assert.equal(rowCount(rig.db), 10_000);
+    assert.equal(await metricValue(rig.metrics, 'tidegate_readings_stored_total'), 10_000);
   });
 
   it('keeps arrival order and seq across batches queued while one commits, and refuses none', async () => {
