@@ -16,6 +16,7 @@ import {
   describeUnitCommand,
   peakRssMiB,
   rssMiB,
+  UNBUNDLED_CLI,
   unitEnvironment,
   unitNodeCommand,
   writeBytes,
@@ -357,7 +358,9 @@ async function startGateway(
     configValidated = true;
   }
 
-  const node = [process.execPath, ...UNIT.flags, ...nodeFlags, CLI, 'run', '--config', configFile];
+  // Profiled: tsc's modules (the same code), so that the profile's parts are src/'s folders.
+  const cli = PROFILING ? UNBUNDLED_CLI : CLI;
+  const node = [process.execPath, ...UNIT.flags, ...nodeFlags, cli, 'run', '--config', configFile];
   const [cmd, ...argv] = (pin ? [TASKSET, '-c', '0', ...node] : node) as [string, ...string[]];
   const child = track(
     spawn(cmd, argv, {

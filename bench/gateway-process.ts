@@ -7,6 +7,11 @@ import { fileURLToPath } from 'node:url';
  */
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+/**
+ * The same gateway as tsc emits it for the tests (build/src/), one module per source file: a CPU
+ * profile of it names src/'s files and folders, which dist/'s bundle (scripts/bundle.mjs) does not.
+ */
+export const UNBUNDLED_CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const UNIT = fileURLToPath(new URL('../../systemd/tidegate.service', import.meta.url));
 const MiB = 2 ** 20;
 
