@@ -50,9 +50,10 @@ const storeSchema = z.strictObject({
   flushInterval: durationSchema({ min: 1 }).default(200),
   /**
    * Per-minute rollups, latest values and device last_seen are written this often rather than in
-   * every commit (SD-card wear); queries see them current. 0: in every commit.
+   * every commit (SD-card wear); queries see them current. 0: in every commit. At most an hour:
+   * what is held back meanwhile is a device's last_seen after a crash, and memory.
    */
-  summaryInterval: durationSchema({ min: 0 }).default(10_000),
+  summaryInterval: durationSchema({ min: 0, max: 3_600_000 }).default(10_000),
   /**
    * A rule output that goes upstream (a forwarded result or decision) is committed, with whatever
    * waits, at most this long after it was made, instead of at the next flushInterval.

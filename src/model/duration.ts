@@ -20,8 +20,9 @@ export function parseDuration(input: unknown): number | null {
 const DURATION_HELP = 'a duration like 250ms, 10s, 5m, 2h, 1d or integer milliseconds';
 
 /** The schema of a duration field (config and rules): text or integer ms in, ms out, at least `min`. */
-export function durationSchema(options: { min?: number } = {}) {
+export function durationSchema(options: { min?: number; max?: number } = {}) {
   const min = options.min ?? 0;
+  const max = options.max ?? Number.POSITIVE_INFINITY;
   return z.unknown().transform((input, ctx): number => {
     const ms = parseDuration(input);
     if (ms === null) {
@@ -32,6 +33,13 @@ export function durationSchema(options: { min?: number } = {}) {
       ctx.addIssue({
         code: 'custom',
         message: `expected a duration of at least ${min} ms, found ${describeFound(input)}`,
+      });
+      return z.NEVER;
+    }
+    if (ms > max) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration of at most ${max} ms, found ${describeFound(input)}`,
       });
       return z.NEVER;
     }

@@ -395,6 +395,17 @@ describe('parseConfigText: problems', () => {
     assert.match(devices.message, /≥ 1, found number 0/);
   });
 
+  it('refuses a duration above its maximum, saying which', () => {
+    const problems = problemsOf(yaml('store:', '  summaryInterval: 2h'));
+    const interval = findProblem(problems, 'store.summaryInterval');
+    assert.equal(interval.line, 2);
+    assert.match(interval.message, /at most 3600000 ms, found "2h"/);
+    assert.equal(
+      parseConfigText(yaml('store:', '  summaryInterval: 1h'), FILE, {}).store.summaryInterval,
+      3_600_000,
+    );
+  });
+
   it('reports a duplicate key as a YAML error at its second occurrence', () => {
     const problems = problemsOf(yaml('api:', '  port: 1', 'broker: {}', 'api:', '  port: 2'));
     assert.equal(problems.length, 1);
