@@ -19,6 +19,12 @@ export interface WalCheckpointOptions {
   bytes?: number | undefined;
   /** The connection's busy_timeout, put back after each checkpoint (which runs without one). */
   busyTimeout: number;
+  /**
+   * Fsync the WAL before the checkpoint, off this thread (default true). False with
+   * `synchronous=off`: SQLite syncs nothing then, and an fsync would write WAL pages that the
+   * truncation may otherwise drop before they reach the card.
+   */
+  presync?: boolean;
   /** For the retry after a busy checkpoint (default Date.now). */
   now?: () => number;
   /** Told of each checkpoint (the gateway's metrics). */
@@ -41,7 +47,8 @@ export interface WalCheckpointOptions {
  *   try, a second later, instead of blocking the writer for the busy timeout;
  * - SQLite's own checkpoint stays, at BACKSTOP_FACTOR × `bytes`, in case these fall behind.
  *
- * Extra fsyncs only: what SQLite syncs, and when, for durability is unchanged. The WAL is opened
+ * Extra fsyncs only (none with `synchronous=off`, see `presync`): what SQLite syncs, and when, for
+ * durability is unchanged. The WAL is opened
  * read-only for its fsync and closed again; SQLite holds no POSIX lock on it (its locks are on the
  * database file and the -shm file), so closing that descriptor releases none of them.
  */
@@ -66,6 +73,10 @@ export class WalCheckpoints {
   afterWrite(): void {
     if (this.syncing || this.closed || this.now() < this.retryAt) return;
     if (this.walSize() < this.bytes) return;
+    if (this.options.presync === false) {
+      this.checkpoint();
+      return;
+    }
     let fd: number;
     try {
       fd = openSync(this.options.walPath, 'r');

@@ -40,6 +40,7 @@ try {
     walPath: `${data.path}-wal`,
     bytes: data.checkpointBytes,
     busyTimeout: BUSY_TIMEOUT_MS,
+    presync: data.synchronous !== 'off',
     done: (result) => data.replies.postMessage({ checkpoint: result } satisfies WriterEvent),
   });
   reply({ id: 0, ok: true, value: null });

@@ -11,7 +11,7 @@ const BYTES = 256 * 1024;
 const BUSY_TIMEOUT = 20_000;
 
 /** A file store, the writer's own connection to it and its checkpoints, on a settable clock. */
-function rig() {
+function rig(presync = true) {
   const dir = makeTempDir('tidegate-wal-checkpoints-');
   const path = dir.file('store.db');
   const main = openDatabase(path, { synchronous: 'normal' });
@@ -24,6 +24,7 @@ function rig() {
     walPath: `${path}-wal`,
     bytes: BYTES,
     busyTimeout: BUSY_TIMEOUT,
+    presync,
     now: () => clock.now,
     done: (r) => {
       results.push(r);
@@ -105,6 +106,15 @@ describe('WalCheckpoints', () => {
     // And the writer goes on: the next rows start a new WAL.
     r.write(4096);
     assert.equal(r.rows(r.main), (BYTES + 8192) / 4096);
+  });
+
+  it('without the fsync first (synchronous=off), checkpoints at once', () => {
+    r = rig(false);
+    r.write(BYTES + 4096);
+    r.checkpoints.afterWrite();
+    assert.equal(r.results.length, 1);
+    assert.equal(r.results[0]?.busy, false);
+    assert.equal(r.walSize(), 0);
   });
 
   it('does not wait for a reader on an older snapshot: busy, retried a second later', async () => {
