@@ -1,4 +1,5 @@
 import { type Decoded, type ReadingCandidate, ReadingRejection } from '../model/reading.js';
+import { decodeValueFast } from './value-fast-path.js';
 
 export type { Decoded };
 
@@ -32,7 +33,20 @@ function rejected(reason: ReadingRejection['reason'], message: string): Decoded 
   return { candidates: [], rejections: [new ReadingRejection(reason, message)] };
 }
 
+/**
+ * One message's candidates and rejections. `{"value": n, "ts": n}` and lists of it, the common
+ * case, are read from the bytes directly (value-fast-path.ts), with the same answer.
+ */
 export function decodePayload(payload: Buffer | string, format: PayloadFormat, ctx: DecodeContext): Decoded {
+  if (typeof payload !== 'string' && (format === 'auto' || format === 'value')) {
+    const fast = decodeValueFast(payload, ctx);
+    if (fast !== null) return fast;
+  }
+  return decodeGeneral(payload, format, ctx);
+}
+
+/** Every payload, through JSON.parse: what `decodePayload` answers where its fast path does not. */
+export function decodeGeneral(payload: Buffer | string, format: PayloadFormat, ctx: DecodeContext): Decoded {
   const text = (typeof payload === 'string' ? payload : payload.toString('utf8')).trim();
   if (text.length === 0) return rejected('malformed_payload', 'empty payload');
   const first = text[0];
