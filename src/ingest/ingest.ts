@@ -156,7 +156,8 @@ export class Ingest {
       return 'rejected';
     }
     if (this.deps.duplicates?.isDuplicate(reading)) return 'duplicate';
-    this.deps.writer.add(reading, source);
+    // Arrived when its message did (the limits' receive time): one clock read per message.
+    this.deps.writer.add(reading, source, limits.now);
     if (newDevice) this.known.add(reading.device);
     // The rules run first: the records this reading causes share its commit (the crash rebuild
     // treats every record before the last committed reading as stored).
