@@ -22,7 +22,7 @@ import { build } from 'esbuild';
 
 const DIST = resolve('dist');
 const STAGE = resolve('dist.bundle');
-/** The entry points besides the workers, found in the code. */
+/** The entry points besides the workers (those are found in the code, by FILE_URL). */
 const ENTRIES = ['cli.js', 'gateway.js'];
 const EXTERNAL = ['better-sqlite3', 'serialport', '@serialport/*', 'aedes'];
 /** `new URL('./x.js', import.meta.url)`: a file of dist/ started by path (a worker). */
