@@ -9,8 +9,8 @@ import type { Decoded, ReadingCandidate } from '../model/reading.js';
  * optional), both JSON numbers, JSON whitespace between tokens, and a list of 1 to `maxMetrics` of
  * them. Anything else (another key, a string, an escape, a duplicate key, a number JSON would not
  * take) returns null and goes to the general decoder, so every answer is the one JSON.parse and
- * `valueObject` would give: a number is converted by `Number()` from text that JSON's grammar
- * accepts, which rounds as JSON.parse does.
+ * `valueObject` would give: a number is text that JSON's grammar accepts, rounded as JSON.parse
+ * rounds it (see `number()`).
  */
 export function decodeValueFast(
   bytes: Uint8Array,
