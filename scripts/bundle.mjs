@@ -95,7 +95,6 @@ await build({
 for (const e of readdirSync(DIST)) if (e !== 'ui') rmSync(join(DIST, e), { recursive: true, force: true });
 for (const e of readdirSync(STAGE)) renameSync(join(STAGE, e), join(DIST, e));
 rmSync(STAGE, { recursive: true, force: true });
-let workers = 0;
 for (const [name, original] of entries) {
   if (original === join(DIST, `${name}.js`)) continue;
   const up = relative(dirname(original), DIST) || '.';
@@ -105,11 +104,10 @@ for (const [name, original] of entries) {
     `// The ${name} worker's file, where the code starts it: its bundle is ${name}.js.\nimport '${up}/${name}.js';\n`,
     { flag: 'wx' },
   );
-  workers++;
 }
 const size = readdirSync(DIST)
   .filter((f) => f.endsWith('.js'))
   .reduce((n, f) => n + readFileSync(join(DIST, f)).length, 0);
 console.log(
-  `bundle: ${entries.size} entry points (${workers} workers), ${(size / 1024).toFixed(0)} KB of JavaScript in dist/`,
+  `bundle: ${entries.size} entry points (${entries.size - ENTRIES.length} workers), ${(size / 1024).toFixed(0)} KB of JavaScript in dist/`,
 );

@@ -142,28 +142,15 @@ class Scanner {
     const negative = this.peek() === MINUS;
     if (negative) this.pos++;
     const first = this.peek();
-    let digits = 0;
     let m = 0;
-    if (first === ZERO) {
-      this.pos++;
-      digits = 1;
-    } else if (first > ZERO && first <= NINE) {
-      for (; this.pos < b.length; this.pos++) {
-        const c = b[this.pos] as number;
-        if (c < ZERO || c > NINE) break;
-        m = m * 10 + (c - ZERO);
-        digits++;
-      }
-    } else return null;
+    if (first === ZERO) this.pos++;
+    else if (first > ZERO && first <= NINE) m = this.accumulate(0);
+    else return null;
+    let digits = this.pos - (negative ? start + 1 : start);
     let power = 0;
     if (this.peek() === DOT) {
-      this.pos++;
-      const from = this.pos;
-      for (; this.pos < b.length; this.pos++) {
-        const c = b[this.pos] as number;
-        if (c < ZERO || c > NINE) break;
-        m = m * 10 + (c - ZERO);
-      }
+      const from = ++this.pos;
+      m = this.accumulate(m);
       if (this.pos === from) return null;
       digits += this.pos - from;
       power = from - this.pos;
@@ -174,12 +161,8 @@ class Scanner {
       const sign = this.peek();
       if (sign === PLUS || sign === MINUS) this.pos++;
       const from = this.pos;
-      let exponent = 0;
-      for (; this.pos < b.length; this.pos++) {
-        const c = b[this.pos] as number;
-        if (c < ZERO || c > NINE) break;
-        if (exponent < 1e6) exponent = exponent * 10 + (c - ZERO);
-      }
+      // A huge exponent reaches Infinity here, out of the fast path's range: Number() reads it.
+      const exponent = this.accumulate(0);
       if (this.pos === from) return null;
       power += sign === MINUS ? -exponent : exponent;
     }
@@ -190,6 +173,17 @@ class Scanner {
     let text = '';
     for (let i = start; i < this.pos; i++) text += String.fromCharCode(b[i] as number);
     return Number(text);
+  }
+
+  /** The digits from here on, appended to `m` (m × 10^n + their value); none leaves `pos` as it was. */
+  private accumulate(m: number): number {
+    const b = this.b;
+    for (; this.pos < b.length; this.pos++) {
+      const c = b[this.pos] as number;
+      if (c < ZERO || c > NINE) break;
+      m = m * 10 + (c - ZERO);
+    }
+    return m;
   }
 }
 

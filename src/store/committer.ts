@@ -88,11 +88,7 @@ export interface WriterEvent {
   checkpoint: CheckpointResult;
 }
 
-export interface WriterWorkerData {
-  path: string;
-  /** WalCheckpoints' size (default CHECKPOINT_BYTES). */
-  checkpointBytes?: number | undefined;
-  synchronous: OpenOptions['synchronous'];
+export interface WriterWorkerData extends WorkerStore {
   options: CommitCoreOptions;
   now: number;
   /** Counts the replies posted: a synchronous call sleeps on it (Atomics.wait). */
@@ -133,15 +129,7 @@ export class WorkerCommitter implements Committer {
     this.signal = new Int32Array(shared);
     const { port1, port2 } = new MessageChannel();
     this.replies = port1;
-    const data: WriterWorkerData = {
-      path: store.path,
-      synchronous: store.synchronous,
-      checkpointBytes: store.checkpointBytes,
-      options,
-      now,
-      signal: shared,
-      replies: port2,
-    };
+    const data: WriterWorkerData = { ...store, options, now, signal: shared, replies: port2 };
     this.worker = new Worker(new URL('./writer-worker.js', import.meta.url), {
       workerData: data,
       transferList: [port2],

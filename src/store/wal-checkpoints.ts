@@ -48,9 +48,9 @@ export interface WalCheckpointOptions {
  * - SQLite's own checkpoint stays, at BACKSTOP_FACTOR × `bytes`, in case these fall behind.
  *
  * Extra fsyncs only (none with `synchronous=off`, see `presync`): what SQLite syncs, and when, for
- * durability is unchanged. The WAL is opened
- * read-only for its fsync and closed again; SQLite holds no POSIX lock on it (its locks are on the
- * database file and the -shm file), so closing that descriptor releases none of them.
+ * durability is unchanged. The WAL is opened read-only for its fsync and closed again; SQLite holds
+ * no POSIX lock on it (its locks are on the database file and the -shm file), so closing that
+ * descriptor releases none of them.
  */
 export class WalCheckpoints {
   private readonly bytes: number;
