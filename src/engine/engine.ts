@@ -10,8 +10,14 @@
  * accepts the device too): a reading meets only the rules that can see it, found with two map
  * lookups, never by testing every rule.
  *
- * Rules can change at run time (the REST API): each runner owns a *slot* in the per-device arrays,
- * stable while the rule lives, so that a change never disturbs the state of the other rules.
+ * Rules that see the same readings the same way (same match, where, groupBy, window, watermark and
+ * lateness: `familyKey`) share one `RuleFamily`: its device clocks, groups and windows are kept and
+ * worked once per reading for all of them, each rule reading out its own aggregates and decisions.
+ *
+ * Rules can change at run time (the REST API): each family owns a *slot* in the per-device arrays,
+ * stable while the family lives, so that a change never disturbs the state of the other rules. A
+ * rule added or changed at run time starts fresh, in a family of its own; a rule removed leaves its
+ * family, which lives on for its other members.
  */
 
 import type { Reading } from '../model/reading.js';
@@ -19,7 +25,7 @@ import type { OutputRecord } from '../model/records.js';
 import type { Clock } from '../runtime/clock.js';
 import type { CompiledRule } from './compile.js';
 import type { DecisionStateRecord } from './decision.js';
-import { type AlignedOperatorFactory, RuleRunner } from './rule-runner.js';
+import { type AlignedOperatorFactory, familyKey, RuleFamily, RuleRunner } from './rule-runner.js';
 import { DeviceClock } from './watermark.js';
 
 export interface EngineOptions {
@@ -33,10 +39,17 @@ export interface EngineOptions {
   forgetIdle?: boolean;
   /** The operator of tumbling and sliding windows; tests compare the default with a reference. */
   alignedWindows?: AlignedOperatorFactory;
+  /**
+   * Rules with the same match, where, groupBy, window, watermark and lateness share their state
+   * (default true). The records are the same either way (a property test checks it); only the work
+   * and memory differ.
+   */
+  shareState?: boolean;
 }
 
 /** Per device name: its clock in each rule (by slot), and per metric the rules that match both. */
 interface DeviceEntry {
+  /** By family slot. */
   clocks: (DeviceClock | undefined)[];
   /** A cache, built on demand; dropped while the device is idle everywhere. */
   runners: Map<string, RuleRunner[]> | null;
@@ -58,9 +71,9 @@ export interface RuleStateDiscarded {
 export class RuleEngine {
   /** File order; rules added at run time go last. */
   private readonly runners: RuleRunner[];
-  /** The number of slots ever needed at once: the length of a device entry's clocks. */
+  /** The number of family slots ever needed at once: the length of a device entry's clocks. */
   private slots: number;
-  /** Slots of removed rules, cleared in every device entry, to reuse. */
+  /** Slots of families whose rules were all removed, cleared in every device entry, to reuse. */
   private readonly freeSlots: number[] = [];
   private byMetric = new Map<string, RuleRunner[]>();
   /** Bumped by every rule change: the per-device indexes built before are stale. */
@@ -69,16 +82,42 @@ export class RuleEngine {
   private readonly valueEnv = new Float64Array(1);
   private out: OutputRecord[] = [];
   private seq = 0;
+  /** Counts process(), tick() and flush() calls: a family works each step once for its members. */
+  private step = 0;
   private ticks = 0;
 
   constructor(
     rules: CompiledRule[],
     private readonly options: EngineOptions,
   ) {
-    this.runners = rules.map(
-      (r, i) => new RuleRunner(r, i, options.live, options.forgetIdle ?? true, options.alignedWindows),
-    );
-    this.slots = this.runners.length;
+    const families = new Map<string, CompiledRule[]>();
+    for (const r of rules) {
+      const key = options.shareState === false ? r.id : familyKey(r);
+      const members = families.get(key);
+      if (members === undefined) families.set(key, [r]);
+      else members.push(r);
+    }
+    const of = new Map<CompiledRule, RuleRunner>();
+    let slot = 0;
+    for (const members of families.values()) {
+      const family = this.newFamily(members, slot++);
+      members.forEach((r, i) => {
+        of.set(r, new RuleRunner(r, family, i));
+      });
+    }
+    this.runners = rules.map((r) => of.get(r) as RuleRunner);
+    this.slots = slot;
+  }
+
+  private newFamily(rules: CompiledRule[], slot: number): RuleFamily {
+    const o = this.options;
+    return new RuleFamily(rules, slot, o.live, o.forgetIdle ?? true, o.alignedWindows);
+  }
+
+  /** A rule changed at run time: a family of its own, in a free slot. */
+  private soloRunner(rule: CompiledRule): RuleRunner {
+    const slot = this.freeSlots.pop() ?? this.slots++;
+    return new RuleRunner(rule, this.newFamily([rule], slot), 0);
   }
 
   /** The ids of the rules, in the order they run. */
@@ -93,16 +132,7 @@ export class RuleEngine {
   /** Adds a rule after the others; it starts with no windows and no decision state. */
   addRule(rule: CompiledRule): void {
     if (this.has(rule.id)) throw new Error(`rule ${rule.id} already exists`);
-    const slot = this.freeSlots.pop() ?? this.slots++;
-    this.runners.push(
-      new RuleRunner(
-        rule,
-        slot,
-        this.options.live,
-        this.options.forgetIdle ?? true,
-        this.options.alignedWindows,
-      ),
-    );
+    this.runners.push(this.soloRunner(rule));
     this.rulesChanged();
   }
 
@@ -117,15 +147,8 @@ export class RuleEngine {
    */
   replaceRule(rule: CompiledRule): RuleStateDiscarded {
     const i = this.position(rule.id);
-    const old = this.runners[i] as RuleRunner;
-    const discarded = this.clearSlot(old);
-    this.runners[i] = new RuleRunner(
-      rule,
-      old.slot,
-      this.options.live,
-      this.options.forgetIdle ?? true,
-      this.options.alignedWindows,
-    );
+    const discarded = this.leave(this.runners[i] as RuleRunner);
+    this.runners[i] = this.soloRunner(rule);
     this.rulesChanged();
     return discarded;
   }
@@ -133,10 +156,8 @@ export class RuleEngine {
   /** Removes a rule with all its state. */
   removeRule(id: string): RuleStateDiscarded {
     const i = this.position(id);
-    const old = this.runners[i] as RuleRunner;
-    const discarded = this.clearSlot(old);
+    const discarded = this.leave(this.runners[i] as RuleRunner);
     this.runners.splice(i, 1);
-    this.freeSlots.push(old.slot);
     this.rulesChanged();
     return discarded;
   }
@@ -147,11 +168,19 @@ export class RuleEngine {
     return i;
   }
 
-  /** Forgets every device's clock in the runner's slot; counts its groups (also those forgotten while idle). */
-  private clearSlot(runner: RuleRunner): RuleStateDiscarded {
-    const slot = runner.slot;
+  /**
+   * The rule leaves its family; the family's state goes with its last member (every device's clock
+   * in its slot is forgotten, the slot freed). Counts the rule's groups (also those forgotten while
+   * idle).
+   */
+  private leave(runner: RuleRunner): RuleStateDiscarded {
+    const family = runner.family;
+    const discarded = { groups: family.groupCount };
+    if (family.remove(runner.index) > 0) return discarded;
+    const slot = family.slot;
     for (const entry of this.devices.values()) entry.clocks[slot] = undefined;
-    return { groups: runner.groupCount };
+    this.freeSlots.push(slot);
+    return discarded;
   }
 
   /**
@@ -160,6 +189,7 @@ export class RuleEngine {
    */
   process(reading: Reading): OutputRecord[] {
     const seq = ++this.seq;
+    const step = ++this.step;
     const now = this.options.live ? this.options.clock.now() : 0;
     if (this.runnersFor(reading.metric).length === 0) return NOTHING;
     let entry = this.devices.get(reading.device);
@@ -173,18 +203,22 @@ export class RuleEngine {
     const valueEnv = this.valueEnv;
     for (let i = 0; i < runners.length; i++) {
       const runner = runners[i] as RuleRunner;
-      const k = runner.slot;
-      const where = runner.rule.where;
-      if (where !== null) {
-        valueEnv[0] = reading.value;
-        if (!where(valueEnv)) continue;
+      const family = runner.family;
+      // A family's members share their where: once it worked the reading, it held.
+      if (!family.worked(step)) {
+        const where = family.rule.where;
+        if (where !== null) {
+          valueEnv[0] = reading.value;
+          if (!where(valueEnv)) continue;
+        }
       }
+      const k = family.slot;
       let d = entry.clocks[k];
       if (d === undefined) {
         d = new DeviceClock(reading.device);
         entry.clocks[k] = d;
       }
-      runner.process(reading, d, seq, now, out);
+      family.process(runner.index, reading, d, step, seq, now, out);
     }
     return this.take();
   }
@@ -193,7 +227,8 @@ export class RuleEngine {
   tick(): OutputRecord[] {
     if (!this.options.live) return NOTHING;
     const now = this.options.clock.now();
-    for (const r of this.runners) r.tick(now, this.out);
+    const step = ++this.step;
+    for (const r of this.runners) r.family.tick(r.index, now, step, this.out);
     if (++this.ticks % CACHE_SWEEP_TICKS === 0) this.dropIdleCaches();
     return this.take();
   }
@@ -215,7 +250,8 @@ export class RuleEngine {
 
   /** End of bounded input: every watermark to +∞, everything flushed (count windows: nothing partial). */
   flush(): OutputRecord[] {
-    for (const r of this.runners) r.flush(this.out);
+    const step = ++this.step;
+    for (const r of this.runners) r.family.flush(r.index, step, this.out);
     return this.take();
   }
 
@@ -224,15 +260,15 @@ export class RuleEngine {
     let groups = 0;
     let rested = 0;
     for (const r of this.runners) {
-      groups += r.groupCount - r.restedCount;
-      rested += r.restedCount;
+      groups += r.family.groupCount - r.family.restedCount;
+      rested += r.family.restedCount;
     }
     return { devices: this.devices.size, groups, rested };
   }
 
   /** The decision state of every (rule, group) that has one, to persist. */
   decisionStates(): DecisionStateRecord[] {
-    return this.runners.flatMap((r) => r.decisionStates(this.clocksIn(r.slot)));
+    return this.runners.flatMap((r) => r.family.decisionStates(r.index, this.clocksIn(r.slot)));
   }
 
   /**
@@ -241,14 +277,18 @@ export class RuleEngine {
    */
   takeChangedDecisionStates(): DecisionStateRecord[] {
     const states: DecisionStateRecord[] = [];
-    for (const r of this.runners) r.takeChangedDecisionStates(states);
+    for (const r of this.runners) r.family.changedDecisionStates(r.index, states);
+    for (const r of this.runners) r.family.clearChangedDecisionStates();
     return states;
   }
 
   /** Restores persisted decision states; call before the first reading. Unknown rules are ignored. */
   restoreDecisionStates(states: DecisionStateRecord[]): void {
     const byId = new Map(this.runners.map((r) => [r.id, r]));
-    for (const s of states) byId.get(s.rule)?.restoreDecisionState(s);
+    for (const s of states) {
+      const r = byId.get(s.rule);
+      r?.family.restoreDecisionState(r.index, s);
+    }
   }
 
   private *clocksIn(slot: number): Iterable<DeviceClock | undefined> {

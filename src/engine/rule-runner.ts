@@ -1,8 +1,17 @@
 /**
- * One rule at run time: its device clocks, its groups (each with a watermark, a window operator and
- * a decision state machine), and the ordering of what it emits (fine print 12): for each reading,
- * late re-emissions (and the `late` side output) first, then the windows the watermark closed in
- * (end, start, key) order, each decision right after its result.
+ * Rules at run time. A `RuleFamily` is the state that rules seeing the same readings the same way
+ * share: rules with the same match, where, groupBy, window, watermark and lateness have the same
+ * device clocks, groups, watermarks and windows, so the family keeps them once, with a window
+ * operator that aggregates the union of its members' aggregates. What differs per rule is read out
+ * per member (`RuleRunner`): its result records (its aliases), its `late` records and its decision
+ * state machine per group.
+ *
+ * A family works each reading (tick, flush) once, when its first member in file order meets it, and
+ * keeps what happened — the `late` reading, the windows fired in fine-print-12 order (late
+ * re-emissions first, then the windows the watermark closed in (end, start, key) order) — for its
+ * other members, which read the same list when their turn in file order comes. Each rule's output
+ * is therefore exactly what it would be alone: the same windows, the same merges (so the same bits),
+ * in the same order, each decision right after its result.
  */
 import type { Reading } from '../model/reading.js';
 import type { DecisionState } from '../model/records.js';
@@ -14,7 +23,7 @@ import {
   resultRecord,
   valuesObject,
 } from '../model/records.js';
-import type { AggregationPlan } from './aggregates.js';
+import { AggregationPlan } from './aggregates.js';
 import { AlignedWindowOperator } from './aligned-windows.js';
 import { clear } from './arrays.js';
 import type { CompiledRule } from './compile.js';
@@ -38,7 +47,8 @@ const slicedWindows: AlignedOperatorFactory = (assigner, plan, lateness) =>
   new AlignedWindowOperator(assigner, plan, lateness);
 
 export class Group extends GroupWatermark {
-  readonly decision: DecisionMachine | null;
+  /** Per member of the family: its decision state machine here (null: the member has no `when`). */
+  readonly decisions: (DecisionMachine | null)[];
   /** With groupBy [device]: the device whose `ownGroup` this is. */
   owner: DeviceClock | null = null;
   /** Wall-clock time of its last reading (count windows, which have no device clocks in the group). */
@@ -48,10 +58,10 @@ export class Group extends GroupWatermark {
     readonly keyValues: readonly KeyValue[],
     readonly key: GroupKey,
     readonly operator: WindowOperator,
-    withDecision: boolean,
+    decides: readonly boolean[],
   ) {
     super();
-    this.decision = withDecision ? new DecisionMachine() : null;
+    this.decisions = decides.map((d) => (d ? new DecisionMachine() : null));
   }
 }
 
@@ -67,10 +77,65 @@ interface RestedGroup {
   /** The one device that fed it (null for count windows, which watermarks do not concern). */
   feeder: DeviceClock | null;
   watermark: number;
-  /** The decision machine's state, or null when it is the initial one (or the rule has none). */
-  state: DecisionState | null;
+  /** Per member, its decision machine's state (null: the initial one, or none); null when all are. */
+  decisions: (DecisionSnapshot | null)[] | null;
+}
+
+interface DecisionSnapshot {
+  state: DecisionState;
   streak: number;
   lastEnd: number;
+}
+
+function isInitial(m: DecisionMachine | null): boolean {
+  return m === null || (m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY);
+}
+
+/** One rule of a family: where its outputs are among the family plan's. */
+interface Member {
+  readonly rule: CompiledRule;
+  /** Index of its first output in the family plan's values. */
+  readonly offset: number;
+}
+
+/**
+ * What makes rules share a family: the same readings (match, where), the same groups (groupBy) and
+ * the same windows closed at the same time (window, watermark, lateness).
+ */
+export function familyKey(rule: CompiledRule): string {
+  const s = rule.spec;
+  const w = rule.window;
+  return JSON.stringify([
+    s.match.device,
+    s.match.metric,
+    s.where,
+    rule.groupBy,
+    w.type,
+    w.type === 'session' ? w.gap : w.size,
+    w.type === 'sliding' || w.type === 'count' ? (w.slide ?? null) : null,
+    rule.maxOutOfOrder,
+    rule.idleTimeout,
+    rule.lateness,
+  ]);
+}
+
+/** A rule in the engine's file order: one member of a family. */
+export class RuleRunner {
+  readonly id: string;
+
+  constructor(
+    readonly rule: CompiledRule,
+    readonly family: RuleFamily,
+    /** Its index among the family's members. */
+    readonly index: number,
+  ) {
+    this.id = rule.id;
+  }
+
+  /** The family's slot in the per-device clock arrays. */
+  get slot(): number {
+    return this.family.slot;
+  }
 }
 
 interface FiredInGroup {
@@ -98,8 +163,25 @@ function compareFired(a: FiredInGroup, b: FiredInGroup): number {
   );
 }
 
-export class RuleRunner {
-  readonly id: string;
+export class RuleFamily {
+  /** The members in file order; null where a member was removed (its rule changed or deleted). */
+  private readonly members: (Member | null)[];
+  /** The members' common settings (match, where, groupBy, window, watermark, lateness): the first's. */
+  readonly rule: CompiledRule;
+  /** The union of the members' aggregates (a member alone: its own plan). */
+  private readonly plan: AggregationPlan;
+  private readonly solo: boolean;
+  /** Per member: it has a `when` (a decision machine per group). */
+  private readonly decides: boolean[];
+  private readonly anyDecides: boolean;
+  private liveMembers: number;
+  /** The engine's step (reading, tick or flush) last worked; its outcome is below. */
+  private step = -1;
+  /** The step's reading when it was late (the `late` side output). */
+  private lateReading: Reading | null = null;
+  /** The windows the step fired, in the order every member emits them, with their groups. */
+  private readonly emittedGroups: Group[] = [];
+  private readonly emittedWindows: FiredWindow[] = [];
   private readonly groups = new Map<unknown, Group>();
   private readonly isCount: boolean;
   /** groupBy is exactly [device]: the group is found from the device clock, no key computed. */
@@ -119,14 +201,26 @@ export class RuleRunner {
   private lastTick = Number.NEGATIVE_INFINITY;
 
   constructor(
-    readonly rule: CompiledRule,
-    /** Its slot in the per-device clock arrays; a removed rule's slot is reused by the next rule added. */
+    rules: readonly CompiledRule[],
+    /** Its slot in the per-device clock arrays; a removed family's slot is reused by the next one. */
     readonly slot: number,
     private readonly live: boolean,
     private readonly forgetIdle = true,
     private readonly alignedOperator: AlignedOperatorFactory = slicedWindows,
   ) {
-    this.id = rule.id;
+    const rule = rules[0] as CompiledRule;
+    this.rule = rule;
+    this.solo = rules.length === 1;
+    let offset = 0;
+    this.members = rules.map((r) => {
+      const m = { rule: r, offset };
+      offset += r.plan.aliases.length;
+      return m;
+    });
+    this.plan = this.solo ? rule.plan : new AggregationPlan(rules.flatMap((r) => r.spec.aggregates));
+    this.decides = rules.map((r) => r.decision !== null);
+    this.anyDecides = this.decides.includes(true);
+    this.liveMembers = rules.length;
     this.isCount = rule.window.type === 'count';
     this.byDeviceOnly = rule.groupBy.length === 1 && rule.groupBy[0] === 'device';
     this.policy = { maxOutOfOrder: rule.maxOutOfOrder, idleTimeout: live ? rule.idleTimeout : null, now: 0 };
@@ -135,16 +229,46 @@ export class RuleRunner {
   }
 
   /**
-   * One reading that passed the rule's match and where (fine print 1). `d` is the reading device's
-   * clock in this rule; the engine keeps it so that the device is looked up once per reading.
+   * One reading that passed the family's match and where (fine print 1), for member `m`: the family
+   * works it at the first member's call of the engine's `step`, every member emits what it did. `d`
+   * is the reading device's clock in this family; the engine keeps it so that the device is looked
+   * up once per reading.
    */
-  process(r: Reading, d: DeviceClock, seq: number, now: number, out: OutputRecord[]): void {
+  process(
+    m: number,
+    r: Reading,
+    d: DeviceClock,
+    step: number,
+    seq: number,
+    now: number,
+    out: OutputRecord[],
+  ): void {
+    if (this.step !== step) {
+      this.begin(step);
+      this.place(r, d, seq, now);
+    }
+    this.emitFor(m, out);
+  }
+
+  /** True when the family already worked this step (its members share the reading's where). */
+  worked(step: number): boolean {
+    return this.step === step;
+  }
+
+  private begin(step: number): void {
+    this.step = step;
+    this.lateReading = null;
+    clear(this.emittedGroups);
+    clear(this.emittedWindows);
+  }
+
+  private place(r: Reading, d: DeviceClock, seq: number, now: number): void {
     const fired = this.fired;
     if (this.isCount) {
       const g = this.groupOf(r, d);
       g.placedAt = now;
       g.operator.place(r.metric, r.value, r.ts, seq, 0, fired);
-      this.emit(g, fired, out, false);
+      this.record(g, fired);
       return;
     }
     // A device heard again gets its forgotten groups back first, as they stand now.
@@ -177,27 +301,63 @@ export class RuleRunner {
     }
     // 4. ... then the reading is placed against its group's watermark: late re-emissions come first.
     const placement = g.operator.place(r.metric, r.value, r.ts, seq, g.watermark, fired);
-    if (placement === Placement.Late) out.push(lateRecord(this.id, r));
-    else if (fired.length > 0) this.emit(g, fired, out, true);
+    if (placement === Placement.Late) this.lateReading = r;
+    else if (fired.length > 0) this.record(g, fired);
     // 5. Windows the watermark closed, in (end, start, key) order.
     if (touched.length > 0) {
-      this.closeTouched(out);
+      this.closeTouched();
       clear(touched);
     }
   }
 
-  /** Live mode: re-evaluates every group's watermark with idleness at `now`. */
-  tick(now: number, out: OutputRecord[]): void {
-    this.lastTick = now;
-    if (!this.isCount) {
-      this.policy.now = now;
-      for (const g of this.groups.values()) if (g.recompute(this.policy)) this.touched.push(g);
-      if (this.touched.length > 0) {
-        this.closeTouched(out);
+  /** Live mode: re-evaluates every group's watermark with idleness at `now`; member `m` emits. */
+  tick(m: number, now: number, step: number, out: OutputRecord[]): void {
+    if (this.step !== step) {
+      this.begin(step);
+      this.lastTick = now;
+      if (!this.isCount) {
+        this.policy.now = now;
+        for (const g of this.groups.values()) if (g.recompute(this.policy)) this.touched.push(g);
+        if (this.touched.length > 0) {
+          this.closeTouched();
+          clear(this.touched);
+        }
+      }
+      this.restIdle(now);
+    }
+    this.emitFor(m, out);
+  }
+
+  /** End of bounded input: every watermark to +∞; member `m` emits. */
+  flush(m: number, step: number, out: OutputRecord[]): void {
+    if (this.step !== step) {
+      this.begin(step);
+      if (!this.isCount) {
+        for (const g of this.groups.values()) if (g.raiseTo(Number.POSITIVE_INFINITY)) this.touched.push(g);
+        this.closeTouched();
         clear(this.touched);
       }
     }
-    this.restIdle(now);
+    this.emitFor(m, out);
+  }
+
+  /** Member `m`'s records of the step: its `late` record, or its results and decisions. */
+  private emitFor(m: number, out: OutputRecord[]): void {
+    const member = this.members[m] as Member;
+    if (this.lateReading !== null) out.push(lateRecord(member.rule.id, this.lateReading));
+    const groups = this.emittedGroups;
+    const windows = this.emittedWindows;
+    for (let i = 0; i < groups.length; i++)
+      this.emitOne(member, m, groups[i] as Group, windows[i] as FiredWindow, out);
+  }
+
+  /** Member `m` leaves (its rule was changed or removed); returns how many members are left. */
+  remove(m: number): number {
+    if (this.members[m] !== null) {
+      this.members[m] = null;
+      this.liveMembers--;
+    }
+    return this.liveMembers;
   }
 
   /** Groups in memory and groups forgotten while idle. */
@@ -230,11 +390,16 @@ export class RuleRunner {
   private rest(mapKey: unknown, g: Group): void {
     this.groups.delete(mapKey);
     if (g.owner !== null && g.owner.ownGroup === g) g.owner.ownGroup = null;
-    const m = g.decision;
-    const initial =
-      m === null || (m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY);
+    let decisions: (DecisionSnapshot | null)[] | null = null;
+    const machines = g.decisions;
+    for (let i = 0; i < machines.length; i++) {
+      const m = machines[i] as DecisionMachine | null;
+      if (m === null || isInitial(m)) continue;
+      decisions ??= new Array<DecisionSnapshot | null>(machines.length).fill(null);
+      decisions[i] = { state: m.state, streak: m.streak, lastEnd: m.lastEnd };
+    }
     // A count group in its initial state is a new group: nothing to keep.
-    if (this.isCount && initial) return;
+    if (this.isCount && decisions === null) return;
     // Count windows: no feeders; with groupBy [device] the owner keeps what is left (none yet for a
     // group restored from persisted decision state and never fed).
     const feeder = this.isCount ? g.owner : (g.devices[0] as DeviceClock);
@@ -244,9 +409,7 @@ export class RuleRunner {
       keyValues: onDevice ? null : g.keyValues,
       feeder,
       watermark: g.watermark,
-      state: initial ? null : (m as DecisionMachine).state,
-      streak: m?.streak ?? 0,
-      lastEnd: m?.lastEnd ?? Number.NEGATIVE_INFINITY,
+      decisions,
     };
     if (!this.isCount) {
       const feeds = (feeder as DeviceClock).feeds;
@@ -281,7 +444,12 @@ export class RuleRunner {
   private revive(t: RestedGroup): Group {
     const d = t.feeder;
     const g = this.newGroup(t.mapKey, t.keyValues ?? [(d as DeviceClock).name]);
-    if (t.state !== null) g.decision?.restore({ state: t.state, streak: t.streak, lastEnd: t.lastEnd });
+    const kept = t.decisions;
+    if (kept !== null)
+      for (let i = 0; i < kept.length; i++) {
+        const k = kept[i];
+        if (k) g.decisions[i]?.restore(k);
+      }
     if (t.keyValues === null) {
       (d as DeviceClock).ownGroup = g;
       g.owner = d;
@@ -302,69 +470,67 @@ export class RuleRunner {
     return g;
   }
 
-  /** End of bounded input: every watermark to +∞. */
-  flush(out: OutputRecord[]): void {
-    if (this.isCount) return;
-    for (const g of this.groups.values()) if (g.raiseTo(Number.POSITIVE_INFINITY)) this.touched.push(g);
-    this.closeTouched(out);
-    clear(this.touched);
-  }
-
   /**
-   * The decision state of every group that has left the initial one; `clocks` are this rule's device
-   * clocks (the engine keeps them), which hold what is left of forgotten groups with groupBy [device].
+   * Member `m`'s decision state in every group where it has left the initial one; `clocks` are the
+   * family's device clocks (the engine keeps them), which hold what is left of forgotten groups with
+   * groupBy [device].
    */
-  decisionStates(clocks: Iterable<DeviceClock | undefined> = []): DecisionStateRecord[] {
+  decisionStates(m: number, clocks: Iterable<DeviceClock | undefined> = []): DecisionStateRecord[] {
     const states: DecisionStateRecord[] = [];
+    const member = this.members[m];
+    if (member === null || member === undefined || !this.decides[m]) return states;
     for (const g of this.groups.values()) {
-      const m = g.decision;
-      if (m === null || (m.lastEnd === Number.NEGATIVE_INFINITY && m.state === 'ok' && m.streak === 0))
-        continue;
-      states.push(this.stateOf(g, m));
+      const machine = g.decisions[m] as DecisionMachine | null;
+      if (machine === null || isInitial(machine)) continue;
+      states.push(this.stateOf(member, g.key, machine));
     }
     const forgotten: RestedGroup[] = [...this.rested.values()];
     for (const d of clocks) if (d?.ownRest) forgotten.push(d.ownRest as RestedGroup);
     for (const t of forgotten) {
-      if (t.state === null) continue;
+      const kept = t.decisions?.[m];
+      if (!kept) continue;
       const values = t.keyValues ?? [(t.feeder as DeviceClock).name];
-      states.push({
-        rule: this.id,
-        key: this.keyOf(values),
-        state: t.state,
-        streak: t.streak,
-        lastEnd: t.lastEnd === Number.NEGATIVE_INFINITY ? null : t.lastEnd,
-      });
+      states.push(this.stateOf(member, this.keyOf(values), kept));
     }
     return states;
   }
 
-  /** The decision states evaluated since the last call (what must be persisted again), appended to `into`. */
-  takeChangedDecisionStates(into: DecisionStateRecord[]): void {
-    for (const g of this.changedStates) into.push(this.stateOf(g, g.decision as DecisionMachine));
+  /**
+   * Member `m`'s decision states evaluated since the last clearChangedDecisionStates() (what must be
+   * persisted again), appended to `into`.
+   */
+  changedDecisionStates(m: number, into: DecisionStateRecord[]): void {
+    const member = this.members[m];
+    if (member === null || member === undefined || !this.decides[m]) return;
+    for (const g of this.changedStates)
+      into.push(this.stateOf(member, g.key, g.decisions[m] as DecisionMachine));
+  }
+
+  clearChangedDecisionStates(): void {
     this.changedStates.clear();
   }
 
-  private stateOf(g: Group, m: DecisionMachine): DecisionStateRecord {
+  private stateOf(member: Member, key: GroupKey, m: DecisionSnapshot): DecisionStateRecord {
     return {
-      rule: this.id,
-      key: g.key,
+      rule: member.rule.id,
+      key,
       state: m.state,
       streak: m.streak,
       lastEnd: m.lastEnd === Number.NEGATIVE_INFINITY ? null : m.lastEnd,
     };
   }
 
-  restoreDecisionState(s: DecisionStateRecord): void {
-    if (this.rule.decision === null || typeof s.key !== 'object' || s.key === null) return;
+  restoreDecisionState(m: number, s: DecisionStateRecord): void {
+    if (!this.decides[m] || typeof s.key !== 'object' || s.key === null) return;
     const values = this.rule.groupBy.map((f) => {
       const v = (s.key as Record<string, unknown>)[f];
       return typeof v === 'string' ? v : null;
     });
     const g = this.groupFor(values);
-    g.decision?.restore(s);
+    g.decisions[m]?.restore(s);
   }
 
-  private closeTouched(out: OutputRecord[]): void {
+  private closeTouched(): void {
     const closed = this.closed;
     const fired = this.fired;
     const touched = this.touched;
@@ -372,7 +538,7 @@ export class RuleRunner {
       // One group: its windows come in (end, start) order already.
       const g = touched[0] as Group;
       g.operator.advance(g.watermark, fired);
-      this.emit(g, fired, out, true);
+      this.record(g, fired);
       return;
     }
     for (let i = 0; i < touched.length; i++) {
@@ -384,25 +550,43 @@ export class RuleRunner {
     if (closed.length > 1 && touched.length > 1) closed.sort(compareFired);
     for (let i = 0; i < closed.length; i++) {
       const c = closed[i] as FiredInGroup;
-      this.emitOne(c.group, c.window, out, true);
+      this.recordOne(c.group, c.window);
     }
     clear(closed);
   }
 
-  private emit(g: Group, fired: FiredWindow[], out: OutputRecord[], inEndOrder: boolean): void {
-    for (let i = 0; i < fired.length; i++) this.emitOne(g, fired[i] as FiredWindow, out, inEndOrder);
+  /** Keeps the fired windows of `g`, in their order, for every member to emit. */
+  private record(g: Group, fired: FiredWindow[]): void {
+    for (let i = 0; i < fired.length; i++) this.recordOne(g, fired[i] as FiredWindow);
     clear(fired);
   }
 
-  private emitOne(g: Group, w: FiredWindow, out: OutputRecord[], inEndOrder: boolean): void {
-    const rule = this.rule;
-    const values = valuesObject(rule.plan.aliases, w.values);
-    out.push(resultRecord(this.id, g.key, w.start, w.end, w.count, values, w.revision));
+  private recordOne(g: Group, w: FiredWindow): void {
+    this.emittedGroups.push(g);
+    this.emittedWindows.push(w);
+    // Its decisions are evaluated as members emit it: until persisted, the group is not forgotten.
+    if (this.anyDecides && w.revision === 0) this.changedStates.add(g);
+  }
+
+  private emitOne(member: Member, m: number, g: Group, w: FiredWindow, out: OutputRecord[]): void {
+    const rule = member.rule;
+    const env = this.solo ? w.values : this.valuesOf(member, w.values);
+    const values = valuesObject(rule.plan.aliases, env);
+    out.push(resultRecord(rule.id, g.key, w.start, w.end, w.count, values, w.revision));
     const logic = rule.decision;
     if (logic === null || w.revision !== 0) return;
-    const transition = (g.decision as DecisionMachine).evaluate(logic, w.end, w.values, inEndOrder);
-    this.changedStates.add(g);
-    if (transition !== null) out.push(decisionRecord(this.id, g.key, transition, w.end, values));
+    // Count windows are evaluated in emission order, the others in end order (fine print 5).
+    const transition = (g.decisions[m] as DecisionMachine).evaluate(logic, w.end, env, !this.isCount);
+    if (transition !== null) out.push(decisionRecord(rule.id, g.key, transition, w.end, values));
+  }
+
+  /** A member's values out of the family's: its outputs, then the count (the decision environment). */
+  private valuesOf(member: Member, all: readonly number[]): number[] {
+    const n = member.rule.plan.aliases.length;
+    const values = new Array<number>(n + 1);
+    for (let j = 0; j < n; j++) values[j] = all[member.offset + j] as number;
+    values[n] = all[all.length - 1] as number;
+    return values;
   }
 
   private groupOf(r: Reading, d: DeviceClock): Group {
@@ -440,7 +624,7 @@ export class RuleRunner {
   }
 
   private newGroup(mapKey: unknown, values: readonly KeyValue[]): Group {
-    const g = new Group(values, this.keyOf(values), this.newOperator(), this.rule.decision !== null);
+    const g = new Group(values, this.keyOf(values), this.newOperator(), this.decides);
     this.groups.set(mapKey, g);
     return g;
   }
@@ -459,11 +643,11 @@ export class RuleRunner {
     switch (w.type) {
       case 'tumbling':
       case 'sliding':
-        return this.alignedOperator(this.assigner as AlignedAssigner, rule.plan, rule.lateness);
+        return this.alignedOperator(this.assigner as AlignedAssigner, this.plan, rule.lateness);
       case 'session':
-        return new SessionWindowOperator(w.gap, rule.plan, rule.lateness);
+        return new SessionWindowOperator(w.gap, this.plan, rule.lateness);
       case 'count':
-        return new CountWindowOperator(w.size, w.slide ?? w.size, rule.plan);
+        return new CountWindowOperator(w.size, w.slide ?? w.size, this.plan);
     }
   }
 }
