@@ -173,6 +173,11 @@ export class AggregationPlan {
     return (acc[0] as SlotState).n;
   }
 
+  /** After evaluatePanes(): the readings of slot k in the panes it merged. */
+  mergedCount(k: number): number {
+    return (this.accumulators[k] as SlotState).n;
+  }
+
   get slotCount(): number {
     return this.slotMetric.length;
   }

@@ -349,10 +349,8 @@ export class AlignedWindowOperator implements WindowOperator {
       return;
     }
     if (pv.sketchedPanes === 0) {
-      // Every pane raw: exact, without visiting the panes that stay.
-      const m = this.moments[q.slot] as PaneMoments;
-      let total = 0;
-      for (let i = lo; i < hi; i++) total += m[this.width * i] as number;
+      // Every pane raw: exact, without visiting the panes that stay (evaluatePanes counted them).
+      const total = this.plan.mergedCount(q.slot);
       if (total === 0) writeQuantiles(sorted.values, 0, q.qs, out, q.offsets);
       else this.fromSorted(sorted, q, lo, hi, start, end, out);
       return;

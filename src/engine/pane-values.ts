@@ -20,8 +20,11 @@ export class PaneValues {
   private liveFrom = 0;
   /** Per pane, where its values start. */
   private readonly offsets: number[] = [];
-  /** Per pane, its sketch once it passed EXACT_LIMIT values (then none of them are in `buf`). */
-  private readonly sketches: (KllSketch | null)[] = [];
+  /**
+   * Per pane, its sketch once it passed EXACT_LIMIT values (then none of them are in `buf`); null
+   * while no pane not forgotten has one (most slots never do: no array to grow per pane).
+   */
+  private sketches: (KllSketch | null)[] | null = null;
   /** Panes with a sketch, among those not forgotten. */
   sketchedPanes = 0;
 
@@ -35,29 +38,31 @@ export class PaneValues {
 
   /** Pane i's sketch, or null while its values are raw. */
   sketchOf(i: number): KllSketch | null {
-    return this.sketches[i] as KllSketch | null;
+    const sketches = this.sketches;
+    return sketches === null ? null : (sketches[i] as KllSketch | null);
   }
 
   count(i: number): number {
-    const sketch = this.sketches[i] as KllSketch | null;
+    const sketch = this.sketchOf(i);
     return sketch !== null ? sketch.n : this.endOf(i) - (this.offsets[i] as number);
   }
 
   /** A new, empty pane at index i. */
   insertPane(i: number): void {
     const at = i < this.offsets.length ? (this.offsets[i] as number) : this.end;
+    const sketches = this.sketches;
     if (i === this.offsets.length) {
       this.offsets.push(at);
-      this.sketches.push(null);
+      sketches?.push(null);
     } else {
       this.offsets.splice(i, 0, at);
-      this.sketches.splice(i, 0, null);
+      sketches?.splice(i, 0, null);
     }
   }
 
   /** Adds v to pane i; returns true when the pane holds a sketch (now or before). */
   add(i: number, v: number): boolean {
-    const sketch = this.sketches[i] as KllSketch | null;
+    const sketch = this.sketchOf(i);
     if (sketch !== null) {
       sketch.add(v);
       return true;
@@ -92,6 +97,7 @@ export class PaneValues {
     this.end -= n;
     const offsets = this.offsets;
     for (let j = i + 1; j < offsets.length; j++) offsets[j] = (offsets[j] as number) - n;
+    this.sketches ??= new Array<KllSketch | null>(offsets.length).fill(null);
     this.sketches[i] = sketch;
     this.sketchedPanes++;
   }
@@ -112,11 +118,15 @@ export class PaneValues {
   /** Panes [head, drop) are forgotten: their values are no longer needed. */
   forget(head: number, drop: number): void {
     const sketches = this.sketches;
-    for (let i = head; i < drop; i++) {
-      if (sketches[i] !== null) {
-        sketches[i] = null;
-        this.sketchedPanes--;
+    if (sketches !== null) {
+      for (let i = head; i < drop; i++) {
+        if (sketches[i] !== null) {
+          sketches[i] = null;
+          this.sketchedPanes--;
+        }
       }
+      // The last sketch forgotten: no array to keep in step with the panes until the next one.
+      if (this.sketchedPanes === 0) this.sketches = null;
     }
     this.liveFrom = drop < this.offsets.length ? (this.offsets[drop] as number) : this.end;
   }
@@ -125,12 +135,13 @@ export class PaneValues {
   cutPanes(n: number, all: boolean): void {
     if (all) {
       this.offsets.length = 0;
-      this.sketches.length = 0;
+      this.sketches = null;
+      this.sketchedPanes = 0;
       this.origin = this.end;
       this.liveFrom = this.end;
     } else {
       this.offsets.splice(0, n);
-      this.sketches.splice(0, n);
+      this.sketches?.splice(0, n);
     }
   }
 }

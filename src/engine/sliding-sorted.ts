@@ -69,6 +69,12 @@ const FEW = 8;
 
 let removedScratch: Values = new Float64Array(256);
 let addedScratch: Values = new Float64Array(256);
+/**
+ * The buffer a merge writes into; the merged window's old buffer takes its place. One spare for all
+ * windows instead of one each: half the memory per window, and the merge writes into a buffer that
+ * was just read, not a cold one of its own.
+ */
+let mergeSpare: Values = new Float64Array(64);
 
 function grown(buf: Values, need: number): Values {
   if (buf.length >= need) return buf;
@@ -81,7 +87,6 @@ export class SlidingSortedValues {
   /** Ascending values of the panes with start in [start, end), plus `leaving`, while valid. */
   values: Values = new Float64Array(64);
   n = 0;
-  private spare: Values = new Float64Array(64);
   private valid = false;
   private start = 0;
   private end = 0;
@@ -232,7 +237,7 @@ export class SlidingSortedValues {
   private merge(R: Values, rn: number, A: Values, an: number): void {
     const src = this.values;
     const n = this.n;
-    const out = grown(this.spare, n - rn + an);
+    const out = grown(mergeSpare, n - rn + an);
     let o = 0;
     let r = 0;
     let a = 0;
@@ -246,7 +251,7 @@ export class SlidingSortedValues {
       out[o++] = x;
     }
     while (a < an) out[o++] = A[a++] as number;
-    this.spare = src;
+    mergeSpare = src;
     this.values = out;
     this.n = o;
   }
