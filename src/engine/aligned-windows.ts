@@ -40,6 +40,13 @@ interface QuantileSlot {
 function lowerBound(a: readonly number[], x: number, from: number): number {
   let lo = from;
   let hi = a.length;
+  // Windows fire in order, so the bound is most often at an end: the first pane kept, or the last
+  // one or two (the pane still open). Probing them touches one or two cache lines, not a search's.
+  if (lo >= hi || (a[lo] as number) >= x) return lo;
+  if ((a[hi - 1] as number) < x) return hi;
+  if ((a[hi - 2] as number) < x) return hi - 1;
+  lo++;
+  hi -= 2;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if ((a[mid] as number) < x) lo = mid + 1;
