@@ -9,6 +9,34 @@ import { ManualClock } from '../../src/runtime/clock.js';
 
 export const T0 = Date.UTC(2026, 10, 24, 10, 0, 0);
 
+/**
+ * Aggregates by alias, for property tests that build rules of random aggregates: every function,
+ * quantiles among them, and some over a second metric (humidity).
+ */
+export const AGGREGATES: Record<string, string> = {
+  n: 'count',
+  s: 'sum',
+  a: 'avg',
+  lo: 'min',
+  hi: 'max',
+  f: 'first',
+  l: 'last',
+  sd: 'stddev',
+  sp: 'spread',
+  d: 'delta',
+  r: 'rate',
+  med: 'median',
+  p0: 'p0',
+  p95: 'p95',
+  p995: 'p99.5',
+  p100: 'p100',
+  hn: 'count(humidity)',
+  ha: 'avg(humidity)',
+  hl: 'last(humidity)',
+  hp: 'p50(humidity)',
+  hsd: 'stddev(humidity)',
+};
+
 export function compile(...inputs: Record<string, unknown>[]) {
   const v = validateRules(inputs.map((r, i) => ({ id: `r${i + 1}`, ...r })));
   if (!v.ok) assert.fail(`rules invalid: ${JSON.stringify(v.problems)}`);

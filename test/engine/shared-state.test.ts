@@ -19,25 +19,7 @@ import type { Reading } from '../../src/model/reading.js';
 import type { OutputRecord } from '../../src/model/records.js';
 import { type RuleSpec, validateRule, validateRules } from '../../src/model/rule.js';
 import { ManualClock } from '../../src/runtime/clock.js';
-import { T0 } from './helpers.js';
-
-const AGGREGATES: Record<string, string> = {
-  n: 'count',
-  s: 'sum',
-  a: 'avg',
-  lo: 'min',
-  hi: 'max',
-  f: 'first',
-  l: 'last',
-  sd: 'stddev',
-  d: 'delta',
-  r: 'rate',
-  med: 'median',
-  p95: 'p95',
-  hn: 'count(humidity)',
-  ha: 'avg(humidity)',
-  hp: 'p50(humidity)',
-};
+import { AGGREGATES, T0 } from './helpers.js';
 
 const WINDOWS: Record<string, unknown>[] = [
   { type: 'tumbling', size: 1000 },

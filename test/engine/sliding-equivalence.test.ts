@@ -16,7 +16,7 @@ import type { Reading } from '../../src/model/reading.js';
 import type { OutputRecord } from '../../src/model/records.js';
 import { validateRules } from '../../src/model/rule.js';
 import { ManualClock } from '../../src/runtime/clock.js';
-import { T0 } from './helpers.js';
+import { AGGREGATES, T0 } from './helpers.js';
 import { ReferenceAlignedWindowOperator } from './reference-aligned-windows.js';
 
 const reference: AlignedOperatorFactory = (assigner, plan, lateness) =>
@@ -24,30 +24,6 @@ const reference: AlignedOperatorFactory = (assigner, plan, lateness) =>
 
 /** One step of a script: a reading, or (live mode) wall time passing, with a tick or without. */
 type Step = { reading: Reading } | { tick: number } | { wait: number };
-
-const AGGREGATES: Record<string, string> = {
-  n: 'count',
-  s: 'sum',
-  a: 'avg',
-  lo: 'min',
-  hi: 'max',
-  f: 'first',
-  l: 'last',
-  sd: 'stddev',
-  sp: 'spread',
-  d: 'delta',
-  r: 'rate',
-  med: 'median',
-  p0: 'p0',
-  p95: 'p95',
-  p995: 'p99.5',
-  p100: 'p100',
-  hn: 'count(humidity)',
-  ha: 'avg(humidity)',
-  hl: 'last(humidity)',
-  hp: 'p50(humidity)',
-  hsd: 'stddev(humidity)',
-};
 
 /** [size, slide] in ms: tumbling when slide is null; 60:1 and 60:10 among them, gaps too. */
 const WINDOWS: [number, number | null][] = [
