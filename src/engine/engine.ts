@@ -90,22 +90,26 @@ export class RuleEngine {
     rules: CompiledRule[],
     private readonly options: EngineOptions,
   ) {
-    const families = new Map<string, CompiledRule[]>();
-    for (const r of rules) {
-      const key = options.shareState === false ? r.id : familyKey(r);
+    // Rule indices by family, in file order.
+    const families = new Map<string, number[]>();
+    for (const [i, r] of rules.entries()) {
+      const key = options.shareState === false ? String(i) : familyKey(r);
       const members = families.get(key);
-      if (members === undefined) families.set(key, [r]);
-      else members.push(r);
+      if (members === undefined) families.set(key, [i]);
+      else members.push(i);
     }
-    const of = new Map<CompiledRule, RuleRunner>();
+    const runners = new Array<RuleRunner>(rules.length);
     let slot = 0;
     for (const members of families.values()) {
-      const family = this.newFamily(members, slot++);
-      members.forEach((r, i) => {
-        of.set(r, new RuleRunner(r, family, i));
+      const family = this.newFamily(
+        members.map((i) => rules[i] as CompiledRule),
+        slot++,
+      );
+      members.forEach((i, m) => {
+        runners[i] = new RuleRunner(rules[i] as CompiledRule, family, m);
       });
     }
-    this.runners = rules.map((r) => of.get(r) as RuleRunner);
+    this.runners = runners;
     this.slots = slot;
   }
 
