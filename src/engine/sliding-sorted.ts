@@ -120,15 +120,17 @@ export class SlidingSortedValues {
   private replace(r: number, a: number): void {
     const values = this.values;
     const p = indexOf(values, r, this.n);
+    // The values between the two places move by one; a loop, not copyWithin: the distance is
+    // short (about a third of the window on average) and a call into the runtime costs more.
     if (before(a, r)) {
       // a goes before r's place: the values from its place up to r's move up one.
       const q = placeOf(values, a, 0, p);
-      values.copyWithin(q + 1, q, p);
+      for (let k = p; k > q; k--) values[k] = values[k - 1] as number;
       values[q] = a;
     } else {
       // a goes after r's place: the values after r up to a's place move down one.
       const q = placeOf(values, a, p + 1, this.n);
-      values.copyWithin(p, p + 1, q);
+      for (let k = p; k < q - 1; k++) values[k] = values[k + 1] as number;
       values[q - 1] = a;
     }
   }
