@@ -190,7 +190,7 @@ export class RuleFamily {
   private readonly fired: FiredWindow[] = [];
   private readonly closed: FiredInGroup[] = [];
   private readonly touched: Group[] = [];
-  /** Groups whose decision machine evaluated a window since takeChangedDecisionStates(). */
+  /** Groups where a member evaluated a window since clearChangedDecisionStates(). */
   private readonly changedStates = new Set<Group>();
   private readonly assigner: AlignedAssigner | null;
   /** Groups forgotten while idle, by map key (see restIdle). */
