@@ -37,6 +37,7 @@ const { values: args } = parseArgs({
     'probe-ms': { type: 'string', default: '100' }, // 0 = no probe
     prefix: { type: 'string', default: 'bench' },
     'drain-seconds': { type: 'string', default: '60' }, // at most this long for the final PUBACKs
+    metrics: { type: 'string', default: '' }, // comma-separated names of METRICS; empty: all of them
   },
 });
 
@@ -54,13 +55,24 @@ const DRAIN_MS = Number(args['drain-seconds']) * 1000;
 const TICK_MS = 10;
 
 /** Metrics of every device and the value each follows (a slow sine per device, so thresholds trip now and then). */
-const METRICS = [
+const ALL_METRICS = [
   { name: 'temperature', base: 70, amplitude: 15 },
   { name: 'humidity', base: 40, amplitude: 20 },
   { name: 'power', base: 1000, amplitude: 500 },
   { name: 'pressure', base: 1013, amplitude: 5 },
   { name: 'vibration', base: 5, amplitude: 5 },
 ] as const;
+const METRICS =
+  args.metrics === ''
+    ? ALL_METRICS
+    : args.metrics.split(',').map((name) => {
+        const m = ALL_METRICS.find((x) => x.name === name.trim());
+        if (m === undefined)
+          throw new Error(
+            `--metrics: unknown metric "${name}"; known: ${ALL_METRICS.map((x) => x.name).join(', ')}`,
+          );
+        return m;
+      });
 const PERIOD_MS = 60_000;
 
 /** Errors seen (the first few are reported); a run with any is not a clean run. */

@@ -53,7 +53,7 @@ const LIMITS = fileURLToPath(new URL('./e2e-limits.js', import.meta.url));
 const TASKSET = '/usr/bin/taskset';
 const PROBE_MS = 100;
 const DEVICES = 200;
-const METRICS = 5; // per device, in e2e-load.ts
+const METRICS_PER_DEVICE = 5; // in e2e-load.ts, unless --metrics narrows them
 const DRAIN_SECONDS = 60; // after a run's load stops, at most this long for what is in flight
 const SOAK_SAMPLE_MS = 5_000;
 /** Latency's steady state starts this long after the first probe. */
@@ -67,6 +67,10 @@ const USAGE = `usage: npm run bench:e2e -- [options]   (or node build/bench/e2e.
   --connections N    load connections (default 4)
   --per-message N    readings per message (default 50; with --profile 1)
   --runs LIST        which runs, of a,b,c,d,ceilings (default all); the ratios need the ceilings
+  --rules SET        mixed (default): 10 rules of every window kind over the load's 5 metrics;
+                     issue19: issue 19's ten rules on temperature (5 tumbling 1 s avg+max with a
+                     when, 3 sliding 10 s / 1 s avg+p95, a session of gap 2 s, a count of 1,000),
+                     the load on temperature only
   --soak D           instead of the runs: a QoS 1 load for D (30m, 1h) with upstream outages
   --profile DIR      instead of the runs: (a) and (b) under node --cpu-prof, profiles in DIR,
                      then the self time per part and the top 20 functions in ns per reading
@@ -81,6 +85,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '4' },
     'per-message': { type: 'string' },
     runs: { type: 'string', default: 'a,b,c,d,ceilings' },
+    rules: { type: 'string', default: 'mixed' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -93,6 +98,11 @@ const RUNS = new Set(args.runs.split(',').map((r) => r.trim()));
 for (const r of RUNS)
   if (!['a', 'b', 'c', 'd', 'ceilings'].includes(r))
     throw new Error(`--runs: expected a comma-separated list of a, b, c, d, ceilings, found "${r}"`);
+if (args.rules !== 'mixed' && args.rules !== 'issue19')
+  throw new Error(`--rules: expected mixed or issue19, found "${args.rules}"`);
+const ISSUE19 = args.rules === 'issue19';
+/** The metrics the load sends (e2e-load.ts --metrics); null: all five. */
+const LOAD_METRICS = ISSUE19 ? ['temperature'] : null;
 /** How systemd/tidegate.service runs node: every gateway here is started the same way. */
 const UNIT = unitNodeCommand();
 
@@ -290,6 +300,42 @@ const RULES = `
   forward: [decisions]
 `;
 
+/**
+ * Issue 19's ten rules, all on temperature: five tumbling 1 s avg+max rules with a `when` each
+ * (alarm levels), three sliding 10 s / 1 s avg+p95 rules, one session (gap 2 s), one count window
+ * of 1,000 readings; and the probe's rule.
+ */
+const ISSUE19_RULES = `
+${[80, 82, 84, 86, 88]
+  .map(
+    (level, i) => `- id: temp-1s-${i + 1}
+  match: { device: "dev-*", metric: temperature }
+  window: { type: tumbling, size: 1s }
+  watermark: { maxOutOfOrder: 1s }
+  aggregates: { avg: avg, max: max }
+  when: "max > ${level}"
+  forward: [decisions]`,
+  )
+  .join('\n')}
+${['p95 > 84', 'avg > 80', null]
+  .map(
+    (when, i) => `- id: temp-sliding-${i + 1}
+  match: { device: "dev-*", metric: temperature }
+  window: { type: sliding, size: 10s, slide: 1s }
+  watermark: { maxOutOfOrder: 1s }
+  aggregates: { avg: avg, p95: p95 }${when === null ? '' : `\n  when: "${when}"\n  forward: [decisions]`}`,
+  )
+  .join('\n')}
+- id: temp-session
+  match: { device: "dev-*", metric: temperature }
+  window: { type: session, gap: 2s }
+  aggregates: { avg: avg, n: count }
+- id: temp-count
+  match: { device: "dev-*", metric: temperature }
+  window: { type: count, size: 1000 }
+  aggregates: { total: sum }
+${RULES.slice(RULES.indexOf('# The latency probe'))}`;
+
 interface Gateway {
   pid: number;
   brokerUrl: string;
@@ -334,7 +380,7 @@ async function startGateway(
   const dir = join(base, id);
   mkdirSync(dir);
   const [apiPort, brokerPort] = [await freePort(), await freePort()];
-  writeFileSync(join(dir, 'rules.yaml'), RULES);
+  writeFileSync(join(dir, 'rules.yaml'), ISSUE19 ? ISSUE19_RULES : RULES);
   const configFile = join(dir, 'gateway.yaml');
   writeFileSync(
     configFile,
@@ -587,6 +633,7 @@ async function drive(target: Target, o: LoadOptions): Promise<Figures> {
     ...['--connections', String(CONNECTIONS), '--per-message', String(PER_MESSAGE)],
     ...['--devices', String(DEVICES), '--probe-ms', String(PROBE_MS)],
     ...['--drain-seconds', String(DRAIN_SECONDS)],
+    ...(LOAD_METRICS === null ? [] : ['--metrics', LOAD_METRICS.join(',')]),
   ];
   const [cmd, ...argv] = (o.loadCpus ? [TASKSET, '-c', o.loadCpus, ...load] : load) as [string, ...string[]];
   const child = track(spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] }));
@@ -848,7 +895,8 @@ function loadShape(): string {
   return (
     `load (separate process, mqtt.js): ${CONNECTIONS} connections + 1 probe connection; each message a JSON ` +
     `array of ${PER_MESSAGE} {value, ts} readings of one series (~${(example / 1024).toFixed(1)} KiB), ` +
-    `${DEVICES} devices × ${METRICS} metrics, event time = publish time; probe: 1 reading every ${PROBE_MS} ms ` +
+    `${DEVICES} devices × ${LOAD_METRICS?.length ?? METRICS_PER_DEVICE} metrics, event time = publish time; ` +
+    `probe: 1 reading every ${PROBE_MS} ms ` +
     `→ rule probe-alarm (count window of 1) → decision → mosquitto`
   );
 }
@@ -1195,8 +1243,11 @@ async function main(): Promise<void> {
   const subscriber = await subscribeDecisions(mosquitto.url);
   cleanups.push(() => subscriber.endAsync(true));
   console.log(
-    `gateway (as systemd/tidegate.service): ${describeUnitCommand(UNIT)}, log warn, 10 rules (tumbling, sliding, session, count; ` +
-      `avg/min/max/count/p95), raw readings stored in ${base} (disk); upstream: ${version.trim()} (QoS 1)`,
+    `gateway (as systemd/tidegate.service): ${describeUnitCommand(UNIT)}, log warn, ` +
+      (ISSUE19
+        ? "issue 19's 10 rules on temperature (5 tumbling 1 s avg+max with a when, 3 sliding 10 s / 1 s avg+p95, session gap 2 s, count 1,000 sum)"
+        : '10 rules (tumbling, sliding, session, count; avg/min/max/count/p95)') +
+      `, raw readings stored in ${base} (disk); upstream: ${version.trim()} (QoS 1)`,
   );
   console.log(loadShape());
   if (soakMs !== null) await soak(base, mosquitto, soakMs);
