@@ -87,8 +87,8 @@ interface DecisionSnapshot {
   lastEnd: number;
 }
 
-function isInitial(m: DecisionMachine | null): boolean {
-  return m === null || (m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY);
+function isInitial(m: DecisionMachine): boolean {
+  return m.state === 'ok' && m.streak === 0 && m.lastEnd === Number.NEGATIVE_INFINITY;
 }
 
 /** One rule of a family: where its outputs are among the family plan's. */
