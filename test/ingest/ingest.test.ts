@@ -154,6 +154,35 @@ describe('Ingest', () => {
     assert.equal(r.logLines.filter((l) => String(l.msg).includes('ingest.maxDevices')).length, 1);
   });
 
+  it('keeps at most 4,096 metric names for readings to share; a flood of names is stored whole', () => {
+    // Each accepted reading carries the first string seen of its names (so that the message's own
+    // copies die young); the table of metric names is a cache, bounded whatever the names.
+    const names = Array.from({ length: 6000 }, (_, i) => `m${i}`);
+    for (const [i, metric] of names.entries())
+      assert.equal(
+        r.ingest.accept('mqtt', { device: 'd1', metric, value: i, ts: NOW - 10_000 + i }),
+        'accepted',
+      );
+    // Names past the cap, and names within it, met again.
+    assert.equal(r.ingest.accept('mqtt', { device: 'd1', metric: 'm5999', value: -1, ts: NOW }), 'accepted');
+    assert.equal(r.ingest.accept('mqtt', { device: 'd1', metric: 'm7', value: -2, ts: NOW }), 'accepted');
+    assert.equal(r.ingest.internedMetrics, 4096);
+    r.writer.flush();
+    const stored = r.query.readings({ order: 'asc', limit: 10_000 }).items;
+    assert.equal(stored.length, 6002);
+    assert.deepEqual(
+      r.events.readings.map(([x]) => `${x.device}/${x.metric}=${x.value}`),
+      [...names.map((m, i) => `d1/${m}=${i}`), 'd1/m5999=-1', 'd1/m7=-2'],
+    );
+    assert.deepEqual(
+      stored.filter((x) => x.value < 0).map((x) => [x.metric, x.value]),
+      [
+        ['m5999', -1],
+        ['m7', -2],
+      ],
+    );
+  });
+
   it('counts the decoder’s own rejections', async () => {
     const outcome = r.ingest.submit(
       'mqtt',
