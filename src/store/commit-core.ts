@@ -207,13 +207,25 @@ export class CommitCore {
                 addToRollup(summary.rollups, id, ts, value);
               }
             }
-            summary.devices.set(device, { source: batch.source[i] as string, at: arrivedAt });
+            // The batch's own entries are updated in place: no object per reading.
+            const heard = summary.devices.get(device);
+            if (heard === undefined)
+              summary.devices.set(device, { source: batch.source[i] as string, at: arrivedAt });
+            else {
+              heard.source = batch.source[i] as string;
+              heard.at = arrivedAt;
+            }
             // A duplicate changes nothing but the device's last_seen.
             if (!isNew) continue;
             if (forwardInterval !== null) this.forward(id, batch, i, forwardInterval);
             const l = summary.latest.get(id);
-            if (!l || l.ts <= ts) summary.latest.set(id, { ts, value, unit, seq });
-            else l.seq = seq;
+            if (l === undefined) summary.latest.set(id, { ts, value, unit, seq });
+            else if (l.ts <= ts) {
+              l.ts = ts;
+              l.value = value;
+              l.unit = unit;
+              l.seq = seq;
+            } else l.seq = seq;
           }
           // Near the newest reading, and never ahead of the clock (a device whose clock runs ahead).
           this.summaries.write(summary, batch.now, Math.min(batch.now, newest));
