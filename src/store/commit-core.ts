@@ -12,16 +12,22 @@ import { type BatchSummaries, emptyBatch, type Rollup, Summaries } from './summa
  * to a worker: a few arrays rather than an object per reading), then the statements the other
  * batch parts (rule outputs, their outbox rows) asked for, run after the readings in the same
  * transaction.
+ *
+ * A reading names its series by an index into the batch's table of series (device, metric, unit
+ * and source, each combination once): the names cross to the worker once per batch rather than
+ * once per reading, and the worker looks each series up once per batch.
  */
 export interface CommitBatch {
-  device: string[];
-  metric: string[];
+  seriesDevice: string[];
+  seriesMetric: string[];
+  seriesUnit: (string | null)[];
+  seriesSource: string[];
+  /** Per reading, in arrival order: its entry in the series table, value, ts, tags, arrival. */
+  series: number[];
   value: number[];
   ts: number[];
-  unit: (string | null)[];
   /** JSON, or null. */
   tags: (string | null)[];
-  source: string[];
   arrivedAt: number[];
   /** Distinct SQL texts of the parts' statements; `opSql[i]` indexes it. */
   sql: string[];
@@ -33,13 +39,14 @@ export interface CommitBatch {
 
 export function emptyCommitBatch(): CommitBatch {
   return {
-    device: [],
-    metric: [],
+    seriesDevice: [],
+    seriesMetric: [],
+    seriesUnit: [],
+    seriesSource: [],
+    series: [],
     value: [],
     ts: [],
-    unit: [],
     tags: [],
-    source: [],
     arrivedAt: [],
     sql: [],
     opSql: [],
@@ -48,17 +55,85 @@ export function emptyCommitBatch(): CommitBatch {
   };
 }
 
-/** `later`'s readings and statements after `into`'s (a batch that failed, put back before the new ones). */
-export function appendCommitBatch(into: CommitBatch, later: CommitBatch): void {
-  for (let i = 0; i < later.device.length; i++) {
-    into.device.push(later.device[i] as string);
-    into.metric.push(later.metric[i] as string);
-    into.value.push(later.value[i] as number);
-    into.ts.push(later.ts[i] as number);
-    into.unit.push(later.unit[i] ?? null);
-    into.tags.push(later.tags[i] ?? null);
-    into.source.push(later.source[i] as string);
-    into.arrivedAt.push(later.arrivedAt[i] as number);
+/** Adds readings to a batch, each series' entry in its table made once (see CommitBatch). */
+export class CommitBatchBuilder {
+  /** device → metric → its entries in the batch's series table (one per unit and source). Not posted. */
+  private readonly index = new Map<string, Map<string, number[]>>();
+
+  constructor(readonly batch: CommitBatch = emptyCommitBatch()) {
+    for (let k = 0; k < batch.seriesDevice.length; k++)
+      this.entriesOf(batch.seriesDevice[k] as string, batch.seriesMetric[k] as string).push(k);
+  }
+
+  /** Readings in the batch. */
+  get readings(): number {
+    return this.batch.series.length;
+  }
+
+  add(
+    device: string,
+    metric: string,
+    value: number,
+    ts: number,
+    unit: string | null,
+    tags: string | null,
+    source: string,
+    arrivedAt: number,
+  ): void {
+    const b = this.batch;
+    b.series.push(this.entry(device, metric, unit, source));
+    b.value.push(value);
+    b.ts.push(ts);
+    b.tags.push(tags);
+    b.arrivedAt.push(arrivedAt);
+  }
+
+  /** `later`'s readings after this batch's (a batch that failed, put back before the new ones). */
+  append(later: CommitBatch): void {
+    for (let i = 0; i < later.series.length; i++) {
+      const k = later.series[i] as number;
+      this.add(
+        later.seriesDevice[k] as string,
+        later.seriesMetric[k] as string,
+        later.value[i] as number,
+        later.ts[i] as number,
+        later.seriesUnit[k] ?? null,
+        later.tags[i] ?? null,
+        later.seriesSource[k] as string,
+        later.arrivedAt[i] as number,
+      );
+    }
+  }
+
+  /** The series table's entry for (device, metric, unit, source), made if new. */
+  private entry(device: string, metric: string, unit: string | null, source: string): number {
+    const b = this.batch;
+    const entries = this.entriesOf(device, metric);
+    for (let j = 0; j < entries.length; j++) {
+      const k = entries[j] as number;
+      if (b.seriesUnit[k] === unit && b.seriesSource[k] === source) return k;
+    }
+    const k = b.seriesDevice.length;
+    b.seriesDevice.push(device);
+    b.seriesMetric.push(metric);
+    b.seriesUnit.push(unit);
+    b.seriesSource.push(source);
+    entries.push(k);
+    return k;
+  }
+
+  private entriesOf(device: string, metric: string): number[] {
+    let byMetric = this.index.get(device);
+    if (byMetric === undefined) {
+      byMetric = new Map();
+      this.index.set(device, byMetric);
+    }
+    let entries = byMetric.get(metric);
+    if (entries === undefined) {
+      entries = [];
+      byMetric.set(metric, entries);
+    }
+    return entries;
   }
 }
 
@@ -187,15 +262,25 @@ export class CommitCore {
     try {
       this.db
         .transaction(() => {
-          const n = batch.device.length;
+          // Each series of the batch is looked up (or made) once, in the order readings met them.
+          const ids: number[] = [];
+          for (let k = 0; k < batch.seriesDevice.length; k++)
+            ids.push(
+              this.seriesId(
+                batch.seriesDevice[k] as string,
+                batch.seriesMetric[k] as string,
+                batch.seriesUnit[k] ?? null,
+              ),
+            );
+          const n = batch.series.length;
           for (let i = 0; i < n; i++) {
-            const device = batch.device[i] as string;
-            const metric = batch.metric[i] as string;
+            const k = batch.series[i] as number;
+            const device = batch.seriesDevice[k] as string;
             const value = batch.value[i] as number;
             const ts = batch.ts[i] as number;
-            const unit = batch.unit[i] ?? null;
+            const unit = batch.seriesUnit[k] ?? null;
             const arrivedAt = batch.arrivedAt[i] as number;
-            const id = this.seriesId(device, metric, unit);
+            const id = ids[k] as number;
             let isNew = true;
             if (this.options.storeReadings) {
               isNew =
@@ -209,10 +294,10 @@ export class CommitCore {
             }
             // The batch's own entries are updated in place: no object per reading.
             const heard = summary.devices.get(device);
-            if (heard === undefined)
-              summary.devices.set(device, { source: batch.source[i] as string, at: arrivedAt });
+            const source = batch.seriesSource[k] as string;
+            if (heard === undefined) summary.devices.set(device, { source, at: arrivedAt });
             else {
-              heard.source = batch.source[i] as string;
+              heard.source = source;
               heard.at = arrivedAt;
             }
             // A duplicate changes nothing but the device's last_seen.
@@ -273,12 +358,13 @@ export class CommitCore {
     const ts = batch.ts[i] as number;
     if (interval > 0 && !this.forwardedBucket.take(seriesId, Math.floor(ts / interval))) return;
     const tags = batch.tags[i];
+    const k = batch.series[i] as number;
     const body = readingToJson({
-      device: batch.device[i] as string,
-      metric: batch.metric[i] as string,
+      device: batch.seriesDevice[k] as string,
+      metric: batch.seriesMetric[k] as string,
       value: batch.value[i] as number,
       ts,
-      unit: batch.unit[i],
+      unit: batch.seriesUnit[k],
       tags: tags == null ? null : (JSON.parse(tags) as Record<string, string>),
     });
     this.stmt.appendOutbox.run('reading', null, JSON.stringify(body), batch.arrivedAt[i]);

@@ -4,7 +4,7 @@ import type { Clock, TimerHandle } from '../runtime/clock.js';
 import { InternalErrors } from '../runtime/internal-errors.js';
 import type { Logger } from '../runtime/log.js';
 import type { Metrics } from '../runtime/metrics.js';
-import { appendCommitBatch, type CommitBatch, emptyCommitBatch, StatementSink } from './commit-core.js';
+import { type CommitBatch, CommitBatchBuilder, StatementSink } from './commit-core.js';
 import { type Committer, InlineCommitter, WorkerCommitter, type WorkerStore } from './committer.js';
 import type { Db } from './database.js';
 import type { Outbox } from './outbox.js';
@@ -64,7 +64,7 @@ export interface CommitListener {
  * arrival order either way, and a waiter is answered only after the commit that holds its readings.
  */
 export class ReadingWriter {
-  private pending: CommitBatch = emptyCommitBatch();
+  private pending = new CommitBatchBuilder();
   private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   /** The batch being committed, and who waits for it. */
   private inFlight: { batch: CommitBatch; waiters: ReadingWriter['waiters'] } | null = null;
@@ -164,7 +164,7 @@ export class ReadingWriter {
 
   /** Readings and part records queued for the next batch (not the one in flight). */
   private queued(): number {
-    let n = this.pending.device.length;
+    let n = this.pending.readings;
     for (const p of this.parts) n += p.pendingCount;
     return n;
   }
@@ -184,7 +184,7 @@ export class ReadingWriter {
 
   /** False while the queue is full (the disk is failing): add() would refuse. */
   hasRoom(): boolean {
-    return this.pending.device.length < this.options.maxPending;
+    return this.pending.readings < this.options.maxPending;
   }
 
   /**
@@ -195,15 +195,17 @@ export class ReadingWriter {
    */
   add(reading: Reading, source: string, arrivedAt = this.deps.clock.now()): boolean {
     const p = this.pending;
-    if (p.device.length >= this.options.maxPending) return false;
-    p.device.push(reading.device);
-    p.metric.push(reading.metric);
-    p.value.push(reading.value);
-    p.ts.push(reading.ts);
-    p.unit.push(reading.unit ?? null);
-    p.tags.push(reading.tags ? JSON.stringify(reading.tags) : null);
-    p.source.push(source);
-    p.arrivedAt.push(arrivedAt);
+    if (p.readings >= this.options.maxPending) return false;
+    p.add(
+      reading.device,
+      reading.metric,
+      reading.value,
+      reading.ts,
+      reading.unit ?? null,
+      reading.tags ? JSON.stringify(reading.tags) : null,
+      source,
+      arrivedAt,
+    );
     return true;
   }
 
@@ -256,7 +258,7 @@ export class ReadingWriter {
 
   /** Readings and records not yet committed (queued or being committed). */
   get pendingCount(): number {
-    return this.queued() + (this.inFlight?.batch.device.length ?? 0);
+    return this.queued() + (this.inFlight?.batch.series.length ?? 0);
   }
 
   /** The last commit's error while commits keep failing, else null. */
@@ -305,13 +307,13 @@ export class ReadingWriter {
         });
       return;
     }
-    const batch = this.pending;
+    const batch = this.pending.batch;
     batch.now = now;
     const sink = new StatementSink(batch);
     for (const p of this.parts) if (p.pendingCount > 0) p.write(sink);
     const flight = { batch, waiters: this.waiters };
     this.inFlight = flight;
-    this.pending = emptyCommitBatch();
+    this.pending = new CommitBatchBuilder();
     this.waiters = [];
     for (const l of this.listeners) l.cut?.();
     this.committer.commit(batch, (err, stored) => this.ended(flight, err, stored));
@@ -330,15 +332,16 @@ export class ReadingWriter {
     back.sql.length = 0;
     back.opSql.length = 0;
     back.opParams.length = 0;
-    appendCommitBatch(back, this.pending);
-    this.pending = back;
+    const merged = new CommitBatchBuilder(back);
+    merged.append(this.pending.batch);
+    this.pending = merged;
     this.waiters = flight.waiters.concat(this.waiters);
     for (const p of this.parts) p.rolledBack();
     for (const l of this.listeners) l.rolledBack?.();
     this.failing = err;
     this.deps.metrics.storeErrors.inc();
-    this.deps.log.error({ err, pending: this.pending.device.length }, 'store commit failed; will retry');
-    if (this.pending.device.length >= this.options.maxPending) {
+    this.deps.log.error({ err, pending: this.pending.readings }, 'store commit failed; will retry');
+    if (this.pending.readings >= this.options.maxPending) {
       for (const w of this.waiters) w.reject(err);
       this.waiters = [];
     }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { CommitCore, type CommitCoreOptions, emptyCommitBatch } from '../../src/store/commit-core.js';
+import { CommitBatchBuilder, CommitCore, type CommitCoreOptions } from '../../src/store/commit-core.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { SizeWatch, T0 } from './rig.js';
 
@@ -31,17 +31,10 @@ function hear(
   onCommit: (remembered: number) => void = () => {},
 ): void {
   for (let start = 0; start < order.length; start += size) {
-    const batch = emptyCommitBatch();
-    for (const i of order.slice(start, start + size)) {
-      batch.device.push(devices[i] as string);
-      batch.metric.push('m');
-      batch.value.push(i);
-      batch.ts.push(at);
-      batch.unit.push(null);
-      batch.tags.push(null);
-      batch.source.push(source(i));
-      batch.arrivedAt.push(at);
-    }
+    const builder = new CommitBatchBuilder();
+    for (const i of order.slice(start, start + size))
+      builder.add(devices[i] as string, 'm', i, at, null, null, source(i), at);
+    const batch = builder.batch;
     batch.now = at;
     assert.equal(core.commit(batch), Math.min(size, order.length - start));
     onCommit(core.devicesWritten);

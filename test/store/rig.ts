@@ -3,7 +3,7 @@ import type { Reading } from '../../src/model/reading.js';
 import { ManualClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { Metrics } from '../../src/runtime/metrics.js';
-import { type CommitCore, emptyCommitBatch } from '../../src/store/commit-core.js';
+import { CommitBatchBuilder, type CommitCore } from '../../src/store/commit-core.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { ReadingWriter, type ReadingWriterOptions } from '../../src/store/reading-writer.js';
 import { ReadingsQuery } from '../../src/store/readings-query.js';
@@ -89,18 +89,12 @@ export function commitEach(
   after: () => void,
 ): void {
   for (let start = 0; start < order.length; start += size) {
-    const batch = emptyCommitBatch();
+    const builder = new CommitBatchBuilder();
     for (const i of order.slice(start, start + size)) {
       const s = series[i] as { device: string; metric: string };
-      batch.device.push(s.device);
-      batch.metric.push(s.metric);
-      batch.value.push(i);
-      batch.ts.push(ts);
-      batch.unit.push(null);
-      batch.tags.push(null);
-      batch.source.push('flood');
-      batch.arrivedAt.push(ts);
+      builder.add(s.device, s.metric, i, ts, null, null, 'flood', ts);
     }
+    const batch = builder.batch;
     batch.now = ts;
     assert.equal(core.commit(batch), Math.min(size, order.length - start));
     after();
