@@ -57,12 +57,14 @@ export function emptyCommitBatch(): CommitBatch {
 
 /** Adds readings to a batch, each series' entry in its table made once (see CommitBatch). */
 export class CommitBatchBuilder {
-  /** device → metric → its entries in the batch's series table (one per unit and source). Not posted. */
-  private readonly index = new Map<string, Map<string, number[]>>();
+  /**
+   * device → metric → its entry in the batch's series table, or its entries when readings of the
+   * series came with more than one unit or source (rare). Not posted; bounded by the batch.
+   */
+  private readonly index = new Map<string, Map<string, number | number[]>>();
 
   constructor(readonly batch: CommitBatch = emptyCommitBatch()) {
-    for (let k = 0; k < batch.seriesDevice.length; k++)
-      this.entriesOf(batch.seriesDevice[k] as string, batch.seriesMetric[k] as string).push(k);
+    for (let k = 0; k < batch.seriesDevice.length; k++) this.indexEntry(k);
   }
 
   /** Readings in the batch. */
@@ -108,32 +110,35 @@ export class CommitBatchBuilder {
   /** The series table's entry for (device, metric, unit, source), made if new. */
   private entry(device: string, metric: string, unit: string | null, source: string): number {
     const b = this.batch;
-    const entries = this.entriesOf(device, metric);
-    for (let j = 0; j < entries.length; j++) {
-      const k = entries[j] as number;
-      if (b.seriesUnit[k] === unit && b.seriesSource[k] === source) return k;
-    }
+    const known = this.index.get(device)?.get(metric);
+    if (typeof known === 'number') {
+      if (b.seriesUnit[known] === unit && b.seriesSource[known] === source) return known;
+    } else if (known !== undefined)
+      for (let j = 0; j < known.length; j++) {
+        const k = known[j] as number;
+        if (b.seriesUnit[k] === unit && b.seriesSource[k] === source) return k;
+      }
     const k = b.seriesDevice.length;
     b.seriesDevice.push(device);
     b.seriesMetric.push(metric);
     b.seriesUnit.push(unit);
     b.seriesSource.push(source);
-    entries.push(k);
+    this.indexEntry(k);
     return k;
   }
 
-  private entriesOf(device: string, metric: string): number[] {
+  private indexEntry(k: number): void {
+    const device = this.batch.seriesDevice[k] as string;
+    const metric = this.batch.seriesMetric[k] as string;
     let byMetric = this.index.get(device);
     if (byMetric === undefined) {
       byMetric = new Map();
       this.index.set(device, byMetric);
     }
-    let entries = byMetric.get(metric);
-    if (entries === undefined) {
-      entries = [];
-      byMetric.set(metric, entries);
-    }
-    return entries;
+    const known = byMetric.get(metric);
+    if (known === undefined) byMetric.set(metric, k);
+    else if (typeof known === 'number') byMetric.set(metric, [known, k]);
+    else known.push(k);
   }
 }
 
