@@ -67,6 +67,8 @@ const USAGE = `usage: npm run bench:e2e -- [options]   (or node build/bench/e2e.
   --connections N    load connections (default 4)
   --per-message N    readings per message (default 50; with --profile 1)
   --runs LIST        which runs, of a,b,c,d,ceilings (default all); the ratios need the ceilings
+  --repeat N         the runs and ceilings N times in turn, then each ratio's median and range
+                     (single runs here spread by ±25 %; default 1)
   --rules SET        mixed (default): 10 rules of every window kind over the load's 5 metrics;
                      issue19: issue 19's ten rules on temperature (5 tumbling 1 s avg+max with a
                      when, 3 sliding 10 s / 1 s avg+p95, a session of gap 2 s, a count of 1,000),
@@ -86,6 +88,7 @@ const { values: args } = parseArgs({
     'per-message': { type: 'string' },
     runs: { type: 'string', default: 'a,b,c,d,ceilings' },
     rules: { type: 'string', default: 'mixed' },
+    repeat: { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -101,6 +104,9 @@ for (const r of RUNS)
 if (args.rules !== 'mixed' && args.rules !== 'issue19')
   throw new Error(`--rules: expected mixed or issue19, found "${args.rules}"`);
 const ISSUE19 = args.rules === 'issue19';
+const REPEAT = Number(args.repeat);
+if (!Number.isInteger(REPEAT) || REPEAT < 1)
+  throw new Error(`--repeat: expected a whole number ≥ 1, found "${args.repeat}"`);
 /** The metrics the load sends (e2e-load.ts --metrics); null: all five. */
 const LOAD_METRICS = ISSUE19 ? ['temperature'] : null;
 /** How systemd/tidegate.service runs node: every gateway here is started the same way. */
@@ -901,7 +907,39 @@ function loadShape(): string {
   );
 }
 
-async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
+/** One repetition's figures that the medians are read from: each gateway run's rate, each ratio. */
+interface RepetitionFigures {
+  rates: Map<string, number>;
+  ratios: Map<string, number>;
+}
+
+/** The runs and ceilings REPEAT times in turn, then the median and range of each rate and ratio. */
+async function benchmarks(base: string, mosquitto: Mosquitto): Promise<void> {
+  const all: RepetitionFigures[] = [];
+  for (let k = 0; k < REPEAT; k++) {
+    if (REPEAT > 1) console.log(`\n— repetition ${k + 1} of ${REPEAT}`);
+    all.push(await benchmark(base, mosquitto));
+  }
+  if (REPEAT === 1) return;
+  const summary = (pick: (f: RepetitionFigures) => Map<string, number>, digits: number) =>
+    [...pick(all[0] as RepetitionFigures).keys()].map((what) => {
+      const xs = all.map((f) => pick(f).get(what) ?? Number.NaN).sort((x, y) => x - y);
+      const show = (x: number) => (digits === 0 ? int(x) : fixed(x, digits));
+      return [what, show(median(xs)), `${show(xs[0] as number)}–${show(xs[xs.length - 1] as number)}`];
+    });
+  console.log(`\nover ${REPEAT} repetitions`);
+  printTable(
+    ['gateway run', 'median readings/s', 'range'],
+    summary((f) => f.rates, 0),
+  );
+  const ratios = summary((f) => f.ratios, 2);
+  if (ratios.length > 0) {
+    console.log('');
+    printTable(['gateway ÷ ceiling', 'median', 'range'], ratios);
+  }
+}
+
+async function benchmark(base: string, mosquitto: Mosquitto): Promise<RepetitionFigures> {
   const max0: LoadOptions = { seconds: SECONDS, rate: 0, qos: 0 };
   const max1: LoadOptions = { seconds: SECONDS, rate: 0, qos: 1 };
   const fixedRate: LoadOptions = { ...max0, rate: RATE };
@@ -915,6 +953,8 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
   const others = cpus().length > 1 ? { loadCpus: `1-${cpus().length - 1}` } : {};
   const d = pinnable ? await run('d', '(d) max, QoS 0, 1 core', 'e2e-d', { ...max0, ...others }, true) : null;
   const runs = [a, b, c, d].filter((r): r is GatewayRun => r !== null);
+  const figures: RepetitionFigures = { rates: new Map(), ratios: new Map() };
+  for (const r of runs) figures.rates.set(r.label, r.figures ? r.figures.rate : Number.NaN);
   const ceilings = RUNS.has('ceilings');
   const aedes0 = ceilings ? await bareAedesRun('bare aedes, QoS 0', max0) : null;
   const aedes1 = ceilings ? await bareAedesRun('bare aedes, QoS 1', max1) : null;
@@ -968,7 +1008,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
     const notes = runs.flatMap((r) => r.notes);
     if (notes.length > 0) console.log(`\n${notes.map((n) => `note: ${n}`).join('\n')}`);
     console.log('\nceilings and ratios not measured (--runs without ceilings)');
-    return;
+    return figures;
   }
   console.log('');
   printTable(
@@ -1011,6 +1051,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
     if (run === null) return;
     const r = run.figures ? run.figures.rate / limit : Number.NaN;
     rows.push([what, fixed(r, 2), `${fixed(r * 100)} %`]);
+    figures.ratios.set(what, r);
   };
   ratio('(a) ÷ bare aedes QoS 0', a, aedes0.figures.rate);
   for (const l of sqlite) ratio(`(a) ÷ raw SQLite, ${l.layout} layout`, a, sqliteRate(l));
@@ -1030,6 +1071,7 @@ async function benchmark(base: string, mosquitto: Mosquitto): Promise<void> {
     notes.push(...loadNotes(label, f));
   }
   if (notes.length > 0) console.log(`\n${notes.map((n) => `note: ${n}`).join('\n')}`);
+  return figures;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1252,7 +1294,7 @@ async function main(): Promise<void> {
   console.log(loadShape());
   if (soakMs !== null) await soak(base, mosquitto, soakMs);
   else if (args.profile !== undefined) await profileRuns(base, mosquitto, args.profile);
-  else await benchmark(base, mosquitto);
+  else await benchmarks(base, mosquitto);
 }
 
 main()
