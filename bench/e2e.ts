@@ -67,8 +67,8 @@ const USAGE = `usage: npm run bench:e2e -- [options]   (or node build/bench/e2e.
   --connections N    load connections (default 4)
   --per-message N    readings per message (default 50; with --profile 1)
   --runs LIST        which runs, of a,b,c,d,ceilings (default all); the ratios need the ceilings
-  --repeat N         the runs and ceilings N times in turn, then each ratio's median and range
-                     (single runs here spread by ±25 %; default 1)
+  --repeat N         the runs and ceilings N times in turn, then each rate's and ratio's median
+                     and range (single runs here spread by ±25 %; default 1)
   --rules SET        mixed (default): 10 rules of every window kind over the load's 5 metrics;
                      issue19: issue 19's ten rules on temperature (5 tumbling 1 s avg+max with a
                      when, 3 sliding 10 s / 1 s avg+p95, a session of gap 2 s, a count of 1,000),
@@ -923,9 +923,19 @@ async function benchmarks(base: string, mosquitto: Mosquitto): Promise<void> {
   if (REPEAT === 1) return;
   const summary = (pick: (f: RepetitionFigures) => Map<string, number>, digits: number) =>
     [...pick(all[0] as RepetitionFigures).keys()].map((what) => {
-      const xs = all.map((f) => pick(f).get(what) ?? Number.NaN).sort((x, y) => x - y);
+      // A crashed run has no figure: the median is of the others, and the row says how many.
+      const xs = all
+        .map((f) => pick(f).get(what) ?? Number.NaN)
+        .filter(Number.isFinite)
+        .sort((x, y) => x - y);
       const show = (x: number) => (digits === 0 ? int(x) : fixed(x, digits));
-      return [what, show(median(xs)), `${show(xs[0] as number)}–${show(xs[xs.length - 1] as number)}`];
+      const missing = all.length - xs.length;
+      return [
+        what,
+        show(median(xs)),
+        `${show(xs[0] ?? Number.NaN)}–${show(xs[xs.length - 1] ?? Number.NaN)}` +
+          (missing > 0 ? ` (${missing} of ${all.length} without a figure)` : ''),
+      ];
     });
   console.log(`\nover ${REPEAT} repetitions`);
   printTable(
