@@ -23,6 +23,16 @@ import type { DuplicateFilter } from './duplicates.js';
 /** Distinct metric names interned (a cache: beyond it, a new name's readings keep their own string). */
 const MAX_METRIC_NAMES = 4096;
 
+/**
+ * `name` in a string of its own. A name cut from a longer text (a topic: V8 makes a slice of 13
+ * characters or more a view of its parent) would keep that whole text alive for as long as the
+ * name is kept: a device's for as long as the gateway knows it, and behind a template ending in `#`
+ * a topic can be 64 KiB. Names are [A-Za-z0-9_.:-] (validated), so latin1 is exact.
+ */
+function ownString(name: string): string {
+  return Buffer.from(name, 'latin1').toString('latin1');
+}
+
 export interface IngestOptions {
   maxFutureSkew: number;
   /** Devices known at most (SPEC §6 `ingest.maxDevices`); absent: no limit. */
@@ -161,6 +171,7 @@ export class Ingest {
         );
         return 'rejected';
       }
+      reading.device = ownString(reading.device);
     } else reading.device = device;
     this.internMetric(reading);
     // Checked before the duplicate filter remembers the reading, so a refused one can come again.
@@ -194,7 +205,11 @@ export class Ingest {
     const names = this.metricNames;
     const metric = names.get(reading.metric);
     if (metric !== undefined) reading.metric = metric;
-    else if (names.size < MAX_METRIC_NAMES) names.set(reading.metric, reading.metric);
+    else if (names.size < MAX_METRIC_NAMES) {
+      const own = ownString(reading.metric);
+      names.set(own, own);
+      reading.metric = own;
+    }
   }
 
   /** Counts and logs (rate-limited) a refusal. */

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { pino } from 'pino';
 import { type DuplicateFilter, RecentDuplicates } from '../../src/ingest/duplicates.js';
 import { Ingest } from '../../src/ingest/ingest.js';
@@ -181,6 +183,30 @@ describe('Ingest', () => {
         ['m7', -2],
       ],
     );
+  });
+
+  it('keeps its own copy of a name cut from a long topic, not the topic with it', () => {
+    // V8 makes a slice of 13 characters or more a view of the string it was cut from: a device
+    // name cut from a 100 KB topic, kept as is, would keep the topic alive with it.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const accept = (i: number) => {
+      const topic = `${'x'.repeat(100_000)}/dev-${String(i).padStart(12, '0')}/metric-${String(i).padStart(9, '0')}`;
+      const [, device, metric] = topic.split('/') as [string, string, string];
+      assert.equal(r.ingest.accept('mqtt', { device, metric, value: i, ts: NOW }), 'accepted');
+    };
+    for (let i = 0; i < 10; i++) accept(i); // the code paths warm
+    r.writer.flush();
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 10; i < 210; i++) accept(i);
+    r.writer.flush();
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    // 200 topics of 100 KB would be 20 MB; 200 devices and metrics of their own, a few hundred KB.
+    assert.ok(grown < 4 * 2 ** 20, `the heap grew by ${(grown / 2 ** 20).toFixed(1)} MiB for 200 devices`);
+    assert.equal(r.ingest.knownDevices, 210);
+    assert.equal(r.events.readings.at(-1)?.[0].device, 'dev-000000000209');
   });
 
   it('counts the decoder’s own rejections', async () => {
