@@ -343,34 +343,33 @@ function mergeRead(
   let max = Number.NEGATIVE_INFINITY;
   const sums = (reads & READS_SUM) !== 0;
   const minMax = (reads & READS_MIN_MAX) !== 0;
+  // Every pane adds to the count, the sum and the bounds, its first one included: starting from
+  // 0, +∞ and −∞ gives that pane's own numbers (a pane's sum starts at +0, so it is never −0 and
+  // 0 + sum is sum, bit for bit), and an empty pane adds 0, +0, +∞ and −∞, which change nothing.
+  // So these are mergeSlot()'s operations in its order, without a branch per pane: the loop is as
+  // long as the sum's chain of additions.
   if (w === 2) {
-    // Count and sum only (no output reads min or max): the same sums in the same order.
-    for (let i = 2 * from; i < 2 * to; i += 2) {
-      const m = moments[i] as number;
-      if (m === 0) continue;
-      if (n === 0) sum = moments[i + 1] as number;
-      else if (sums) sum += moments[i + 1] as number;
-      n += m;
-    }
-  } else
-    for (let i = 4 * from; i < 4 * to; i += 4) {
-      const m = moments[i] as number;
-      if (m === 0) continue;
-      if (n === 0) {
-        sum = moments[i + 1] as number;
-        min = moments[i + 2] as number;
-        max = moments[i + 3] as number;
-      } else {
-        if (sums) sum += moments[i + 1] as number;
-        if (minMax) {
-          const lo = moments[i + 2] as number;
-          const hi = moments[i + 3] as number;
-          if (lo < min) min = lo;
-          if (hi > max) max = hi;
-        }
+    if (sums) {
+      for (let i = 2 * from; i < 2 * to; i += 2) {
+        n += moments[i] as number;
+        sum += moments[i + 1] as number;
       }
-      n += m;
+    } else for (let i = 2 * from; i < 2 * to; i += 2) n += moments[i] as number;
+  } else if (minMax) {
+    for (let i = 4 * from; i < 4 * to; i += 4) {
+      n += moments[i] as number;
+      sum += moments[i + 1] as number;
+      const lo = moments[i + 2] as number;
+      const hi = moments[i + 3] as number;
+      if (lo < min) min = lo;
+      if (hi > max) max = hi;
     }
+  } else {
+    for (let i = 4 * from; i < 4 * to; i += 4) {
+      n += moments[i] as number;
+      sum += moments[i + 1] as number;
+    }
+  }
   dst.n = n;
   dst.sum = sum;
   dst.min = min;

@@ -6,7 +6,6 @@
  * The order is Float64Array's sort order (−0 before +0), the one the exact quantile has always read
  * from, so the values at every rank are the same, bit for bit. Readings are finite: no NaN.
  */
-import { clear } from './arrays.js';
 import type { PaneValues } from './pane-values.js';
 
 /** a strictly before b in Float64Array sort order. */
@@ -90,8 +89,9 @@ export class SlidingSortedValues {
   private valid = false;
   private start = 0;
   private end = 0;
-  /** Values of panes already forgotten (expired) that are still in `values`. */
-  private leaving: number[] = [];
+  /** Values of panes already forgotten (expired) that are still in `values`: leaving[0..leavingN). */
+  private leaving: Values = new Float64Array(8);
+  private leavingN = 0;
 
   /** A value was added to the pane starting at `paneStart`. */
   added(paneStart: number, v: number): void {
@@ -119,20 +119,24 @@ export class SlidingSortedValues {
   /** Removes one occurrence of r (which is present) and inserts a: remove(r) then insert(a). */
   private replace(r: number, a: number): void {
     const values = this.values;
-    const p = indexOf(values, r, this.n);
-    // The values between the two places move by one; a loop, not copyWithin: the distance is
-    // short (about a third of the window on average) and a call into the runtime costs more.
+    let k = indexOf(values, r, this.n);
+    // The values between r's place and a's move by one, toward r's, compared as they move: the
+    // distance is short (about a third of the window on average), and one search is saved.
     if (before(a, r)) {
-      // a goes before r's place: the values from its place up to r's move up one.
-      const q = placeOf(values, a, 0, p);
-      for (let k = p; k > q; k--) values[k] = values[k - 1] as number;
-      values[q] = a;
+      // a goes before r's place: the values before r that a is before move up one.
+      while (k > 0 && before(a, values[k - 1] as number)) {
+        values[k] = values[k - 1] as number;
+        k--;
+      }
     } else {
-      // a goes after r's place: the values after r up to a's place move down one.
-      const q = placeOf(values, a, p + 1, this.n);
-      for (let k = p; k < q - 1; k++) values[k] = values[k + 1] as number;
-      values[q - 1] = a;
+      // a goes after r's place: the values after r that a is not before move down one.
+      const last = this.n - 1;
+      while (k < last && !before(a, values[k + 1] as number)) {
+        values[k] = values[k + 1] as number;
+        k++;
+      }
     }
+    values[k] = a;
   }
 
   /** The pane starting at `paneStart` left raw values for a sketch: it cannot be followed. */
@@ -148,13 +152,18 @@ export class SlidingSortedValues {
       return;
     }
     const buf = pv.buf;
+    const from = pv.startOf(i) - pv.origin;
     const to = pv.endOf(i) - pv.origin;
-    for (let k = pv.startOf(i) - pv.origin; k < to; k++) this.leaving.push(buf[k] as number);
+    let n = this.leavingN;
+    const leaving = grown(this.leaving, n + to - from);
+    this.leaving = leaving;
+    for (let k = from; k < to; k++) leaving[n++] = buf[k] as number;
+    this.leavingN = n;
   }
 
   invalidate(): void {
     this.valid = false;
-    clear(this.leaving);
+    this.leavingN = 0;
   }
 
   /**
@@ -174,41 +183,43 @@ export class SlidingSortedValues {
       this.rebuild(pv, lo, hi, start, end);
       return;
     }
-    let rn = 0;
-    let removed = removedScratch;
-    const leaving = this.leaving;
-    removed = grown(removed, leaving.length);
-    for (let i = 0; i < leaving.length; i++) removed[rn++] = leaving[i] as number;
-    clear(leaving);
-    // Panes that left: [this.start, start); panes that came: [this.end, end).
-    let i = lo;
-    while (i > head && (starts[i - 1] as number) >= this.start) i--;
-    const buf = pv.buf;
-    const o = pv.origin;
-    for (; i < lo; i++) {
-      const from = pv.startOf(i) - o;
-      const to = pv.endOf(i) - o;
-      removed = grown(removed, rn + to - from);
-      for (let k = from; k < to; k++) removed[rn++] = buf[k] as number;
-    }
-    let an = 0;
-    let added = addedScratch;
-    for (let j = hi - 1; j >= lo && (starts[j] as number) >= this.end; j--) {
-      const from = pv.startOf(j) - o;
-      const to = pv.endOf(j) - o;
-      added = grown(added, an + to - from);
-      for (let k = from; k < to; k++) added[an++] = buf[k] as number;
-    }
-    removedScratch = removed;
-    addedScratch = added;
+    // Panes that left: [this.start, start), those forgotten already in `leaving`, the others from
+    // index `left` to lo; panes that came: [this.end, end), from index `came` to hi. Consecutive
+    // panes' values are consecutive in pv.buf.
+    let left = lo;
+    while (left > head && (starts[left - 1] as number) >= this.start) left--;
+    let came = hi;
+    while (came > lo && (starts[came - 1] as number) >= this.end) came--;
     this.start = start;
     this.end = end;
+    const o = pv.origin;
+    const leftFrom = left < lo ? pv.startOf(left) - o : 0;
+    const leftTo = left < lo ? pv.endOf(lo - 1) - o : 0;
+    const cameFrom = came < hi ? pv.startOf(came) - o : 0;
+    const cameTo = came < hi ? pv.endOf(hi - 1) - o : 0;
+    const ln = this.leavingN;
+    this.leavingN = 0;
+    const rn = ln + leftTo - leftFrom;
+    const an = cameTo - cameFrom;
     if (rn === 0 && an === 0) return;
+    const buf = pv.buf;
     if (rn === 1 && an === 1) {
       // One value out, one in (panes of one reading each): one shift between their places.
-      this.replace(removed[0] as number, added[0] as number);
+      this.replace(
+        ln === 1 ? (this.leaving[0] as number) : (buf[leftFrom] as number),
+        buf[cameFrom] as number,
+      );
       return;
     }
+    // Copied by loops: a subarray to set() from is an object made per move.
+    const removed = grown(removedScratch, rn);
+    const leaving = this.leaving;
+    for (let k = 0; k < ln; k++) removed[k] = leaving[k] as number;
+    for (let k = leftFrom; k < leftTo; k++) removed[ln + k - leftFrom] = buf[k] as number;
+    const added = grown(addedScratch, an);
+    for (let k = cameFrom; k < cameTo; k++) added[k - cameFrom] = buf[k] as number;
+    removedScratch = removed;
+    addedScratch = added;
     if (rn + an <= FEW) {
       // A few values out and in (a pane or two of sparse readings): moved in place.
       for (let k = 0; k < rn; k++) this.remove(removed[k] as number);
@@ -232,7 +243,7 @@ export class SlidingSortedValues {
     this.start = start;
     this.end = end;
     this.valid = true;
-    clear(this.leaving);
+    this.leavingN = 0;
   }
 
   /** values := (values − R) ∪ A, all ascending; R ⊆ values. */
