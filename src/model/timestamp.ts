@@ -59,7 +59,60 @@ export function parseTimestamp(input: unknown): number | null {
   return null;
 }
 
-/** ISO-8601 UTC with milliseconds. */
+/** "00" to "99". */
+const TWO = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
+/** "000" to "999". */
+const THREE = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+const DAY_MS = 86_400_000;
+/** 0000-01-01T00:00:00.000Z and the first instant after 9999-12-31T23:59:59.999Z. */
+const FOUR_DIGIT_YEARS_FROM = -62_167_219_200_000;
+const FOUR_DIGIT_YEARS_TO = 253_402_300_800_000;
+
+/**
+ * ISO-8601 UTC with milliseconds, exactly as Date#toISOString writes it. Written out for the years
+ * 0000–9999 (every window bound and reading the gateway formats): toISOString costs about 1 µs on
+ * Node 20 on these machines, this a quarter of that. Other instants (six-digit years, fractions of
+ * a millisecond) go to toISOString.
+ */
 export function formatTimestamp(ms: number): string {
-  return new Date(ms).toISOString();
+  if (!(ms >= FOUR_DIGIT_YEARS_FROM && ms < FOUR_DIGIT_YEARS_TO) || !Number.isInteger(ms))
+    return new Date(ms).toISOString();
+  const days = Math.floor(ms / DAY_MS);
+  let t = ms - days * DAY_MS;
+  const milli = t % 1000;
+  t = (t - milli) / 1000;
+  const sec = t % 60;
+  t = (t - sec) / 60;
+  const min = t % 60;
+  const hour = (t - min) / 60;
+  if (days !== lastDay) {
+    lastDay = days;
+    lastDate = dateText(days);
+  }
+  return `${lastDate}${TWO[hour]}:${TWO[min]}:${TWO[sec]}.${THREE[milli]}Z`;
+}
+
+/** The date of the last instant formatted, "YYYY-MM-DDT": times of one day share it. */
+let lastDay = Number.NaN;
+let lastDate = '';
+
+/**
+ * "YYYY-MM-DDT" of a day count from 1970-01-01, in the proleptic Gregorian calendar (H. Hinnant's
+ * civil_from_days): eras of 400 years from 0000-03-01, each year starting in March so that a leap
+ * day comes last.
+ */
+function dateText(days: number): string {
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const hi = Math.floor(year / 100);
+  return `${TWO[hi]}${TWO[year - hi * 100]}-${TWO[month]}-${TWO[day]}T`;
 }

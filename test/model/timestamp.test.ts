@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   formatTimestamp,
   MAX_EPOCH_MS,
@@ -143,6 +144,39 @@ describe('formatTimestamp', () => {
   it('writes ISO-8601 UTC with milliseconds', () => {
     assert.equal(formatTimestamp(T), '2026-11-24T10:00:03.250Z');
     assert.equal(formatTimestamp(0), '1970-01-01T00:00:00.000Z');
+  });
+
+  it('writes every instant exactly as Date#toISOString does', () => {
+    const edges = [
+      -62_167_219_200_001, // the last millisecond of year −1: a six-digit year
+      -62_167_219_200_000, // 0000-01-01T00:00:00.000Z
+      -62_162_035_200_000, // 0000-03-01 (year 0 is a leap year)
+      Date.UTC(1600, 1, 29, 23, 59, 59, 999),
+      Date.UTC(1900, 1, 28, 12),
+      Date.UTC(1900, 2, 1),
+      Date.UTC(1969, 11, 31, 23, 59, 59, 999),
+      Date.UTC(2000, 1, 29),
+      Date.UTC(2100, 2, 1),
+      253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+      253_402_300_800_000, // +010000-01-01
+      MAX_EPOCH_MS,
+      -MAX_EPOCH_MS,
+      T + 0.5,
+      -0.5,
+    ];
+    for (const ms of edges) assert.equal(formatTimestamp(ms), new Date(ms).toISOString(), String(ms));
+    fc.assert(
+      fc.property(fc.integer({ min: -MAX_EPOCH_MS, max: MAX_EPOCH_MS }), (ms) => {
+        assert.equal(formatTimestamp(ms), new Date(ms).toISOString());
+      }),
+      { numRuns: 20_000, seed: 20261204 },
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: -62_167_219_200_000, max: 253_402_300_799_999 }), (ms) => {
+        assert.equal(formatTimestamp(ms), new Date(ms).toISOString());
+      }),
+      { numRuns: 20_000, seed: 20261205 },
+    );
   });
 
   it('round-trips through parseTimestamp', () => {
