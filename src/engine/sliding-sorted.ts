@@ -143,9 +143,22 @@ export class SlidingSortedValues {
   private replace(r: number, a: number): void {
     const values = this.values;
     let k = indexOf(values, r, this.n);
+    const last = this.n - 1;
     // The values between r's place and a's move by one, toward r's, compared as they move: the
-    // distance is short (about a third of the window on average), and one search is saved.
-    if (before(a, r)) {
+    // distance is short (about a third of the window on average), and one search is saved. For
+    // a ≠ 0, "a before x" is a < x: the loops compare numbers only.
+    if (a !== 0) {
+      if (a < r)
+        while (k > 0 && a < (values[k - 1] as number)) {
+          values[k] = values[k - 1] as number;
+          k--;
+        }
+      else
+        while (k < last && a >= (values[k + 1] as number)) {
+          values[k] = values[k + 1] as number;
+          k++;
+        }
+    } else if (before(a, r)) {
       // a goes before r's place: the values before r that a is before move up one.
       while (k > 0 && before(a, values[k - 1] as number)) {
         values[k] = values[k - 1] as number;
@@ -153,7 +166,6 @@ export class SlidingSortedValues {
       }
     } else {
       // a goes after r's place: the values after r that a is not before move down one.
-      const last = this.n - 1;
       while (k < last && !before(a, values[k + 1] as number)) {
         values[k] = values[k + 1] as number;
         k++;
