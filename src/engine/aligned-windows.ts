@@ -111,7 +111,7 @@ export class AlignedWindowOperator implements WindowOperator {
             qs: q.qs,
             offsets: q.offsets,
             values: new PaneValues(),
-            sorted: assigner.size > assigner.pane ? new SlidingSortedValues() : null,
+            sorted: assigner.size > assigner.pane ? new SlidingSortedValues(Math.min(...q.qs)) : null,
           }));
     this.followsSorted = this.quantiles.some((q) => q.sorted !== null);
   }
@@ -391,6 +391,6 @@ export class AlignedWindowOperator implements WindowOperator {
   ): void {
     sorted.moveTo(this.paneStarts, q.values, this.head, lo, hi, start, end);
     if (end > this.sortedEnd) this.sortedEnd = end;
-    writeQuantiles(sorted.values, sorted.n, q.qs, out, q.offsets);
+    sorted.write(q.qs, out, q.offsets);
   }
 }

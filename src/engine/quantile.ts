@@ -12,15 +12,16 @@ export const EXACT_LIMIT = 1000;
 /**
  * The q-quantile (0 ≤ q ≤ 1) of ascending `sorted[0..n)`, as numpy.quantile(method='linear'):
  * virtual index (n−1)·q, then numpy's `_lerp`, which interpolates from the upper neighbour when the
- * fraction is ≥ 0.5 so that results are monotone and exact at the ends.
+ * fraction is ≥ 0.5 so that results are monotone and exact at the ends. Index i is read at
+ * `sorted[i − base]`.
  */
-export function interpolateSorted(sorted: ArrayLike<number>, n: number, q: number): number {
+export function interpolateSorted(sorted: ArrayLike<number>, n: number, q: number, base = 0): number {
   if (n === 0) return Number.NaN;
   const virtual = (n - 1) * q;
   const lo = Math.floor(virtual);
   const gamma = virtual - lo;
-  const a = sorted[Math.min(Math.max(lo, 0), n - 1)] as number;
-  const b = sorted[Math.min(Math.max(lo + 1, 0), n - 1)] as number;
+  const a = sorted[Math.min(Math.max(lo, 0), n - 1) - base] as number;
+  const b = sorted[Math.min(Math.max(lo + 1, 0), n - 1) - base] as number;
   const diff = b - a;
   return gamma >= 0.5 ? b - diff * (1 - gamma) : a + diff * gamma;
 }
@@ -190,16 +191,21 @@ export function quantileScratch(n: number): Float64Array {
   return scratch;
 }
 
-/** Quantiles `qs` of ascending `sorted[0..n)` into `out[offsets[j]]`: null (NaN) each when n = 0. */
+/**
+ * Quantiles `qs` of ascending values [0..n) into `out[offsets[j]]`: null (NaN) each when n = 0. The
+ * values from index `base` on are `sorted[0..n − base)` (the rest are not read: `base` is at most
+ * the lowest index the quantiles interpolate from).
+ */
 export function writeQuantiles(
   sorted: ArrayLike<number>,
   n: number,
   qs: readonly number[],
   out: number[],
   offsets: readonly number[],
+  base = 0,
 ): void {
   for (let j = 0; j < qs.length; j++)
-    out[offsets[j] as number] = interpolateSorted(sorted, n, qs[j] as number);
+    out[offsets[j] as number] = interpolateSorted(sorted, n, qs[j] as number, base);
 }
 
 /**

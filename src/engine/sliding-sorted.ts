@@ -5,8 +5,15 @@
  *
  * The order is Float64Array's sort order (−0 before +0), the one the exact quantile has always read
  * from, so the values at every rank are the same, bit for bit. Readings are finite: no NaN.
+ *
+ * When every quantile read is high (p75 and above: p95, p99, max), only the window's upper tail is
+ * kept sorted: its `t` greatest values, at least as many as the quantiles interpolate from and at
+ * most three times as many. A value that leaves or comes in below the tail costs one comparison;
+ * when values left from the tail until it is short, it is found again, twice as long as needed, by
+ * one sweep over the window's values. A window of 60 one-reading panes read at p95 needs 4 values.
  */
 import type { PaneValues } from './pane-values.js';
+import { writeQuantiles } from './quantile.js';
 
 /** a strictly before b in Float64Array sort order. */
 function before(a: number, b: number): boolean {
@@ -105,10 +112,20 @@ function grown(buf: Values, need: number): Values {
   return next;
 }
 
+/** A slot whose lowest quantile is at least this keeps only its windows' upper tail sorted. */
+export const TAIL_FROM = 0.75;
+
 export class SlidingSortedValues {
-  /** Ascending values of the panes with start in [start, end), plus `leaving`, while valid. */
+  /**
+   * While valid: the ascending values of the panes with start in [start, end), plus `leaving`; of
+   * them only the greatest t, values[0..t), when the tail alone is kept (`tailQ` ≥ 0).
+   */
   values: Values = new Float64Array(64);
+  /** How many values the window holds (the tail's too). */
   n = 0;
+  private t = 0;
+  /** The lowest quantile read, when only the tail is kept; −1 when every value is kept sorted. */
+  private readonly tailQ: number;
   private valid = false;
   private start = 0;
   private end = 0;
@@ -116,10 +133,119 @@ export class SlidingSortedValues {
   private leaving: Values = new Float64Array(8);
   private leavingN = 0;
 
+  /** `lowestQ`: the lowest quantile (0–1) the slot reads. */
+  constructor(lowestQ = 0) {
+    this.tailQ = lowestQ >= TAIL_FROM ? lowestQ : -1;
+  }
+
   /** A value was added to the pane starting at `paneStart`. */
   added(paneStart: number, v: number): void {
     if (!this.valid || paneStart < this.start || paneStart >= this.end) return;
-    this.insert(v);
+    if (this.tailQ < 0) this.insert(v);
+    else {
+      this.n++;
+      this.tailAdd(v);
+    }
+  }
+
+  /** The quantiles `qs` of the values into `out[offsets[j]]` (null, NaN, when there are none). */
+  write(qs: readonly number[], out: number[], offsets: readonly number[]): void {
+    if (this.tailQ < 0) writeQuantiles(this.values, this.n, qs, out, offsets);
+    else writeQuantiles(this.values, this.n, qs, out, offsets, this.n - this.t);
+  }
+
+  /**
+   * How many of the greatest values the quantiles read from n: those from the lowest index any of
+   * them interpolates from, ⌊(n − 1)·q⌋ for the lowest q (interpolateSorted's).
+   */
+  private tailNeed(n: number): number {
+    return n === 0 ? 0 : n - Math.floor((n - 1) * this.tailQ);
+  }
+
+  /** v came in: it joins the tail unless it is below the tail's least value (or the tail is empty). */
+  private tailAdd(v: number): void {
+    const t = this.t;
+    if (t === 0 || before(v, this.values[0] as number)) return;
+    const values = grown(this.values, t + 1);
+    this.values = values;
+    let k = t;
+    while (k > 0 && before(v, values[k - 1] as number)) {
+      values[k] = values[k - 1] as number;
+      k--;
+    }
+    values[k] = v;
+    this.t = t + 1;
+  }
+
+  /**
+   * r left: from the tail unless it is below the tail's least value. A value after the least is in
+   * the tail (every copy of it: the values outside are at most the least); one the same as the least
+   * may be outside too, and taking the tail's copy leaves the same values.
+   */
+  private tailRemove(r: number): void {
+    const t = this.t;
+    const values = this.values;
+    if (t === 0 || before(r, values[0] as number)) return;
+    const k = indexOf(values, r, t);
+    for (let j = k; j < t - 1; j++) values[j] = values[j + 1] as number;
+    this.t = t - 1;
+  }
+
+  /**
+   * The tail at least as long as the quantiles of n values need: short, it is found again among
+   * the values of panes [lo, hi), twice as long as needed, so that the next values to leave from it
+   * do not each cost a sweep; past three times as long, its least values are dropped (they stay in
+   * the window, below it).
+   */
+  private fitTail(pv: PaneValues, lo: number, hi: number): void {
+    const need = this.tailNeed(this.n);
+    const t = this.t;
+    if (t < need) {
+      this.sweepTail(pv, lo, hi, Math.min(this.n, 2 * need));
+      return;
+    }
+    if (t <= 3 * need) return;
+    const keep = 2 * need;
+    const values = this.values;
+    const drop = t - keep;
+    for (let j = 0; j < keep; j++) values[j] = values[j + drop] as number;
+    this.t = keep;
+  }
+
+  /** The `need` greatest values of panes [lo, hi), ascending (all of them, if fewer), in one sweep. */
+  private sweepTail(pv: PaneValues, lo: number, hi: number, need: number): void {
+    if (need === 0) {
+      this.t = 0;
+      return;
+    }
+    const from = hi > lo ? pv.startOf(lo) - pv.origin : 0;
+    const to = hi > lo ? pv.endOf(hi - 1) - pv.origin : 0;
+    const buf = pv.buf;
+    const values = grown(this.values, need);
+    this.values = values;
+    let t = 0;
+    for (let i = from; i < to; i++) {
+      const v = buf[i] as number;
+      if (t < need) {
+        // Still filling: an insertion.
+        let k = t;
+        while (k > 0 && before(v, values[k - 1] as number)) {
+          values[k] = values[k - 1] as number;
+          k--;
+        }
+        values[k] = v;
+        t++;
+      } else if (before(values[0] as number, v)) {
+        // After the least: the least leaves, v goes in its place among the rest.
+        let k = 1;
+        while (k < t && !before(v, values[k] as number)) {
+          values[k - 1] = values[k] as number;
+          k++;
+        }
+        values[k - 1] = v;
+      }
+    }
+    this.t = t;
   }
 
   private insert(v: number): void {
@@ -236,8 +362,18 @@ export class SlidingSortedValues {
     this.leavingN = 0;
     const rn = ln + leftTo - leftFrom;
     const an = cameTo - cameFrom;
-    if (rn === 0 && an === 0) return;
     const buf = pv.buf;
+    if (this.tailQ >= 0) {
+      const leaving = this.leaving;
+      for (let k = 0; k < ln; k++) this.tailRemove(leaving[k] as number);
+      for (let k = leftFrom; k < leftTo; k++) this.tailRemove(buf[k] as number);
+      for (let k = cameFrom; k < cameTo; k++) this.tailAdd(buf[k] as number);
+      this.n += an - rn;
+      // Also when nothing moved: a value added since may have left the tail short.
+      this.fitTail(pv, lo, hi);
+      return;
+    }
+    if (rn === 0 && an === 0) return;
     if (rn === 1 && an === 1) {
       // One value out, one in (panes of one reading each): one shift between their places.
       this.replace(
@@ -270,10 +406,13 @@ export class SlidingSortedValues {
     // Consecutive panes' values are consecutive in pv.buf.
     const from = hi > lo ? pv.startOf(lo) - pv.origin : 0;
     const n = hi > lo ? pv.endOf(hi - 1) - pv.origin - from : 0;
-    const values = grown(this.values, n);
-    this.values = values;
-    values.set(pv.buf.subarray(from, from + n));
-    values.subarray(0, n).sort();
+    if (this.tailQ >= 0) this.sweepTail(pv, lo, hi, Math.min(n, 2 * this.tailNeed(n)));
+    else {
+      const values = grown(this.values, n);
+      this.values = values;
+      values.set(pv.buf.subarray(from, from + n));
+      values.subarray(0, n).sort();
+    }
     this.n = n;
     this.start = start;
     this.end = end;
