@@ -53,64 +53,55 @@ function scenarios(): Record<string, Scenario> {
     });
   }
   const everyRule = hundred.map((r, k) => ({ ...r, match: {}, id: `all-${k}` }));
+  /** A scenario of one rule over 1,000 devices reporting one metric. */
+  const single = (
+    id: string,
+    title: string,
+    target: number | null,
+    readings: number,
+    window: Record<string, unknown>,
+    aggregates: Record<string, string>,
+  ): Scenario => ({
+    title,
+    target,
+    readings,
+    devices: 1000,
+    metrics: 1,
+    rules: [{ id, window, aggregates }],
+  });
   return {
-    tumbling: {
-      title: 'tumbling 10 s, avg+max, 1,000 groups',
-      target: 2_000_000,
-      readings: 5_000_000,
-      devices: 1000,
-      metrics: 1,
-      rules: [
-        {
-          id: 'tumbling',
-          window: { type: 'tumbling', size: '10s' },
-          aggregates: { avg: 'avg', peak: 'max' },
-        },
-      ],
-    },
-    sliding: {
-      title: 'sliding 60 s / 10 s, avg+p95, 1,000 groups',
-      target: 1_500_000,
-      readings: 3_000_000,
-      devices: 1000,
-      metrics: 1,
-      rules: [
-        {
-          id: 'sliding',
-          window: { type: 'sliding', size: '60s', slide: '10s' },
-          aggregates: { avg: 'avg', p95: 'p95' },
-        },
-      ],
-    },
-    sliding1s: {
-      title: 'sliding 60 s / 1 s, avg+p95, 1,000 groups (60 windows overlap each reading)',
-      target: null,
-      readings: 3_000_000,
-      devices: 1000,
-      metrics: 1,
-      rules: [
-        {
-          id: 'sliding1s',
-          window: { type: 'sliding', size: '60s', slide: '1s' },
-          aggregates: { avg: 'avg', p95: 'p95' },
-        },
-      ],
-    },
-    tumbling1s: {
-      title:
-        'tumbling 1 s, avg+p95, 1,000 groups (as many windows close per reading as sliding 60 s / 1 s, none overlap)',
-      target: null,
-      readings: 3_000_000,
-      devices: 1000,
-      metrics: 1,
-      rules: [
-        {
-          id: 'tumbling1s',
-          window: { type: 'tumbling', size: '1s' },
-          aggregates: { avg: 'avg', p95: 'p95' },
-        },
-      ],
-    },
+    tumbling: single(
+      'tumbling',
+      'tumbling 10 s, avg+max, 1,000 groups',
+      2_000_000,
+      5_000_000,
+      { type: 'tumbling', size: '10s' },
+      { avg: 'avg', peak: 'max' },
+    ),
+    sliding: single(
+      'sliding',
+      'sliding 60 s / 10 s, avg+p95, 1,000 groups',
+      1_500_000,
+      3_000_000,
+      { type: 'sliding', size: '60s', slide: '10s' },
+      { avg: 'avg', p95: 'p95' },
+    ),
+    sliding1s: single(
+      'sliding1s',
+      'sliding 60 s / 1 s, avg+p95, 1,000 groups (60 windows overlap each reading)',
+      null,
+      3_000_000,
+      { type: 'sliding', size: '60s', slide: '1s' },
+      { avg: 'avg', p95: 'p95' },
+    ),
+    tumbling1s: single(
+      'tumbling1s',
+      'tumbling 1 s, avg+p95, 1,000 groups (as many windows close per reading as sliding 60 s / 1 s, none overlap)',
+      null,
+      3_000_000,
+      { type: 'tumbling', size: '1s' },
+      { avg: 'avg', p95: 'p95' },
+    ),
     hundred: {
       title:
         '100 rules on one stream (100 devices × 10 metrics; each rule one metric, ~10 rules per reading)',

@@ -32,40 +32,43 @@ const value = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
 );
 
+/**
+ * Panes of one value (one out, one in), of 0–3 (moved in place) or of up to 40 (merged, sorted by
+ * insertion or past 32 by the typed array).
+ */
+const panesArb = fc.array(
+  fc.oneof(
+    fc.array(value, { minLength: 1, maxLength: 1 }),
+    fc.array(value, { maxLength: 3 }),
+    fc.array(value, { maxLength: 40 }),
+  ),
+  { minLength: 2, maxLength: 40 },
+);
+
+/** Panes filled in a shuffled order (`order`), read by windows of 1–8 panes moved by 1–3. */
+const movesArb = fc.record({
+  values: panesArb,
+  width: fc.integer({ min: 1, max: 8 }),
+  order: fc.array(fc.nat(), { maxLength: 60 }),
+  step: fc.integer({ min: 1, max: 3 }),
+});
+
 describe('SlidingSortedValues', () => {
   it('moved window by window holds exactly the sorted values of each, ±0 and ties included', () => {
     let moves = 0;
     fc.assert(
-      fc.property(
-        // Panes of one value (one out, one in), of 0–3 (moved in place) or of up to 40 (merged,
-        // sorted by insertion or past 32 by the typed array), windows of 1–8 panes moved by 1–3.
-        fc.array(
-          fc.oneof(
-            fc.array(value, { minLength: 1, maxLength: 1 }),
-            fc.array(value, { maxLength: 3 }),
-            fc.array(value, { maxLength: 40 }),
-          ),
-          {
-            minLength: 2,
-            maxLength: 40,
-          },
-        ),
-        fc.integer({ min: 1, max: 8 }),
-        fc.array(fc.nat(), { maxLength: 60 }),
-        fc.integer({ min: 1, max: 3 }),
-        (values, width, order, step) => {
-          const { starts, panes } = panesOf(values, order);
-          const sorted = new SlidingSortedValues();
-          for (let lo = 0; lo + width <= values.length; lo += step) {
-            const hi = lo + width;
-            sorted.moveTo(starts, panes, 0, lo, hi, lo * 1000, hi * 1000);
-            const got = Array.from(sorted.values.subarray(0, sorted.n));
-            // Object.is tells −0 from +0: deepStrictEqual does.
-            assert.deepStrictEqual(got, expected(values, lo, hi), `window [${lo}, ${hi})`);
-            moves++;
-          }
-        },
-      ),
+      fc.property(movesArb, ({ values, width, order, step }) => {
+        const { starts, panes } = panesOf(values, order);
+        const sorted = new SlidingSortedValues();
+        for (let lo = 0; lo + width <= values.length; lo += step) {
+          const hi = lo + width;
+          sorted.moveTo(starts, panes, 0, lo, hi, lo * 1000, hi * 1000);
+          const got = Array.from(sorted.values.subarray(0, sorted.n));
+          // Object.is tells −0 from +0: deepStrictEqual does.
+          assert.deepStrictEqual(got, expected(values, lo, hi), `window [${lo}, ${hi})`);
+          moves++;
+        }
+      }),
       { numRuns: 500, seed: 3_12_2026 },
     );
     assert.ok(moves > 1000, `only ${moves} moves checked`);
@@ -77,21 +80,11 @@ describe('SlidingSortedValues', () => {
     let late = 0;
     fc.assert(
       fc.property(
-        fc.array(
-          fc.oneof(
-            fc.array(value, { minLength: 1, maxLength: 1 }),
-            fc.array(value, { maxLength: 3 }),
-            fc.array(value, { maxLength: 40 }),
-          ),
-          { minLength: 2, maxLength: 40 },
-        ),
-        fc.integer({ min: 1, max: 8 }),
-        fc.array(fc.nat(), { maxLength: 60 }),
-        fc.integer({ min: 1, max: 3 }),
+        movesArb,
         fc.constantFrom(...QS),
         // Values that come late, each into some pane of the window just read.
         fc.array(fc.tuple(fc.nat(), value), { maxLength: 20 }),
-        (values, width, order, step, qs, lateValues) => {
+        ({ values, width, order, step }, qs, lateValues) => {
           const { starts, panes } = panesOf(values, order);
           const sorted = new SlidingSortedValues(Math.min(...qs));
           const offsets = qs.map((_, j) => j);
