@@ -348,14 +348,8 @@ function mergeRead(
   // 0 + sum is sum, bit for bit), and an empty pane adds 0, +0, +∞ and −∞, which change nothing.
   // So these are mergeSlot()'s operations in its order, without a branch per pane: the loop is as
   // long as the sum's chain of additions.
-  if (w === 2) {
-    if (sums) {
-      for (let i = 2 * from; i < 2 * to; i += 2) {
-        n += moments[i] as number;
-        sum += moments[i + 1] as number;
-      }
-    } else for (let i = 2 * from; i < 2 * to; i += 2) n += moments[i] as number;
-  } else if (minMax) {
+  // minMax only with width 4 (a plan is 2 wide when no output reads min or max).
+  if (minMax) {
     for (let i = 4 * from; i < 4 * to; i += 4) {
       n += moments[i] as number;
       sum += moments[i + 1] as number;
@@ -364,12 +358,12 @@ function mergeRead(
       if (lo < min) min = lo;
       if (hi > max) max = hi;
     }
-  } else {
-    for (let i = 4 * from; i < 4 * to; i += 4) {
+  } else if (sums) {
+    for (let i = w * from; i < w * to; i += w) {
       n += moments[i] as number;
       sum += moments[i + 1] as number;
     }
-  }
+  } else for (let i = w * from; i < w * to; i += w) n += moments[i] as number;
   dst.n = n;
   dst.sum = sum;
   dst.min = min;

@@ -82,15 +82,20 @@ function sortFirst(a: Values, n: number): void {
     a.subarray(0, n).sort();
     return;
   }
-  for (let i = 1; i < n; i++) {
-    const x = a[i] as number;
-    let j = i - 1;
-    while (j >= 0 && before(x, a[j] as number)) {
-      a[j + 1] = a[j] as number;
-      j--;
-    }
-    a[j + 1] = x;
+  for (let i = 1; i < n; i++) insertInto(a, i, a[i] as number);
+}
+
+/**
+ * Puts v into ascending a[0..n), which becomes a[0..n + 1) (a has room): the values it is before
+ * move up one, from the end. For short runs, where a search and a call into the runtime cost more.
+ */
+function insertInto(a: Values, n: number, v: number): void {
+  let k = n;
+  while (k > 0 && before(v, a[k - 1] as number)) {
+    a[k] = a[k - 1] as number;
+    k--;
   }
+  a[k] = v;
 }
 
 /** Up to this many values out and in, a move is done in place rather than by a merge. */
@@ -150,8 +155,8 @@ export class SlidingSortedValues {
 
   /** The quantiles `qs` of the values into `out[offsets[j]]` (null, NaN, when there are none). */
   write(qs: readonly number[], out: number[], offsets: readonly number[]): void {
-    if (this.tailQ < 0) writeQuantiles(this.values, this.n, qs, out, offsets);
-    else writeQuantiles(this.values, this.n, qs, out, offsets, this.n - this.t);
+    // The tail holds the values from index n − t on.
+    writeQuantiles(this.values, this.n, qs, out, offsets, this.tailQ < 0 ? 0 : this.n - this.t);
   }
 
   /**
@@ -168,12 +173,7 @@ export class SlidingSortedValues {
     if (t === 0 || before(v, this.values[0] as number)) return;
     const values = grown(this.values, t + 1);
     this.values = values;
-    let k = t;
-    while (k > 0 && before(v, values[k - 1] as number)) {
-      values[k] = values[k - 1] as number;
-      k--;
-    }
-    values[k] = v;
+    insertInto(values, t, v);
     this.t = t + 1;
   }
 
@@ -226,16 +226,8 @@ export class SlidingSortedValues {
     let t = 0;
     for (let i = from; i < to; i++) {
       const v = buf[i] as number;
-      if (t < need) {
-        // Still filling: an insertion.
-        let k = t;
-        while (k > 0 && before(v, values[k - 1] as number)) {
-          values[k] = values[k - 1] as number;
-          k--;
-        }
-        values[k] = v;
-        t++;
-      } else if (before(values[0] as number, v)) {
+      if (t < need) insertInto(values, t++, v);
+      else if (before(values[0] as number, v)) {
         // After the least: the least leaves, v goes in its place among the rest.
         let k = 1;
         while (k < t && !before(v, values[k] as number)) {
